@@ -1,0 +1,15 @@
+"""jaxcheck: verify gradients against finite differences, element by element."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from ._check import assert_grad as assert_grad
+from ._check import check_grad as check_grad
+from ._errors import GradCheckError as GradCheckError
+from ._result import CheckResult as CheckResult
+from ._result import ElementReport as ElementReport
+from ._result import LeafReport as LeafReport
+
+try:
+    __version__ = version("jaxcheck")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"

@@ -1,0 +1,443 @@
+"""check_grad and assert_grad: validate the input, pick the engine, judge, assemble the result."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import numbers
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _stencils as st
+from ._coords import Coords, Leaf, OnlySpec
+from ._engine import JaxEngine
+from ._errors import GradCheckError, format_index, list_paths
+from ._host import HostEngine
+from ._result import CheckResult, ElementReport, LeafReport
+
+MODES = ("full",)
+PRECISIONS = ("float64", "native")
+CONFIRM_AT_MOST = 64  # mismatches re-evaluated per leaf to tell nondeterminism from a bug
+
+
+def check_grad(
+    fn: Callable[..., Any],
+    params: Any,
+    *args: Any,
+    grad_fn: Callable[..., Any] | None = None,
+    mode: str = "full",
+    eps: float | Mapping[str, float] | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    only: OnlySpec = None,
+    precision: str = "float64",
+    seed: int = 0,
+    chunk_size: int | None = None,
+) -> CheckResult:
+    """Check a gradient against central finite differences, element by element.
+
+    For every floating-point element θ_i of `params`, computes
+    D_i = (fn(θ + h_i e_i) − fn(θ − h_i e_i)) / 2h_i and compares it with the gradient under
+    test g_i. The element fails when |g_i − D_i| exceeds a tolerance built from an error
+    model of the finite difference itself (round-off ∝ |fn| / h_i, truncation estimated from
+    a second step 2h_i) plus `rtol·|g_i| + atol`; see the README's "How pass/fail is decided".
+
+    Args:
+        fn: `fn(params, *args)` returns the scalar loss. JAX code is evaluated in jit-compiled
+            vmap batches; code JAX cannot trace (plain NumPy) is evaluated on the host, one
+            point at a time. A non-scalar output is checked through a random projection w·fn.
+        params: any pytree of parameters. Non-float leaves are skipped and listed.
+        *args: data and targets, passed to fn and grad_fn unchanged (float arrays are cast
+            to float64 when `precision="float64"`).
+        grad_fn: the gradient under test, `grad_fn(params, *args)`, returning a pytree like
+            params or one flat vector in `ravel_pytree(params)` order. None: `jax.grad(fn)`.
+        mode: "full", every element (the only mode so far).
+        eps: the step h: None for h_i = u^(1/3)·max(|θ_i|, typical scale of the leaf); a
+            number for the same absolute step everywhere; or {leaf path: step}.
+        rtol: relative tolerance on |g_i|; default 1e-6 for float64 gradients, 64·u for
+            lower-precision ones.
+        atol: absolute tolerance added to every element's; default 0.
+        only: check only leaves whose key path matches: a regular expression (searched), a
+            list of them, or a function of the path string.
+        precision: "float64" (default) checks in float64 whatever the model's dtype, inside
+            `jax.enable_x64` (the global config is untouched); "native" checks in the
+            parameters' own dtypes.
+        seed: seed of the random projection used for non-scalar outputs.
+        chunk_size: perturbations per compiled batch; None sizes chunks from the leaf.
+
+    Returns:
+        A `CheckResult`.
+
+    Raises:
+        ValueError, TypeError: bad input, before any long computation, with the leaf path
+            and the fix in the message.
+
+    Example:
+        >>> import jax.numpy as jnp, jaxcheck
+        >>> loss = lambda p, x: jnp.sum(jnp.tanh(x @ p["w"]) ** 2)
+        >>> params = {"w": jnp.ones((3, 2)) / 4}
+        >>> jaxcheck.check_grad(loss, params, jnp.arange(6.0).reshape(2, 3)).passed
+        True
+    """
+    _validate_options(fn, grad_fn, mode, rtol, atol, precision, seed, chunk_size)
+    coords = Coords.build(params, only)
+    steps = _steps_option(eps, coords)
+    with _numerics(precision):
+        return _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, seed, chunk_size)
+
+
+def assert_grad(fn: Callable[..., Any], params: Any, *args: Any, **options: Any) -> CheckResult:
+    """`check_grad`, raising `jaxcheck.GradCheckError` (an AssertionError) when it fails.
+
+    Returns the `CheckResult` when the check passes. The error's message is the report, and
+    the result is in its `.result`.
+    """
+    result = check_grad(fn, params, *args, **options)
+    if not result.passed:
+        raise GradCheckError(result)
+    return result
+
+
+# ---- options and context -----------------------------------------------------------------
+
+
+def _validate_options(fn, grad_fn, mode, rtol, atol, precision, seed, chunk_size) -> None:
+    if not callable(fn):
+        raise TypeError(f"fn must be a function fn(params, *args) -> loss; got {type(fn).__name__}.")
+    if grad_fn is not None and not callable(grad_fn):
+        raise TypeError(
+            f"grad_fn must be a function grad_fn(params, *args) -> gradients, or None for "
+            f"jax.grad(fn); got {type(grad_fn).__name__}."
+        )
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r} is not available; choose one of {MODES}.")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}: choose 'float64' (default) or 'native'.")
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if value is not None and not (_is_real(value) and 0 <= value < math.inf):
+            raise ValueError(f"{name}={value!r}: pass a finite number >= 0, or None for the default.")
+    if not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed={seed!r}: pass an integer.")
+    if chunk_size is not None and not (isinstance(chunk_size, numbers.Integral) and chunk_size > 0):
+        raise ValueError(f"chunk_size={chunk_size!r}: pass a positive integer, or None.")
+
+
+def _is_real(x: Any) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def _steps_option(eps: Any, coords: Coords) -> dict[str, float]:
+    """{leaf path: absolute step} for leaves with a user step."""
+    if eps is None:
+        return {}
+    if isinstance(eps, Mapping):
+        known = {leaf.path for leaf in coords.checked}
+        unknown = [k for k in eps if k not in known]
+        if unknown:
+            raise ValueError(
+                f"eps= names {list_paths([str(k) for k in unknown])}, which are not checked "
+                f"leaves. Use key paths as jax.tree_util.keystr writes them: {list_paths(sorted(known))}."
+            )
+        items = dict(eps)
+    else:
+        items = {leaf.path: eps for leaf in coords.checked}
+    for path, value in items.items():
+        if not (_is_real(value) and 0 < value < math.inf):
+            where = f" for {path}" if isinstance(eps, Mapping) else ""
+            raise ValueError(
+                f"eps={value!r}{where}: a step must be a finite number > 0 (e.g. 1e-6), "
+                "or None for the default."
+            )
+    return {k: float(v) for k, v in items.items()}
+
+
+@contextlib.contextmanager
+def _numerics(precision: str):
+    """float64 where asked, and full-precision matmuls (no TF32 or bf16 passes) always."""
+    with contextlib.ExitStack() as stack:
+        if precision == "float64":
+            stack.enter_context(jax.enable_x64(True))
+        stack.enter_context(jax.default_matmul_precision("highest"))
+        yield
+
+
+def _cast_args(args: tuple, precision: str) -> tuple:
+    if precision != "float64":
+        return args
+
+    def cast(x):
+        if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jnp.floating):
+            return x.astype(jnp.float64)
+        if isinstance(x, np.ndarray) and np.issubdtype(x.dtype, np.floating):
+            return x.astype(np.float64)
+        return x
+
+    return jax.tree_util.tree_map(cast, args)
+
+
+# ---- the check ---------------------------------------------------------------------------
+
+
+def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, seed, chunk_size):
+    notes: list[str] = []
+    leaves = jax.tree_util.tree_leaves(params)
+    traced, why = _trace(fn, leaves, coords, args)
+    if precision == "float64":
+        dtype_of = lambda leaf: np.float64  # noqa: E731
+    elif traced is not None:  # what JAX itself computes in under the current config
+        dtype_of = lambda leaf: jax.dtypes.canonicalize_dtype(leaf.dtype)  # noqa: E731
+    else:
+        dtype_of = lambda leaf: leaf.dtype  # noqa: E731
+    values = coords.cast(leaves, dtype_of)
+    work_params, work_args = coords.unflatten(values), _cast_args(args, precision)
+    coords.check_finite(values)
+    if precision == "float64" and any(np.dtype(l.dtype).itemsize < 8 for l in coords.checked):
+        notes.append("lower-precision leaves checked in float64 (precision='native' checks in their own dtype)")
+
+    out = fn(work_params, *work_args)
+    shape, out_dtype = _output_info(out)
+    w = None
+    if int(np.prod(shape)) != 1:
+        if grad_fn is not None:
+            raise ValueError(
+                f"fn returned an array of shape {shape}, but grad_fn is given: a gradient "
+                "belongs to a scalar loss. Make fn return the scalar loss that grad_fn "
+                "differentiates (e.g. jnp.sum(...)), or drop grad_fn to check JAX's derivative "
+                "of fn through a random projection w·fn(params)."
+            )
+        w = np.random.default_rng(seed).standard_normal(shape).astype(out_dtype)
+        notes.append(
+            f"fn returns shape {shape}: checked the scalar w·fn(params) for one random "
+            f"w ~ N(0, I) (seed={seed}), which exposes any wrong Jacobian column almost surely"
+        )
+    fn_scalar = _scalarized(fn, w)
+    f_first, f_again = float(fn_scalar(work_params, *work_args)), float(fn_scalar(work_params, *work_args))
+    _check_base(f_first, f_again, out_dtype)
+
+    if traced is None:
+        notes.append(f"fn is not JAX-traceable ({why}): perturbations evaluated on the host, one at a time")
+        engine = HostEngine(fn_scalar, values, coords, work_args)
+    else:
+        engine = JaxEngine(fn_scalar, values, coords, work_args, chunk_size)
+    if grad_fn is None:
+        if traced is None:
+            raise TypeError(
+                f"fn could not be traced by JAX ({why}), so jax.grad cannot compute the gradient "
+                "to check. Pass your handwritten backward as grad_fn=, or write fn with jax.numpy."
+            )
+        grads = _jax_grad(fn_scalar, values, coords, work_args)
+    else:
+        grads = coords.gradient(grad_fn(work_params, *work_args))
+
+    stencils = _stencils(coords, values, steps)  # raises on a step too small, before evaluating
+    u_f = st.unit_roundoff(out_dtype)
+    judged = {}
+    for leaf in coords.checked:
+        g = np.asarray(grads[leaf.path])
+        g_dtype = g.dtype if jnp.issubdtype(g.dtype, jnp.floating) else np.float64
+        judged[leaf.path] = _judge_leaf(
+            engine, leaf, stencils[leaf.path], g.astype(np.float64).reshape(-1), u_f,
+            st.unit_roundoff(g_dtype), st.default_rtol(g_dtype) if rtol is None else rtol, atol or 0.0,
+        )
+    return _assemble(coords, leaves, judged, stencils, notes, precision, engine.name)
+
+
+def _trace(fn, leaves, coords, args) -> tuple[Any, str]:
+    """The abstract output of fn if JAX can trace it, else (None, the reason)."""
+    checked = [leaves[leaf.position] for leaf in coords.checked]
+
+    def with_checked(sel):
+        values = list(leaves)
+        for leaf, x in zip(coords.checked, sel):
+            values[leaf.position] = x
+        return fn(coords.unflatten(values), *args)
+
+    try:
+        return jax.eval_shape(with_checked, checked), ""
+    except Exception as e:  # noqa: BLE001 - any failure to trace means: run it on the host
+        return None, type(e).__name__
+
+
+def _output_info(out: Any) -> tuple[tuple[int, ...], Any]:
+    if isinstance(out, (tuple, list, dict)):
+        raise TypeError(
+            f"fn returned a {type(out).__name__}, not a loss. If it returns (loss, extras), "
+            "wrap it: check_grad(lambda p, *a: fn(p, *a)[0], params, ...)."
+        )
+    if isinstance(out, (float, int)) and not isinstance(out, bool):
+        return (), np.dtype(np.float64)
+    if not hasattr(out, "shape") or not hasattr(out, "dtype"):
+        raise TypeError(f"fn returned a {type(out).__name__}; it must return the loss as a number or array.")
+    if not jnp.issubdtype(out.dtype, jnp.floating):
+        raise TypeError(
+            f"fn returned dtype {out.dtype}; a loss must be real floating-point (a complex or "
+            "integer output has no gradient to check). Return e.g. jnp.abs(z) ** 2 or a float."
+        )
+    return tuple(int(d) for d in out.shape), np.dtype(out.dtype)
+
+
+def _scalarized(fn: Callable, w: np.ndarray | None) -> Callable:
+    def fn_scalar(params, *args):
+        out = fn(params, *args)
+        xp = jnp if isinstance(out, jax.Array) else np
+        return xp.sum(xp.asarray(w) * out) if w is not None else xp.reshape(out, ())
+
+    return fn_scalar
+
+
+def _check_base(f_first: float, f_again: float, out_dtype: Any) -> None:
+    if not math.isfinite(f_first):
+        raise ValueError(
+            f"fn(params, *args) is {f_first} at the given parameters: the gradient cannot be "
+            "checked where the loss is not finite. Look for log(0), division by zero or overflow "
+            "at these parameters and data."
+        )
+    if abs(f_first - f_again) > 4 * st.unit_roundoff(out_dtype) * max(abs(f_first), abs(f_again)):
+        raise ValueError(
+            f"fn(params, *args) returned different values on two calls with the same inputs "
+            f"({f_first!r}, then {f_again!r}): it has hidden randomness, such as dropout that "
+            "draws a fresh mask on every call or noise from a global random state. Finite "
+            "differences of a random function are meaningless. Fix the randomness: pass the "
+            "PRNG key in args (fn(params, x, y, key)) and reuse it, or turn dropout off for the check."
+        )
+
+
+def _jax_grad(fn_scalar, values, coords, args) -> dict[str, np.ndarray]:
+    def of_checked(sel):
+        vals = list(values)
+        for leaf, x in zip(coords.checked, sel):
+            vals[leaf.position] = x
+        return fn_scalar(coords.unflatten(vals), *args)
+
+    grads = jax.grad(of_checked)([jnp.asarray(values[leaf.position]) for leaf in coords.checked])
+    return {leaf.path: np.asarray(g) for leaf, g in zip(coords.checked, grads)}
+
+
+def _stencils(coords: Coords, values: list, steps: dict[str, float]) -> dict[str, st.Stencil]:
+    checked = [np.asarray(values[leaf.position]).reshape(-1) for leaf in coords.checked]
+    every = np.concatenate([t.astype(np.float64) for t in checked])
+    model_scale = float(np.sqrt(np.mean(every**2))) if every.size else 0.0
+    out = {}
+    for leaf, theta in zip(coords.checked, checked):
+        if leaf.path in steps:
+            h = np.full(theta.shape, steps[leaf.path])
+        else:
+            scale = float(np.sqrt(np.mean(theta.astype(np.float64) ** 2))) if theta.size else 0.0
+            h = st.default_steps(theta, scale or model_scale or 1.0)
+        stencil = st.make_stencil(theta, h)
+        lost = np.flatnonzero((stencil.h1 <= 0) | (stencil.h2 <= 0))
+        if lost.size:
+            i = int(lost[0])
+            raise ValueError(
+                f"the step {h[i]:.3g} vanishes at params{leaf.path}{format_index(leaf.index(i))} = "
+                f"{float(theta[i])!r} in {theta.dtype}: θ ± h rounds back to θ ({lost.size} element(s) "
+                "of this leaf). Use a larger eps, or eps=None for steps relative to each element."
+            )
+        out[leaf.path] = stencil
+    return out
+
+
+def _judge_leaf(engine, leaf: Leaf, s: st.Stencil, g, u_f, u_g, rtol, atol) -> st.Verdict:
+    """Evaluate f at θ and θ ± h e_i, θ ± 2h e_i for every element of the leaf, and judge."""
+    n = leaf.size
+    idx = np.concatenate([[0], np.tile(np.arange(n), 4)])
+    vals = np.concatenate([s.theta[:1], s.plus1, s.minus1, s.plus2, s.minus2])
+    f = engine.evaluate(leaf, idx, vals)
+    f0, (fp1, fm1, fp2, fm2) = f[0], f[1:].reshape(4, n)
+    verdict = st.judge(g, f0, fp1, fm1, fp2, fm2, s, u_f=u_f, u_g=u_g, rtol=rtol, atol=atol)
+    _confirm(engine, leaf, s, verdict, fp1, fm1, f0, u_f)
+    return verdict
+
+
+def _confirm(engine, leaf, s, verdict, fp1, fm1, f0, u_f) -> None:
+    """Re-evaluate the worst mismatches: values that move between calls are nondeterministic."""
+    bad = np.flatnonzero(verdict.status == st.MISMATCH)
+    if not bad.size:
+        return
+    worst = bad[np.argsort(-(verdict.abs_error[bad] / verdict.tolerance[bad]))][:CONFIRM_AT_MOST]
+    again = engine.evaluate(
+        leaf, np.concatenate([worst, worst]), np.concatenate([s.plus1[worst], s.minus1[worst]])
+    )
+    before = np.concatenate([fp1[worst], fm1[worst]])
+    moved = np.abs(again - before) > 8 * u_f * np.maximum(np.abs(before), abs(f0))
+    k = len(worst)
+    verdict.status[worst[moved[:k] | moved[k:]]] = st.NONDETERMINISTIC
+
+
+def _assemble(coords, leaves, judged, stencils, notes, precision, engine) -> CheckResult:
+    numeric, analytic, reports, failures, unverifiable = [], [], {}, [], []
+    totals = np.zeros(3)  # Σ(g − d)², Σg², Σd² over finite elements
+    for leaf in coords.leaves:
+        v = judged.get(leaf.path)
+        if v is None:
+            nan = np.full(leaf.shape, np.nan) if leaf.dtype is not None else None
+            numeric.append(nan)
+            analytic.append(nan)
+            continue
+        numeric.append(v.numeric.reshape(leaf.shape))
+        analytic.append(v.analytic.reshape(leaf.shape))
+        ok = np.isfinite(v.numeric) & np.isfinite(v.analytic)
+        sums = np.array(
+            [np.sum((v.analytic - v.numeric)[ok] ** 2), np.sum(v.analytic[ok] ** 2), np.sum(v.numeric[ok] ** 2)]
+        )
+        totals += sums
+        failing = np.isin(v.status, st.FAILING)
+        records = [_record(leaf, v, i) for i in np.flatnonzero(failing)]
+        failures += records
+        unverifiable += [_record(leaf, v, i) for i in np.flatnonzero(v.status == st.UNVERIFIABLE)]
+        reports[leaf.path] = LeafReport(
+            path=leaf.path,
+            shape=leaf.shape,
+            dtype=str(leaf.dtype),
+            n_checked=leaf.size,
+            n_failed=len(records),
+            n_unverifiable=int(np.sum(v.status == st.UNVERIFIABLE)),
+            difference=_difference(sums),
+            max_abs_error=float(np.max(v.abs_error, initial=0.0, where=ok)),
+            step=float(np.median(stencils[leaf.path].h1)) if leaf.size else 0.0,
+            passed=not records,
+        )
+    failures.sort(key=lambda e: -_badness(e))
+    return CheckResult(
+        passed=not failures,
+        difference=_difference(totals),
+        leaves=reports,
+        failures=tuple(failures),
+        unverifiable=tuple(unverifiable),
+        numeric=coords.unflatten(numeric),
+        analytic=coords.unflatten(analytic),
+        skipped=coords.skipped,
+        notes=tuple(notes),
+        method="central",
+        precision=precision,
+        engine=engine,
+    )
+
+
+def _record(leaf: Leaf, v: st.Verdict, i: int) -> ElementReport:
+    return ElementReport(
+        path=leaf.path,
+        index=leaf.index(int(i)),
+        flat_index=leaf.offset + int(i),
+        analytic=float(v.analytic[i]),
+        numeric=float(v.numeric[i]),
+        abs_error=float(v.abs_error[i]),
+        tolerance=float(v.tolerance[i]),
+        status=st.STATUSES[v.status[i]],
+    )
+
+
+def _badness(e: ElementReport) -> float:
+    if e.status == "nonfinite" or not math.isfinite(e.abs_error):
+        return math.inf
+    return e.abs_error / e.tolerance if e.tolerance > 0 else math.inf
+
+
+def _difference(sums: np.ndarray) -> float:
+    """‖g − d‖ / (‖g‖ + ‖d‖), and 0 when both are zero."""
+    denom = math.sqrt(sums[1]) + math.sqrt(sums[2])
+    return math.sqrt(sums[0]) / denom if denom > 0 else 0.0

@@ -1,0 +1,287 @@
+"""The coordinate system over a parameter pytree.
+
+Every array leaf gets its key path (as `jax.tree_util.keystr` writes it) and its offset in
+`ravel_pytree(params)` order, so an element is named three ways: leaf path, multi-index
+within the leaf, and flat coordinate. Only floating-point leaves are checked; the rest are
+listed with the reason they were skipped, never silently cast (`ravel_pytree` would promote
+them: jax issues #29593, #6135).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.tree_util import keystr, tree_flatten_with_path
+
+from ._errors import format_index, list_paths
+
+OnlySpec = str | Sequence[str] | Callable[[str], bool] | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Leaf:
+    """One leaf of `params`."""
+
+    path: str  # keystr of the leaf's key path, e.g. "['dense']['kernel']"
+    position: int  # position in tree_leaves(params)
+    shape: tuple[int, ...]
+    dtype: Any  # numpy dtype, or None for a leaf that is not an array
+    offset: int  # first flat coordinate in ravel_pytree(params) order (-1 if not an array)
+    checked: bool
+    skip_reason: str = ""
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def index(self, flat: int) -> tuple[int, ...]:
+        """Multi-index within the leaf of element `flat` (C order)."""
+        return tuple(int(i) for i in np.unravel_index(flat, self.shape)) if self.shape else ()
+
+
+def _describe(x: Any) -> tuple[tuple[int, ...], Any, str]:
+    """(shape, dtype, skip reason or "") of one leaf."""
+    if isinstance(x, bool):
+        return (), np.dtype(bool), "bool"
+    if isinstance(x, int):
+        return (), np.dtype(np.int64), "integer"
+    if isinstance(x, float):
+        return (), np.dtype(np.float64), ""
+    if isinstance(x, complex):
+        return (), np.dtype(np.complex128), "complex (not checked yet)"
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        return (), None, f"not an array ({type(x).__name__})"
+    dtype = x.dtype
+    shape = tuple(int(d) for d in x.shape)
+    if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        return shape, dtype, "PRNG key"
+    if jnp.issubdtype(dtype, jnp.floating):
+        return shape, np.dtype(dtype), ""
+    if jnp.issubdtype(dtype, jnp.complexfloating):
+        return shape, np.dtype(dtype), "complex (not checked yet)"
+    if jnp.issubdtype(dtype, jnp.bool_):
+        return shape, np.dtype(dtype), "bool"
+    if jnp.issubdtype(dtype, jnp.integer):
+        return shape, np.dtype(dtype), "integer"
+    return shape, dtype, f"dtype {dtype}"
+
+
+def _only_matcher(only: OnlySpec) -> Callable[[str], bool]:
+    if only is None:
+        return lambda path: True
+    if callable(only):
+        return lambda path: bool(only(path))
+    patterns = [only] if isinstance(only, str) else list(only)
+    if not patterns or not all(isinstance(p, str) for p in patterns):
+        raise TypeError(
+            f"only= must be a regular expression, a list of them, or a function of the leaf "
+            f"path; got {only!r}. Example: only=r\"\\['W1'\\]\" or only=['W1', 'b1']."
+        )
+    compiled = [re.compile(p) for p in patterns]
+    return lambda path: any(c.search(path) for c in compiled)
+
+
+@dataclasses.dataclass(frozen=True)
+class Coords:
+    """All leaves of `params`, which of them are checked, and how to rebuild the tree."""
+
+    leaves: tuple[Leaf, ...]
+    treedef: Any
+    n_flat: int  # length of ravel_pytree(params)
+
+    @property
+    def checked(self) -> tuple[Leaf, ...]:
+        return tuple(leaf for leaf in self.leaves if leaf.checked)
+
+    @property
+    def float_leaves(self) -> tuple[Leaf, ...]:
+        return tuple(leaf for leaf in self.leaves if not leaf.skip_reason)
+
+    @property
+    def skipped(self) -> tuple[tuple[str, str], ...]:
+        return tuple((leaf.path, leaf.skip_reason) for leaf in self.leaves if not leaf.checked)
+
+    @classmethod
+    def build(cls, params: Any, only: OnlySpec = None) -> Coords:
+        flat, treedef = tree_flatten_with_path(params)
+        match = _only_matcher(only)
+        leaves, offset = [], 0
+        for position, (key_path, x) in enumerate(flat):
+            path = keystr(key_path)
+            shape, dtype, reason = _describe(x)
+            if not reason and not match(path):
+                reason = "excluded by only="
+            is_array = dtype is not None
+            leaves.append(
+                Leaf(path, position, shape, dtype, offset if is_array else -1, not reason, reason)
+            )
+            offset += int(np.prod(shape, dtype=np.int64)) if is_array else 0
+        coords = cls(tuple(leaves), treedef, offset)
+        coords._validate(only)
+        return coords
+
+    def _validate(self, only: OnlySpec) -> None:
+        if any(leaf.checked and leaf.size for leaf in self.leaves):
+            return
+        floats = [leaf.path for leaf in self.float_leaves]
+        if not self.leaves:
+            raise ValueError(
+                "params is empty: it has no leaves to check. Pass the pytree of arrays that fn "
+                "differentiates, e.g. {'W': W, 'b': b}."
+            )
+        if floats and only is not None:
+            raise ValueError(
+                f"only={only!r} matches none of the floating-point leaves of params: "
+                f"{list_paths(floats)}. only= is a regular expression searched in these paths."
+            )
+        skipped = "; ".join(f"{p}: {r}" for p, r in self.skipped[:8])
+        raise ValueError(
+            "params has no floating-point elements to check "
+            f"(skipped leaves: {skipped or 'none'}). Gradients are checked for float leaves "
+            "(float16/bfloat16/float32/float64); cast parameters with .astype(float)."
+        )
+
+    def unflatten(self, values: Sequence[Any]) -> Any:
+        return jax.tree_util.tree_unflatten(self.treedef, list(values))
+
+    def check_finite(self, values: Sequence[Any]) -> None:
+        """Raise if a checked parameter element is NaN or inf."""
+        for leaf in self.checked:
+            arr = np.asarray(values[leaf.position], dtype=np.float64)
+            bad = np.flatnonzero(~np.isfinite(arr))
+            if bad.size:
+                idx = leaf.index(int(bad[0]))
+                raise ValueError(
+                    f"params{leaf.path}{format_index(idx)} is {arr.reshape(-1)[bad[0]]} "
+                    f"({bad.size} non-finite element(s) in this leaf): the gradient cannot be "
+                    "checked at a point where the parameters are not finite. Re-initialize or "
+                    "check the training step that produced them."
+                )
+
+    # ---- values -------------------------------------------------------------------------
+
+    def cast(self, values: Sequence[Any], dtype_of: Callable[[Leaf], Any]) -> list[Any]:
+        """Cast float leaves to `dtype_of(leaf)`, keeping NumPy arrays NumPy and JAX arrays JAX."""
+        out = list(values)
+        for leaf in self.float_leaves:
+            x, dtype = out[leaf.position], dtype_of(leaf)
+            if isinstance(x, jax.Array):
+                out[leaf.position] = x.astype(dtype)
+            else:
+                out[leaf.position] = np.asarray(x, dtype=dtype)
+        return out
+
+    # ---- the gradient under test ---------------------------------------------------------
+
+    def gradient(self, grad: Any) -> dict[str, np.ndarray]:
+        """Map a user gradient (pytree like params, or one flat vector) to checked leaves.
+
+        Returns {leaf path: float array shaped like the leaf}; raises a ValueError or
+        TypeError naming the leaf and the fix when structure, shape or dtype is wrong.
+        """
+        flat = self._flat_vector(grad)
+        if flat is not None:
+            return self._split_flat(flat)
+        entries = {keystr(k): v for k, v in tree_flatten_with_path(grad)[0]}
+        by_path = {leaf.path: leaf for leaf in self.leaves}
+        extra = [p for p in entries if p not in by_path]
+        missing = [leaf.path for leaf in self.checked if leaf.path not in entries]
+        if extra or missing:
+            raise ValueError(
+                "grad_fn returned a pytree whose structure differs from params: "
+                + (f"missing {list_paths(missing)}" if missing else "")
+                + ("; " if missing and extra else "")
+                + (f"extra {list_paths(extra)}" if extra else "")
+                + ". Return gradients with exactly the structure of params (same keys and "
+                "nesting), or one flat vector in ravel_pytree(params) order."
+            )
+        return {leaf.path: self._leaf_gradient(leaf, entries[leaf.path]) for leaf in self.checked}
+
+    def _flat_vector(self, grad: Any) -> np.ndarray | None:
+        """The gradient as a 1-D array if it is given in ravel_pytree order, else None."""
+        if len(self.leaves) == 1 and self.leaves[0].path == "":
+            return None  # params is a single array: the gradient is shaped like it
+        if not hasattr(grad, "shape") or not hasattr(grad, "dtype"):
+            return None
+        shape = tuple(grad.shape)
+        if len(shape) == 2 and 1 in shape:
+            shape = (shape[0] * shape[1],)  # a column or row vector, as in the seeds
+        if len(shape) != 1:
+            raise ValueError(
+                f"grad_fn returned one array of shape {tuple(grad.shape)}; params has "
+                f"{len(self.leaves)} leaves. Return a pytree shaped like params, or a flat vector "
+                f"of length {self.n_flat} in ravel_pytree(params) order."
+            )
+        n_float = sum(leaf.size for leaf in self.float_leaves)
+        if shape[0] not in (self.n_flat, n_float):
+            raise ValueError(
+                f"grad_fn returned a flat vector of length {shape[0]}, but ravel_pytree(params) "
+                f"has {self.n_flat} elements ({n_float} of them floating-point). Return the "
+                "gradient of every parameter, concatenated in ravel_pytree(params) order."
+            )
+        self._check_dtype("the flat gradient vector", grad.dtype)
+        return np.asarray(grad).reshape(-1)
+
+    def _split_flat(self, flat: np.ndarray) -> dict[str, np.ndarray]:
+        has_all = flat.size == self.n_flat
+        out, offset = {}, 0
+        for leaf in self.leaves:
+            if leaf.dtype is None:
+                continue
+            if leaf.skip_reason and leaf.skip_reason != "excluded by only=" and not has_all:
+                continue  # a float-only vector leaves out integer, bool and key leaves
+            if leaf.checked:
+                out[leaf.path] = flat[offset : offset + leaf.size].reshape(leaf.shape)
+            offset += leaf.size
+        return out
+
+    @staticmethod
+    def _check_dtype(where: str, dtype: Any) -> None:
+        if dtype == jax.dtypes.float0:
+            raise TypeError(
+                f"{where} has dtype float0 (the gradient JAX gives integer inputs); return a float "
+                "array of zeros, or leave non-float parameters out of the check."
+            )
+        if jnp.issubdtype(dtype, jnp.complexfloating):
+            raise TypeError(
+                f"{where} is complex ({dtype}) but the parameter is real: return the real "
+                "gradient (for a real loss of real parameters the gradient is real)."
+            )
+        if not jnp.issubdtype(dtype, jnp.floating):
+            raise TypeError(
+                f"{where} has dtype {dtype}; a gradient must be floating-point. An integer "
+                "gradient usually means an integer array was built with np.zeros(shape, int) or "
+                "from integer data: build it with a float dtype."
+            )
+
+    def _leaf_gradient(self, leaf: Leaf, value: Any) -> np.ndarray:
+        where = f"The gradient for params{leaf.path}"
+        if not hasattr(value, "shape"):
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise TypeError(f"{where} is a {type(value).__name__}; return an array.")
+            value = np.asarray(value, dtype=np.float64)
+        shape = tuple(int(d) for d in value.shape)
+        if shape != leaf.shape:
+            hint = ""
+            if len(shape) == 2 and shape == leaf.shape[::-1]:
+                hint = (
+                    " It looks transposed: the gradient has the parameter's shape reversed, as "
+                    "when dW = delta' * a is formed instead of a' * delta. Transpose it (.T) or "
+                    "swap the operands of the product."
+                )
+            elif int(np.prod(shape, dtype=np.int64)) == leaf.size:
+                hint = (
+                    " It has the same number of elements: reshape it to the parameter's shape "
+                    "if the layout is right."
+                )
+            raise ValueError(
+                f"{where} has shape {shape}, but the parameter has shape {leaf.shape}.{hint}"
+            )
+        self._check_dtype(where, value.dtype)
+        return np.asarray(value)  # keeps its dtype: the tolerance depends on it
