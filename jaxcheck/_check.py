@@ -17,7 +17,7 @@ from ._coords import Coords, Leaf, OnlySpec
 from ._engine import JaxEngine
 from ._errors import GradCheckError, format_index, list_paths
 from ._host import HostEngine
-from ._result import CheckResult, ElementReport, LeafReport
+from ._result import CheckResult, assemble
 
 MODES = ("full",)
 PRECISIONS = ("float64", "native")
@@ -87,7 +87,9 @@ def check_grad(
     coords = Coords.build(params, only)
     steps = _steps_option(eps, coords)
     with _numerics(precision):
-        return _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, seed, chunk_size)
+        return _check(
+            fn, params, args, coords, grad_fn, steps, rtol, atol, precision, seed, chunk_size
+        )
 
 
 def assert_grad(fn: Callable[..., Any], params: Any, *args: Any, **options: Any) -> CheckResult:
@@ -107,7 +109,9 @@ def assert_grad(fn: Callable[..., Any], params: Any, *args: Any, **options: Any)
 
 def _validate_options(fn, grad_fn, mode, rtol, atol, precision, seed, chunk_size) -> None:
     if not callable(fn):
-        raise TypeError(f"fn must be a function fn(params, *args) -> loss; got {type(fn).__name__}.")
+        raise TypeError(
+            f"fn must be a function fn(params, *args) -> loss; got {type(fn).__name__}."
+        )
     if grad_fn is not None and not callable(grad_fn):
         raise TypeError(
             f"grad_fn must be a function grad_fn(params, *args) -> gradients, or None for "
@@ -119,7 +123,9 @@ def _validate_options(fn, grad_fn, mode, rtol, atol, precision, seed, chunk_size
         raise ValueError(f"precision={precision!r}: choose 'float64' (default) or 'native'.")
     for name, value in (("rtol", rtol), ("atol", atol)):
         if value is not None and not (_is_real(value) and 0 <= value < math.inf):
-            raise ValueError(f"{name}={value!r}: pass a finite number >= 0, or None for the default.")
+            raise ValueError(
+                f"{name}={value!r}: pass a finite number >= 0, or None for the default."
+            )
     if not isinstance(seed, numbers.Integral):
         raise TypeError(f"seed={seed!r}: pass an integer.")
     if chunk_size is not None and not (isinstance(chunk_size, numbers.Integral) and chunk_size > 0):
@@ -140,7 +146,8 @@ def _steps_option(eps: Any, coords: Coords) -> dict[str, float]:
         if unknown:
             raise ValueError(
                 f"eps= names {list_paths([str(k) for k in unknown])}, which are not checked "
-                f"leaves. Use key paths as jax.tree_util.keystr writes them: {list_paths(sorted(known))}."
+                "leaves. Use key paths as jax.tree_util.keystr writes them: "
+                f"{list_paths(sorted(known))}."
             )
         items = dict(eps)
     else:
@@ -195,8 +202,11 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, seed
     values = coords.cast(leaves, dtype_of)
     work_params, work_args = coords.unflatten(values), _cast_args(args, precision)
     coords.check_finite(values)
-    if precision == "float64" and any(np.dtype(l.dtype).itemsize < 8 for l in coords.checked):
-        notes.append("lower-precision leaves checked in float64 (precision='native' checks in their own dtype)")
+    if precision == "float64" and any(np.dtype(x.dtype).itemsize < 8 for x in coords.checked):
+        notes.append(
+            "lower-precision leaves checked in float64 "
+            "(precision='native' checks in their own dtype)"
+        )
 
     out = fn(work_params, *work_args)
     shape, out_dtype = _output_info(out)
@@ -215,11 +225,16 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, seed
             f"w ~ N(0, I) (seed={seed}), which exposes any wrong Jacobian column almost surely"
         )
     fn_scalar = _scalarized(fn, w)
-    f_first, f_again = float(fn_scalar(work_params, *work_args)), float(fn_scalar(work_params, *work_args))
+    f_first, f_again = (
+        float(fn_scalar(work_params, *work_args)),
+        float(fn_scalar(work_params, *work_args)),
+    )
     _check_base(f_first, f_again, out_dtype)
 
     if traced is None:
-        notes.append(f"fn is not JAX-traceable ({why}): perturbations evaluated on the host, one at a time")
+        notes.append(
+            f"fn is not JAX-traceable ({why}): perturbations evaluated on the host, one at a time"
+        )
         engine = HostEngine(fn_scalar, values, coords, work_args)
     else:
         engine = JaxEngine(fn_scalar, values, coords, work_args, chunk_size)
@@ -240,10 +255,16 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, seed
         g = np.asarray(grads[leaf.path])
         g_dtype = g.dtype if jnp.issubdtype(g.dtype, jnp.floating) else np.float64
         judged[leaf.path] = _judge_leaf(
-            engine, leaf, stencils[leaf.path], g.astype(np.float64).reshape(-1), u_f,
-            st.unit_roundoff(g_dtype), st.default_rtol(g_dtype) if rtol is None else rtol, atol or 0.0,
+            engine,
+            leaf,
+            stencils[leaf.path],
+            g.astype(np.float64).reshape(-1),
+            u_f,
+            st.unit_roundoff(g_dtype),
+            st.default_rtol(g_dtype) if rtol is None else rtol,
+            atol or 0.0,
         )
-    return _assemble(coords, leaves, judged, stencils, notes, precision, engine.name)
+    return assemble(coords, judged, stencils, notes, precision, engine.name)
 
 
 def _trace(fn, leaves, coords, args) -> tuple[Any, str]:
@@ -271,7 +292,9 @@ def _output_info(out: Any) -> tuple[tuple[int, ...], Any]:
     if isinstance(out, (float, int)) and not isinstance(out, bool):
         return (), np.dtype(np.float64)
     if not hasattr(out, "shape") or not hasattr(out, "dtype"):
-        raise TypeError(f"fn returned a {type(out).__name__}; it must return the loss as a number or array.")
+        raise TypeError(
+            f"fn returned a {type(out).__name__}; it must return the loss as a number or array."
+        )
     if not jnp.issubdtype(out.dtype, jnp.floating):
         raise TypeError(
             f"fn returned dtype {out.dtype}; a loss must be real floating-point (a complex or "
@@ -302,7 +325,8 @@ def _check_base(f_first: float, f_again: float, out_dtype: Any) -> None:
             f"({f_first!r}, then {f_again!r}): it has hidden randomness, such as dropout that "
             "draws a fresh mask on every call or noise from a global random state. Finite "
             "differences of a random function are meaningless. Fix the randomness: pass the "
-            "PRNG key in args (fn(params, x, y, key)) and reuse it, or turn dropout off for the check."
+            "PRNG key in args (fn(params, x, y, key)) and reuse it, or turn dropout off for "
+            "the check."
         )
 
 
@@ -334,8 +358,9 @@ def _stencils(coords: Coords, values: list, steps: dict[str, float]) -> dict[str
             i = int(lost[0])
             raise ValueError(
                 f"the step {h[i]:.3g} vanishes at params{leaf.path}{format_index(leaf.index(i))} = "
-                f"{float(theta[i])!r} in {theta.dtype}: θ ± h rounds back to θ ({lost.size} element(s) "
-                "of this leaf). Use a larger eps, or eps=None for steps relative to each element."
+                f"{float(theta[i])!r} in {theta.dtype}: θ ± h rounds back to θ "
+                f"({lost.size} element(s) of this leaf). Use a larger eps, or eps=None for steps "
+                "relative to each element."
             )
         out[leaf.path] = stencil
     return out
@@ -366,78 +391,3 @@ def _confirm(engine, leaf, s, verdict, fp1, fm1, f0, u_f) -> None:
     moved = np.abs(again - before) > 8 * u_f * np.maximum(np.abs(before), abs(f0))
     k = len(worst)
     verdict.status[worst[moved[:k] | moved[k:]]] = st.NONDETERMINISTIC
-
-
-def _assemble(coords, leaves, judged, stencils, notes, precision, engine) -> CheckResult:
-    numeric, analytic, reports, failures, unverifiable = [], [], {}, [], []
-    totals = np.zeros(3)  # Σ(g − d)², Σg², Σd² over finite elements
-    for leaf in coords.leaves:
-        v = judged.get(leaf.path)
-        if v is None:
-            nan = np.full(leaf.shape, np.nan) if leaf.dtype is not None else None
-            numeric.append(nan)
-            analytic.append(nan)
-            continue
-        numeric.append(v.numeric.reshape(leaf.shape))
-        analytic.append(v.analytic.reshape(leaf.shape))
-        ok = np.isfinite(v.numeric) & np.isfinite(v.analytic)
-        sums = np.array(
-            [np.sum((v.analytic - v.numeric)[ok] ** 2), np.sum(v.analytic[ok] ** 2), np.sum(v.numeric[ok] ** 2)]
-        )
-        totals += sums
-        failing = np.isin(v.status, st.FAILING)
-        records = [_record(leaf, v, i) for i in np.flatnonzero(failing)]
-        failures += records
-        unverifiable += [_record(leaf, v, i) for i in np.flatnonzero(v.status == st.UNVERIFIABLE)]
-        reports[leaf.path] = LeafReport(
-            path=leaf.path,
-            shape=leaf.shape,
-            dtype=str(leaf.dtype),
-            n_checked=leaf.size,
-            n_failed=len(records),
-            n_unverifiable=int(np.sum(v.status == st.UNVERIFIABLE)),
-            difference=_difference(sums),
-            max_abs_error=float(np.max(v.abs_error, initial=0.0, where=ok)),
-            step=float(np.median(stencils[leaf.path].h1)) if leaf.size else 0.0,
-            passed=not records,
-        )
-    failures.sort(key=lambda e: -_badness(e))
-    return CheckResult(
-        passed=not failures,
-        difference=_difference(totals),
-        leaves=reports,
-        failures=tuple(failures),
-        unverifiable=tuple(unverifiable),
-        numeric=coords.unflatten(numeric),
-        analytic=coords.unflatten(analytic),
-        skipped=coords.skipped,
-        notes=tuple(notes),
-        method="central",
-        precision=precision,
-        engine=engine,
-    )
-
-
-def _record(leaf: Leaf, v: st.Verdict, i: int) -> ElementReport:
-    return ElementReport(
-        path=leaf.path,
-        index=leaf.index(int(i)),
-        flat_index=leaf.offset + int(i),
-        analytic=float(v.analytic[i]),
-        numeric=float(v.numeric[i]),
-        abs_error=float(v.abs_error[i]),
-        tolerance=float(v.tolerance[i]),
-        status=st.STATUSES[v.status[i]],
-    )
-
-
-def _badness(e: ElementReport) -> float:
-    if e.status == "nonfinite" or not math.isfinite(e.abs_error):
-        return math.inf
-    return e.abs_error / e.tolerance if e.tolerance > 0 else math.inf
-
-
-def _difference(sums: np.ndarray) -> float:
-    """‖g − d‖ / (‖g‖ + ‖d‖), and 0 when both are zero."""
-    denom = math.sqrt(sums[1]) + math.sqrt(sums[2])
-    return math.sqrt(sums[0]) / denom if denom > 0 else 0.0

@@ -201,7 +201,21 @@ class Coords:
                 + ". Return gradients with exactly the structure of params (same keys and "
                 "nesting), or one flat vector in ravel_pytree(params) order."
             )
-        return {leaf.path: self._leaf_gradient(leaf, entries[leaf.path]) for leaf in self.checked}
+        out, problems = {}, []
+        for leaf in self.checked:
+            try:
+                out[leaf.path] = self._leaf_gradient(leaf, entries[leaf.path])
+            except (ValueError, TypeError) as e:
+                problems.append(e)
+        if len(problems) == 1:
+            raise problems[0]
+        if problems:  # name every wrong leaf at once (seed 001 has two transposed gradients)
+            kind = TypeError if all(isinstance(e, TypeError) for e in problems) else ValueError
+            raise kind(
+                f"{len(problems)} gradient leaves are wrong:\n"
+                + "\n".join(f"- {e}" for e in problems)
+            )
+        return out
 
     def _flat_vector(self, grad: Any) -> np.ndarray | None:
         """The gradient as a 1-D array if it is given in ravel_pytree order, else None."""

@@ -12,6 +12,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from . import _stencils
 from ._errors import format_index
 
 WORST_SHOWN = 10
@@ -187,7 +188,10 @@ class CheckResult:
                 "finite differences resolve here (not a failure).",
             ]
         if self.skipped:
-            lines += ["", "skipped: " + ", ".join(f"{p or 'params'} ({r})" for p, r in self.skipped)]
+            lines += [
+                "",
+                "skipped: " + ", ".join(f"{p or 'params'} ({r})" for p, r in self.skipped),
+            ]
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -232,3 +236,88 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
         "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+# ---- assembly ----------------------------------------------------------------------------
+
+
+def assemble(coords, judged, stencils, notes, precision, engine) -> CheckResult:
+    """Build the result from each checked leaf's `Verdict` (coords: `Coords`)."""
+    numeric, analytic, reports, failures, unverifiable = [], [], {}, [], []
+    totals = np.zeros(3)  # Σ(g − d)², Σg², Σd² over finite elements
+    for leaf in coords.leaves:
+        v = judged.get(leaf.path)
+        if v is None:
+            nan = np.full(leaf.shape, np.nan) if leaf.dtype is not None else None
+            numeric.append(nan)
+            analytic.append(nan)
+            continue
+        numeric.append(v.numeric.reshape(leaf.shape))
+        analytic.append(v.analytic.reshape(leaf.shape))
+        ok = np.isfinite(v.numeric) & np.isfinite(v.analytic)
+        sums = np.array(
+            [
+                np.sum((v.analytic - v.numeric)[ok] ** 2),
+                np.sum(v.analytic[ok] ** 2),
+                np.sum(v.numeric[ok] ** 2),
+            ]
+        )
+        totals += sums
+        failing = np.isin(v.status, _stencils.FAILING)
+        records = [_record(leaf, v, i) for i in np.flatnonzero(failing)]
+        failures += records
+        unverifiable += [
+            _record(leaf, v, i) for i in np.flatnonzero(v.status == _stencils.UNVERIFIABLE)
+        ]
+        reports[leaf.path] = LeafReport(
+            path=leaf.path,
+            shape=leaf.shape,
+            dtype=str(leaf.dtype),
+            n_checked=leaf.size,
+            n_failed=len(records),
+            n_unverifiable=int(np.sum(v.status == _stencils.UNVERIFIABLE)),
+            difference=_difference(sums),
+            max_abs_error=float(np.max(v.abs_error, initial=0.0, where=ok)),
+            step=float(np.median(stencils[leaf.path].h1)) if leaf.size else 0.0,
+            passed=not records,
+        )
+    failures.sort(key=lambda e: -_badness(e))
+    return CheckResult(
+        passed=not failures,
+        difference=_difference(totals),
+        leaves=reports,
+        failures=tuple(failures),
+        unverifiable=tuple(unverifiable),
+        numeric=coords.unflatten(numeric),
+        analytic=coords.unflatten(analytic),
+        skipped=coords.skipped,
+        notes=tuple(notes),
+        method="central",
+        precision=precision,
+        engine=engine,
+    )
+
+
+def _record(leaf, v: _stencils.Verdict, i: int) -> ElementReport:
+    return ElementReport(
+        path=leaf.path,
+        index=leaf.index(int(i)),
+        flat_index=leaf.offset + int(i),
+        analytic=float(v.analytic[i]),
+        numeric=float(v.numeric[i]),
+        abs_error=float(v.abs_error[i]),
+        tolerance=float(v.tolerance[i]),
+        status=_stencils.STATUSES[v.status[i]],
+    )
+
+
+def _badness(e: ElementReport) -> float:
+    if e.status == "nonfinite" or not math.isfinite(e.abs_error):
+        return math.inf
+    return e.abs_error / e.tolerance if e.tolerance > 0 else math.inf
+
+
+def _difference(sums: np.ndarray) -> float:
+    """‖g − d‖ / (‖g‖ + ‖d‖), and 0 when both are zero."""
+    denom = math.sqrt(sums[1]) + math.sqrt(sums[2])
+    return math.sqrt(sums[0]) / denom if denom > 0 else 0.0
