@@ -28,7 +28,7 @@ def make_demo() -> tuple:
 
     def loss(p, X, y):
         """Mean logistic loss of a tanh network (JAX, so jaxcheck batches it)."""
-        z = jnp.tanh(X @ p["W1"] + p["b1"]) @ p["W2"] + p["b2"]
+        z = jnp.tanh(X @ p["W1"] + p["b1"][None]) @ p["W2"] + p["b2"]
         return jnp.mean(jnp.logaddexp(0.0, z) - y * z)
 
     def backward(p, X, y):
