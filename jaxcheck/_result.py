@@ -238,7 +238,7 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-# ---- assembly ----------------------------------------------------------------------------
+# ---- assembly --------------------------------------------------------------------------------
 
 
 def assemble(coords, judged, stencils, notes, precision, engine) -> CheckResult:

@@ -83,6 +83,7 @@ class Verdict:
     abs_error: np.ndarray  # |g − D(h)|
     tolerance: np.ndarray  # τ_i
     resolution: np.ndarray  # the finite-difference error bound alone (κ · (noise + trunc))
+    excess_noise: np.ndarray  # σ̂_f / (u_f · max|f|): ≫ 1 when f is noisier than round-off
     status: np.ndarray  # int codes into STATUSES
 
 
@@ -132,4 +133,6 @@ def judge(
     status[small] = UNVERIFIABLE
     status[abs_error > tolerance] = MISMATCH
     status[~np.isfinite(g) | ~np.isfinite(d1)] = NONFINITE
-    return Verdict(g, d1, abs_error, tolerance, resolution, status)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        excess = noise / (u_f * fmax)
+    return Verdict(g, d1, abs_error, tolerance, resolution, excess, status)

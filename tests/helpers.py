@@ -11,7 +11,7 @@ def sigmoid(z):
     return 1.0 / (1.0 + np.exp(-z))
 
 
-# ---- seed 000: a 2-2-1 sigmoid network, squared error against targets ----------------------
+# ---- seed 000: a 2-2-1 sigmoid network, squared error against targets ------------------------
 
 
 def seed000_data():
@@ -38,7 +38,7 @@ def seed000_backward(p, X, t, *, use_targets=True):
     return {"W1": X.T @ d1, "W2": a1.T @ d2}
 
 
-# ---- seed 001: the sigmoid autoencoder, Matlab code transcribed (x is a row vector) ---------
+# ---- seed 001: the sigmoid autoencoder, Matlab code transcribed (x is a row vector) ----------
 
 
 def seed001_data(n_visible=784, n_hidden=200, seed=0):
@@ -69,7 +69,7 @@ def seed001_backward(p, x, *, fixed=False):
     return {"decoder": error_0.T @ a, "encoder": error_1.T @ x}
 
 
-# ---- seed 002: a 2-3-1 sigmoid network trained with momentum, checked every iteration -------
+# ---- seed 002: a 2-3-1 sigmoid network trained with momentum, checked every iteration --------
 
 SEED002_X = np.array([[3, 5], [5, 1], [10, 2]], dtype=float) / np.array([10.0, 5.0])
 SEED002_Y = np.array([[75], [82], [93]], dtype=float) / 100
@@ -120,7 +120,7 @@ def seed002_numerical_gradient(p, X, y, eps=10e-4):
     return num
 
 
-# ---- seed 003: deeplearning.ai's gradient_check_n network and its planted bugs --------------
+# ---- seed 003: deeplearning.ai's gradient_check_n network and its planted bugs ---------------
 
 
 def seed003_data():
@@ -168,7 +168,7 @@ def seed003_backward(p, X, Y, *, bugs=True):
     return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2, "W3": dW3, "b3": db3}
 
 
-# ---- a JAX custom_vjp rule with a planted bug -------------------------------------------------
+# ---- a JAX custom_vjp rule with a planted bug ------------------------------------------------
 
 
 def make_square_layer(*, bug: bool):
@@ -208,7 +208,7 @@ def custom_vjp_model(*, bug: bool):
     return loss, params, x
 
 
-# ---- a corpus of correct float32 JAX models ----------------------------------------------------
+# ---- a corpus of correct float32 JAX models --------------------------------------------------
 
 
 def _init(key, shapes, scale=0.5):
