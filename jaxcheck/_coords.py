@@ -37,6 +37,10 @@ class Leaf:
     skip_reason: str = ""
 
     @property
+    def is_float(self) -> bool:
+        return self.dtype is not None and bool(jnp.issubdtype(self.dtype, jnp.floating))
+
+    @property
     def size(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64))
 
@@ -77,8 +81,8 @@ def _only_matcher(only: OnlySpec) -> Callable[[str], bool]:
         return lambda path: True
     if callable(only):
         return lambda path: bool(only(path))
-    patterns = [only] if isinstance(only, str) else list(only)
-    if not patterns or not all(isinstance(p, str) for p in patterns):
+    patterns = [only] if isinstance(only, str) else only
+    if not isinstance(patterns, (list, tuple)) or not all(isinstance(p, str) for p in patterns):
         raise TypeError(
             f"only= must be a regular expression, a list of them, or a function of the leaf "
             f"path; got {only!r}. Example: only=r\"\\['W1'\\]\" or only=['W1', 'b1']."
@@ -101,7 +105,7 @@ class Coords:
 
     @property
     def float_leaves(self) -> tuple[Leaf, ...]:
-        return tuple(leaf for leaf in self.leaves if not leaf.skip_reason)
+        return tuple(leaf for leaf in self.leaves if leaf.is_float)
 
     @property
     def skipped(self) -> tuple[tuple[str, str], ...]:
@@ -248,7 +252,7 @@ class Coords:
         for leaf in self.leaves:
             if leaf.dtype is None:
                 continue
-            if leaf.skip_reason and leaf.skip_reason != "excluded by only=" and not has_all:
+            if not leaf.is_float and not has_all:
                 continue  # a float-only vector leaves out integer, bool and key leaves
             if leaf.checked:
                 out[leaf.path] = flat[offset : offset + leaf.size].reshape(leaf.shape)
