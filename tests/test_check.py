@@ -334,3 +334,33 @@ def test_assert_grad_raises_an_assertion_error_carrying_the_result():
     assert info.value.result.failures[0].path == "['b']"
     assert "['b'][1]" in str(info.value)
     assert jaxcheck.assert_grad(quad, quad_params(), X).passed
+
+
+def test_low_precision_and_python_float_leaves_are_checked_complex_ones_skipped():
+    params = {
+        "half": jnp.array([0.5, -1.5], jnp.bfloat16),
+        "scale": 2.0,
+        "z": jnp.array([1 + 2j]),
+    }
+
+    def loss(p):
+        return jnp.sum(jnp.sin(p["half"].astype(jnp.float32)) * p["scale"]) + jnp.abs(p["z"][0])
+
+    result = jaxcheck.check_grad(loss, params)
+    assert result.passed, result
+    assert list(result.leaves) == ["['half']", "['scale']"]
+    assert result.leaves["['half']"].dtype == "bfloat16"
+    assert dict(result.skipped) == {"['z']": "complex (not checked yet)"}
+
+
+def test_chunks_are_powers_of_two_bounded_by_memory_and_need():
+    from jaxcheck._coords import Leaf
+    from jaxcheck._engine import CHUNK_BUDGET_BYTES, MAX_CHUNK, chunk_size
+
+    def leaf(n):
+        return Leaf("['w']", 0, (n,), np.dtype(np.float64), 0, True)
+
+    assert chunk_size(leaf(10), 8, 41) == 64  # one padded chunk covers all 41 points
+    assert chunk_size(leaf(10), 8, 10_000) == MAX_CHUNK
+    big = chunk_size(leaf(1_000_000), 8, 10_000)
+    assert big * 1_000_000 * 8 * 4 <= CHUNK_BUDGET_BYTES and big & (big - 1) == 0
