@@ -238,7 +238,7 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, seed
         )
         engine = HostEngine(fn_scalar, values, coords, work_args)
     else:
-        engine = JaxEngine(fn_scalar, values, coords, work_args, chunk_size)
+        engine = _batched_or_host(fn_scalar, values, coords, work_args, chunk_size, notes)
     if grad_fn is None:
         if traced is None:
             raise TypeError(
@@ -282,6 +282,25 @@ def _trace(fn, leaves, coords, args) -> tuple[Any, str]:
         return jax.eval_shape(with_checked, checked), ""
     except Exception as e:  # noqa: BLE001 - any failure to trace means: run it on the host
         return None, type(e).__name__
+
+
+def _batched_or_host(fn_scalar, values, coords, args, chunk_size, notes):
+    """The JAX engine if fn can be vmapped and compiled, else the host loop (with a note).
+
+    Compiling the first leaf is the probe; its executable is kept for the check itself.
+    """
+    engine = JaxEngine(fn_scalar, values, coords, args, chunk_size)
+    first = coords.checked[0]
+    theta = np.asarray(values[first.position]).reshape(-1)
+    try:
+        engine.evaluate(first, np.zeros(1, np.int32), theta[:1])
+    except Exception as e:  # noqa: BLE001 - any failure to batch means: run it on the host
+        notes.append(
+            f"fn traces but cannot be batched with vmap ({type(e).__name__}): perturbations "
+            "evaluated on the host, one at a time"
+        )
+        return HostEngine(fn_scalar, values, coords, args)
+    return engine
 
 
 def _output_info(out: Any) -> tuple[tuple[int, ...], Any]:
