@@ -232,13 +232,6 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, seed
     )
     _check_base(f_first, f_again, out_dtype)
 
-    if traced is None:
-        notes.append(
-            f"fn is not JAX-traceable ({why}): perturbations evaluated on the host, one at a time"
-        )
-        engine = HostEngine(fn_scalar, values, coords, work_args)
-    else:
-        engine = _batched_or_host(fn_scalar, values, coords, work_args, chunk_size, notes)
     if grad_fn is None:
         if traced is None:
             raise TypeError(
@@ -248,8 +241,16 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, seed
         grads = _jax_grad(fn_scalar, values, coords, work_args)
     else:
         grads = coords.gradient(grad_fn(work_params, *work_args))
+    stencils = _stencils(coords, values, steps)  # raises on a step too small
 
-    stencils = _stencils(coords, values, steps)  # raises on a step too small, before evaluating
+    # The input is valid: from here on, the long part.
+    if traced is None:
+        notes.append(
+            f"fn is not JAX-traceable ({why}): perturbations evaluated on the host, one at a time"
+        )
+        engine = HostEngine(fn_scalar, values, coords, work_args)
+    else:
+        engine = _batched_or_host(fn_scalar, values, coords, work_args, chunk_size, notes)
     u_f = st.unit_roundoff(out_dtype)
     judged = {}
     for leaf in coords.checked:
@@ -364,13 +365,13 @@ def _jax_grad(fn_scalar, values, coords, args) -> dict[str, np.ndarray]:
 def _stencils(coords: Coords, values: list, steps: dict[str, float]) -> dict[str, st.Stencil]:
     checked = [np.asarray(values[leaf.position]).reshape(-1) for leaf in coords.checked]
     every = np.concatenate([t.astype(np.float64) for t in checked])
-    model_scale = float(np.sqrt(np.mean(every**2))) if every.size else 0.0
+    model_scale = float(np.sqrt(np.mean(every**2)))
     out = {}
     for leaf, theta in zip(coords.checked, checked):
         if leaf.path in steps:
             h = np.full(theta.shape, steps[leaf.path])
         else:
-            scale = float(np.sqrt(np.mean(theta.astype(np.float64) ** 2))) if theta.size else 0.0
+            scale = float(np.sqrt(np.mean(theta.astype(np.float64) ** 2)))
             h = st.default_steps(theta, scale or model_scale or 1.0)
         stencil = st.make_stencil(theta, h)
         lost = np.flatnonzero((stencil.h1 <= 0) | (stencil.h2 <= 0))

@@ -66,7 +66,7 @@ def _describe(x: Any) -> tuple[tuple[int, ...], Any, str]:
     if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
         return shape, dtype, "PRNG key"
     if jnp.issubdtype(dtype, jnp.floating):
-        return shape, np.dtype(dtype), ""
+        return shape, np.dtype(dtype), "" if all(shape) else "empty"
     if jnp.issubdtype(dtype, jnp.complexfloating):
         return shape, np.dtype(dtype), "complex (not checked yet)"
     if jnp.issubdtype(dtype, jnp.bool_):
@@ -131,7 +131,7 @@ class Coords:
         return coords
 
     def _validate(self, only: OnlySpec) -> None:
-        if any(leaf.checked and leaf.size for leaf in self.leaves):
+        if any(leaf.checked for leaf in self.leaves):
             return
         floats = [leaf.path for leaf in self.float_leaves]
         if not self.leaves:

@@ -33,7 +33,7 @@ class ElementReport:
 
     @property
     def name(self) -> str:
-        return f"{self.path}{format_index(self.index)}"
+        return f"{self.path or 'params'}{format_index(self.index)}"
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -148,7 +148,7 @@ class CheckResult:
         for leaf in self.leaves.values():
             rows.append(
                 [
-                    leaf.path,
+                    leaf.path or "params",
                     str(leaf.shape),
                     str(leaf.n_checked),
                     str(leaf.n_failed),
@@ -278,7 +278,7 @@ def assemble(coords, judged, stencils, notes, precision, engine) -> CheckResult:
             n_unverifiable=int(np.sum(v.status == _stencils.UNVERIFIABLE)),
             difference=_difference(sums),
             max_abs_error=float(np.max(v.abs_error, initial=0.0, where=ok)),
-            step=float(np.median(stencils[leaf.path].h1)) if leaf.size else 0.0,
+            step=float(np.median(stencils[leaf.path].h1)),
             passed=not records,
         )
     failures.sort(key=lambda e: -_badness(e))

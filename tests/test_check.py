@@ -430,3 +430,17 @@ def test_the_probe_does_not_fix_a_small_chunk_size():
     finally:
         _engine.JaxEngine._compiled = original
     assert set(seen) == {1024}  # 4 * 256 + 1 points: one full chunk and one padded
+
+
+def test_a_single_array_as_params_and_empty_leaves():
+    def grad_fn(w):
+        return jnp.cos(w).at[2].add(1.0)
+
+    result = jaxcheck.check_grad(lambda w: jnp.sum(jnp.sin(w)), jnp.arange(4.0), grad_fn=grad_fn)
+    assert [e.name for e in result.failures] == ["params[2]"]
+    assert "params[2]" in str(result)
+
+    params = {"w": jnp.arange(4.0), "e": jnp.zeros((0, 3))}
+    result = jaxcheck.check_grad(lambda p: jnp.sum(jnp.sin(p["w"])) + jnp.sum(p["e"]), params)
+    assert result.passed and result.engine == "jax"
+    assert ("['e']", "empty") in result.skipped

@@ -136,3 +136,16 @@ def test_jax_grad_of_numpy_code_asks_for_grad_fn():
 def test_bad_options(options, error, match):
     with pytest.raises(error, match=match):
         jaxcheck.check_grad(loss, PARAMS, X, **options)
+
+
+def test_gradient_errors_come_before_any_compilation(monkeypatch):
+    from jaxcheck import _engine
+
+    def no_compiling(*args, **kwargs):
+        raise AssertionError("compiled before validating the gradient")
+
+    monkeypatch.setattr(_engine.JaxEngine, "_compiled", no_compiling)
+    with pytest.raises(ValueError, match="transposed"):
+        check({**good_grad(), "W": good_grad()["W"].T})
+    with pytest.raises(ValueError, match="vanishes"):
+        check(good_grad(), eps=1e-30)
