@@ -1,29 +1,57 @@
-"""The batched JAX engine: perturbed evaluations of fn in jit-compiled vmap chunks.
+"""The batched JAX engine: perturbed evaluations of fn in jit-compiled chunks.
 
-One leaf is perturbed at a time and only that leaf is batched: vmap leaves computations whose
-inputs are all unbatched unbatched, so everything that does not depend on the leaf is computed
-once per chunk rather than once per perturbation. Each leaf is compiled once, for a fixed chunk
-size (the last chunk is padded): the largest power of two whose compiled working memory, as
-XLA reports it, fits the budget.
+One leaf is perturbed at a time. The fast path (`_delta`) propagates each one-element
+perturbation through fn's jaxpr as a sparse change, so a perturbed weight costs a rank-1
+update of the layer it enters instead of a forward pass; the plain path vmaps fn over
+perturbed copies of the leaf (only that leaf batched, so everything that does not depend on
+it is computed once per chunk). The fast path is used wherever it traces; both compute fn's
+own values.
+
+Each leaf is compiled once, for a fixed chunk size (the last chunk is padded): the largest
+power of two whose compiled working memory, as XLA reports it, fits half the memory budget.
+Executables are kept across calls (like `jax.jit`'s cache, keyed by fn's identity, the
+shapes and dtypes of params and args, and the options), so a repeated check compiles nothing.
 """
 
 from __future__ import annotations
 
+import collections
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import numpy as np
 
+from . import _delta
 from ._coords import Coords, Leaf
 
-CHUNK_BUDGET_BYTES = 256 * 2**20  # working memory of one compiled chunk
-MAX_CHUNK = 1024
-POINTS_PER_ELEMENT = 4  # a full check evaluates θ ± h and θ ± 2h for every element
+MAX_CHUNK = {True: 4096, False: 1024}  # points per chunk on the fast and the plain path
+LEAF_COPIES = 4  # the plain path holds about this many copies of the leaf per point
+CPU_MEMORY_CAP = 2 * 2**30
+CACHE_SIZE = 64  # compiled executables kept across calls
+
+_CACHE: collections.OrderedDict[Any, tuple[Any, int]] = collections.OrderedDict()
+compilations = 0  # executables compiled in this process (tests count them)
 
 
-def split_arrays(tree: Any) -> tuple[list[Any], Callable[[Sequence[Any]], Any]]:
-    """Separate a pytree's array leaves (traced by jit) from the rest (closed over)."""
+def default_max_memory() -> int:
+    """Bytes a check may use: a quarter of an accelerator's memory; on CPU min(2 GiB, RAM/8)."""
+    device = jax.devices()[0]
+    if device.platform != "cpu":
+        try:
+            return int(device.memory_stats()["bytes_limit"]) // 4
+        except Exception:  # noqa: BLE001 - backends that do not report memory
+            return CPU_MEMORY_CAP
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return CPU_MEMORY_CAP
+    return min(CPU_MEMORY_CAP, ram // 8)
+
+
+def split_arrays(tree: Any) -> tuple[list[Any], Callable[[Sequence[Any]], Any], tuple]:
+    """A pytree's array leaves (traced by jit), a rebuild function, and a key for the rest."""
     leaves, treedef = jax.tree_util.tree_flatten(tree)
     is_array = [isinstance(x, (jax.Array, np.ndarray, np.generic)) for x in leaves]
     dynamic = [x for x, a in zip(leaves, is_array) if a]
@@ -32,15 +60,27 @@ def split_arrays(tree: Any) -> tuple[list[Any], Callable[[Sequence[Any]], Any]]:
         it = iter(values)
         return treedef.unflatten([next(it) if a else x for x, a in zip(leaves, is_array)])
 
-    return dynamic, rebuild
+    static = tuple(
+        (np.shape(x), str(x.dtype)) if a else _hashable(x) for x, a in zip(leaves, is_array)
+    )
+    return dynamic, rebuild, (treedef, static)
 
 
-def chunk_size(leaf: Leaf, itemsize: int, n_points: int) -> int:
-    """A power of two: as many perturbed copies of the leaf as fit the budget, at most n_points."""
-    per_point = max(leaf.size * itemsize * 4, 1)  # the copy, its scatter and reshape
-    fits = max(1, min(MAX_CHUNK, CHUNK_BUDGET_BYTES // per_point))
+def _hashable(x: Any) -> Any:
+    try:
+        hash(x)
+        return x
+    except TypeError:
+        return ("id", id(x))
+
+
+def first_chunk(leaf: Leaf, itemsize: int, n_points: int, budget: int, sparse: bool) -> int:
+    """The first chunk size to try: a power of two, at most n_points (rounded up)."""
+    fits = MAX_CHUNK[sparse]
+    if not sparse:  # perturbed copies of the leaf: do not even compile what cannot fit
+        fits = min(fits, budget // max(leaf.size * itemsize * LEAF_COPIES, 1))
     wanted = 1 << max(0, int(n_points - 1).bit_length())
-    return 1 << (min(fits, wanted).bit_length() - 1)
+    return 1 << (max(1, min(fits, wanted)).bit_length() - 1)
 
 
 class JaxEngine:
@@ -55,46 +95,128 @@ class JaxEngine:
         coords: Coords,
         args: tuple,
         chunk: int | None = None,
+        *,
+        delta: bool = True,
+        max_memory: int | None = None,
+        cache_key: Any = None,
+        progress: Callable[[int], None] | None = None,
     ):
         self._fn = fn_scalar
         self._coords = coords
         self._values = list(values)
-        self._params_dyn, self._params_rebuild = split_arrays(coords.unflatten(self._values))
-        self._args_dyn, self._args_rebuild = split_arrays(args)
+        self._params_dyn, self._params_rebuild, params_key = split_arrays(
+            coords.unflatten(self._values)
+        )
+        self._args_dyn, self._args_rebuild, args_key = split_arrays(args)
         self._chunk = chunk
+        self._delta = delta
+        self._budget = max_memory or default_max_memory()
+        self._key = None
+        if cache_key is not None:
+            self._key = (
+                cache_key,
+                params_key,
+                args_key,
+                chunk,
+                delta,
+                self._budget,
+                jax.config.jax_enable_x64,
+                str(jax.config.jax_default_matmul_precision),
+            )
         self._cache: dict[int, tuple[Callable, int]] = {}
+        self.progress = progress
         self.n_compiles = 0
+        self.paths: dict[str, str] = {}  # leaf path -> "sparse" or "vmap"
 
-    def _batched(self, leaf: Leaf) -> Callable:
+    def _with_leaf(self, leaf: Leaf) -> Callable:
+        """fn as a function of (the leaf's value, the other dynamic params, the dynamic args)."""
         coords, fn = self._coords, self._fn
         params_rebuild, args_rebuild = self._params_rebuild, self._args_rebuild
 
-        def one(base_flat, params_dyn, args_dyn, i, v):
+        def g(x, params_dyn, args_dyn):
             values = jax.tree_util.tree_leaves(params_rebuild(params_dyn))
-            values[leaf.position] = base_flat.at[i].set(v).reshape(leaf.shape)
+            values[leaf.position] = x
             return fn(coords.unflatten(values), *args_rebuild(args_dyn))
 
+        return g
+
+    def _plain(self, leaf: Leaf) -> Callable:
+        """vmap fn over the perturbed copies of the leaf."""
+        g = self._with_leaf(leaf)
+
+        def one(base_flat, params_dyn, args_dyn, i, v):
+            return g(base_flat.at[i].set(v).reshape(leaf.shape), params_dyn, args_dyn)
+
         return jax.jit(jax.vmap(one, in_axes=(None, None, None, 0, 0)))
+
+    def _sparse(self, leaf: Leaf) -> Callable:
+        """Propagate the one-element perturbations through fn's jaxpr (`_delta`)."""
+        g = self._with_leaf(leaf)
+
+        def chunk(base_flat, params_dyn, args_dyn, idx, vals):
+            x = base_flat.reshape(leaf.shape)
+            closed = jax.make_jaxpr(g)(x, params_dyn, args_dyn)
+            if closed.effects:
+                raise NotImplementedError("fn has side effects: use the plain path")
+            sel = jax.numpy.stack(jax.numpy.unravel_index(idx, leaf.shape), axis=-1)
+            sel = sel.reshape(len(idx), len(leaf.shape)).astype(np.int32)
+            start = _delta.Slab(x, range(x.ndim), sel, vals)
+            rest = jax.tree_util.tree_leaves((params_dyn, args_dyn))
+            return _delta.evaluate(closed, [start, *rest])
+
+        return jax.jit(chunk)
 
     def _compiled(self, leaf: Leaf, base: jax.Array) -> tuple[Callable, int]:
         """The leaf's executable and its chunk size, compiled once and kept.
 
-        The size is chosen for the whole check of the leaf, whichever call comes first.
+        The size is chosen for the whole check of the leaf: its ±h sweep, 2n + 1 points.
         """
         if leaf.position in self._cache:
             return self._cache[leaf.position]
-        batched = self._batched(leaf)
-        n_points = POINTS_PER_ELEMENT * leaf.size + 1
-        size = self._chunk or chunk_size(leaf, base.dtype.itemsize, n_points)
+        key = None if self._key is None else (*self._key, leaf.position)
+        if key is not None and key in _CACHE:
+            _CACHE.move_to_end(key)
+            self._cache[leaf.position] = _CACHE[key][:2]
+            self.paths[leaf.path] = _CACHE[key][2]
+            return self._cache[leaf.position]
+        lowered, size, path = None, 0, "vmap"
+        if self._delta:
+            size = self._chunk or first_chunk(leaf, base.dtype.itemsize, 2 * leaf.size + 1,
+                                              self._budget, sparse=True)  # fmt: skip
+            try:
+                batched = self._sparse(leaf)
+                lowered = batched.lower(*self._example(base, size))
+                path = "sparse"
+            except Exception:  # noqa: BLE001 - the plain path computes the same values
+                lowered = None
+        if lowered is None:
+            batched = self._plain(leaf)
+            size = self._chunk or first_chunk(leaf, base.dtype.itemsize, 2 * leaf.size + 1,
+                                              self._budget, sparse=False)  # fmt: skip
+            lowered = batched.lower(*self._example(base, size))
         while True:
-            idx, vals = np.zeros(size, np.int32), np.zeros(size, base.dtype)
-            compiled = batched.lower(base, self._params_dyn, self._args_dyn, idx, vals).compile()
-            self.n_compiles += 1
-            if self._chunk or size == 1 or _working_memory(compiled) <= CHUNK_BUDGET_BYTES:
+            compiled = lowered.compile()
+            self._count_compile()
+            if self._chunk or size == 1 or _working_memory(compiled) <= self._budget // 2:
                 break
             size //= 2  # activations that scale with the chunk did not fit
+            lowered = batched.lower(*self._example(base, size))
         self._cache[leaf.position] = compiled, size
+        self.paths[leaf.path] = path
+        if key is not None:
+            _CACHE[key] = compiled, size, path
+            while len(_CACHE) > CACHE_SIZE:
+                _CACHE.popitem(last=False)
         return compiled, size
+
+    def _count_compile(self) -> None:
+        global compilations
+        compilations += 1
+        self.n_compiles += 1
+
+    def _example(self, base, size: int) -> tuple:
+        idx, vals = np.zeros(size, np.int32), np.zeros(size, base.dtype)
+        return base, self._params_dyn, self._args_dyn, idx, vals
 
     def evaluate(self, leaf: Leaf, idx: np.ndarray, vals: np.ndarray) -> np.ndarray:
         """f at the points where leaf element idx[k] is set to vals[k]; float64 on the host."""
@@ -104,11 +226,15 @@ class JaxEngine:
         pad = (-n) % size
         idx = np.concatenate([idx, np.zeros(pad, idx.dtype)]).astype(np.int32)
         vals = np.concatenate([vals, np.repeat(np.asarray(base[:1]), pad)]).astype(base.dtype)
-        out = [
-            compiled(base, self._params_dyn, self._args_dyn, idx[s : s + size], vals[s : s + size])
-            for s in range(0, len(idx), size)
-        ]
-        return np.concatenate([np.asarray(o, dtype=np.float64).reshape(-1) for o in out])[:n]
+        out = []
+        for s in range(0, len(idx), size):
+            chunk = compiled(
+                base, self._params_dyn, self._args_dyn, idx[s : s + size], vals[s : s + size]
+            )
+            out.append(np.asarray(chunk, dtype=np.float64).reshape(-1))
+            if self.progress is not None:
+                self.progress(min(size, n - s))
+        return np.concatenate(out)[:n]
 
 
 def _working_memory(compiled) -> int:

@@ -27,6 +27,7 @@ class HostEngine:
         self._coords = coords
         self._values = list(values)
         self._args = args
+        self.progress = None
 
     def evaluate(self, leaf: Leaf, idx: np.ndarray, vals: np.ndarray) -> np.ndarray:
         arr = np.array(self._values[leaf.position], copy=True)
@@ -40,4 +41,6 @@ class HostEngine:
             flat[i] = v
             out[k] = float(self._fn(params, *self._args))
             flat[i] = old
+            if self.progress is not None:
+                self.progress(1)
         return out

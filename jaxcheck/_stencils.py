@@ -16,6 +16,7 @@ KAPPA = 4.0  # safety factor on the estimated finite-difference error
 GRAD_FLOOR = 10.0  # × u(gradient dtype) × max|g| of the leaf: rounding in the tested gradient
 _SQRT70 = float(np.sqrt(70.0))  # ‖(1, −4, 6, −4, 1)‖: std of the 4th difference of white noise
 _HALF_NORMAL_MEDIAN = 0.6745  # median of |N(0, 1)|
+SCREEN_MARGIN = 64.0  # |g| above this many resolutions: ±2h cannot make an element unverifiable
 
 STATUSES = ("ok", "unverifiable", "mismatch", "nonfinite", "nondeterministic")
 OK, UNVERIFIABLE, MISMATCH, NONFINITE, NONDETERMINISTIC = range(5)
@@ -87,6 +88,32 @@ class Verdict:
     status: np.ndarray  # int codes into STATUSES
 
 
+def screen(g, f0, fp1, fm1, stencil: Stencil, *, u_f, u_g, rtol, atol) -> np.ndarray:
+    """Elements whose verdict may depend on the evaluations at ±2h.
+
+    From f(θ ± h) alone, an element that agrees with g within the tolerance without its
+    truncation and fourth-difference terms, and whose gradient is far above that tolerance's
+    resolution, is "ok" whatever f(θ ± 2h) turn out to be: those terms only widen τ, and would
+    only call it "unverifiable" if the truncation error were a large fraction of the derivative
+    itself. Every other element (a disagreement, a gradient near the resolution, a non-finite
+    value) needs the ±2h values.
+    """
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        d1 = (fp1 - fm1) / (2 * stencil.h1)
+        fmax = np.maximum(np.maximum(np.abs(fp1), np.abs(fm1)), abs(f0))
+        resolution = KAPPA * u_f * fmax / stencil.h1
+        tolerance = atol + resolution + rtol * np.abs(g) + _g_floor(g, u_g)
+        clear = (np.abs(g - d1) <= tolerance) & (
+            np.maximum(np.abs(g), np.abs(d1)) > SCREEN_MARGIN * resolution
+        )
+    return ~(clear & np.isfinite(d1) & np.isfinite(g))
+
+
+def _g_floor(g, u_g) -> float:
+    finite_g = np.abs(g[np.isfinite(g)])
+    return GRAD_FLOOR * u_g * (finite_g.max() if finite_g.size else 0.0)
+
+
 def judge(
     g: np.ndarray,
     f0: float,
@@ -110,22 +137,26 @@ def judge(
     An element whose |g_i| and |D_i| both lie below κ·(noise + truncation) is "unverifiable":
     finite differences cannot tell its gradient from zero here. Nothing scales with |g| alone,
     so a correct gradient does not fail when it becomes tiny near a minimum (seed 002).
+
+    fp2 and fm2 are NaN where f(θ ± 2h) was not evaluated (elements `screen` found clear):
+    there the truncation and fourth-difference terms are taken as zero.
     """
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        has2 = ~(np.isnan(fp2) & np.isnan(fm2))
         d1 = (fp1 - fm1) / (2 * stencil.h1)
         d2 = (fp2 - fm2) / (2 * stencil.h2)
-        fmax = np.maximum.reduce([np.abs(fp1), np.abs(fm1), np.abs(fp2), np.abs(fm2)])
+        fmax = np.fmax.reduce([np.abs(fp1), np.abs(fm1), np.abs(fp2), np.abs(fm2)])
         fmax = np.maximum(fmax, abs(f0))
         d4 = np.abs(fm2 - 4 * fm1 + 6 * f0 - 4 * fp1 + fp2) / _SQRT70
-        finite_d4 = d4[np.isfinite(d4)]
+        finite_d4 = d4[has2 & np.isfinite(d4)]
         leaf_noise = np.median(finite_d4) / _HALF_NORMAL_MEDIAN if finite_d4.size else 0.0
+        d4 = np.where(has2, d4, 0.0)
         noise = np.maximum(np.maximum(u_f * fmax, d4), leaf_noise)
         trunc = np.abs(d2 - d1) / 3
         trunc = np.where(np.isfinite(trunc), trunc, np.inf)  # unknown: nothing can be resolved
+        trunc = np.where(has2, trunc, 0.0)
         resolution = KAPPA * (noise / stencil.h1 + trunc)
-        finite_g = np.abs(g[np.isfinite(g)])
-        g_floor = GRAD_FLOOR * u_g * (finite_g.max() if finite_g.size else 0.0)
-        tolerance = atol + resolution + rtol * np.abs(g) + g_floor
+        tolerance = atol + resolution + rtol * np.abs(g) + _g_floor(g, u_g)
         abs_error = np.abs(g - d1)
 
     status = np.full(g.shape, OK, dtype=np.int8)

@@ -353,19 +353,6 @@ def test_low_precision_and_python_float_leaves_are_checked_complex_ones_skipped(
     assert dict(result.skipped) == {"['z']": "complex (not checked yet)"}
 
 
-def test_chunks_are_powers_of_two_bounded_by_memory_and_need():
-    from jaxcheck._coords import Leaf
-    from jaxcheck._engine import CHUNK_BUDGET_BYTES, MAX_CHUNK, chunk_size
-
-    def leaf(n):
-        return Leaf("['w']", 0, (n,), np.dtype(np.float64), 0, True)
-
-    assert chunk_size(leaf(10), 8, 41) == 64  # one padded chunk covers all 41 points
-    assert chunk_size(leaf(10), 8, 10_000) == MAX_CHUNK
-    big = chunk_size(leaf(1_000_000), 8, 10_000)
-    assert big * 1_000_000 * 8 * 4 <= CHUNK_BUDGET_BYTES and big & (big - 1) == 0
-
-
 def test_a_function_that_traces_but_cannot_be_vmapped_runs_on_the_host():
     def host_only(x):
         return np.asarray(np.sum(np.asarray(x) ** 2), dtype=x.dtype)
@@ -381,55 +368,6 @@ def test_a_function_that_traces_but_cannot_be_vmapped_runs_on_the_host():
     assert result.passed, result
     assert result.engine == "host"
     assert any("cannot be batched with vmap" in n for n in result.notes)
-
-
-def test_chunks_shrink_when_activations_do_not_fit(monkeypatch):
-    """One scalar leaf, 512 KiB of activations per perturbation: the leaf-copy heuristic allows
-    a chunk of 8, the compiled memory analysis does not."""
-    from jaxcheck import _engine
-
-    x = jnp.linspace(-1.0, 1.0, 256 * 256).reshape(256, 256)
-
-    def loss(p, x):
-        return jnp.sum(jnp.tanh(x @ (x * p["s"])) ** 2)
-
-    params = {"s": jnp.array(0.7)}
-    reference = jaxcheck.check_grad(loss, params, x)
-    monkeypatch.setattr(_engine, "CHUNK_BUDGET_BYTES", 1536 * 2**10)  # 1.5 MiB
-    seen = []
-    original = _engine.JaxEngine._compiled
-
-    def spy(self, leaf, base):
-        compiled, size = original(self, leaf, base)
-        seen.append((size, self.n_compiles))
-        return compiled, size
-
-    monkeypatch.setattr(_engine.JaxEngine, "_compiled", spy)
-    result = jaxcheck.check_grad(loss, params, x)
-    size, compiles = seen[0]
-    assert size < 8 and compiles > 1  # shrunk, then kept: every later call reuses it
-    assert all(s == size for s, _ in seen)
-    assert float(result.numeric["s"]) == pytest.approx(float(reference.numeric["s"]), rel=1e-9)
-
-
-def test_the_probe_does_not_fix_a_small_chunk_size():
-    from jaxcheck import _engine
-
-    seen = []
-    original = _engine.JaxEngine._compiled
-
-    def spy(self, leaf, base):
-        out = original(self, leaf, base)
-        seen.append(out[1])
-        return out
-
-    loss, params, args = h.mlp_softmax_ce()
-    _engine.JaxEngine._compiled = spy
-    try:
-        jaxcheck.check_grad(loss, params, *args, only="W2")
-    finally:
-        _engine.JaxEngine._compiled = original
-    assert set(seen) == {1024}  # 4 * 256 + 1 points: one full chunk and one padded
 
 
 def test_a_single_array_as_params_and_empty_leaves():

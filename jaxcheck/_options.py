@@ -1,0 +1,95 @@
+"""Options of check_grad: validated eagerly, before any tracing, with the fix in the message."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from ._coords import Coords
+from ._errors import list_paths
+
+MODES = ("full",)
+PRECISIONS = ("float64", "native")
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}  # fmt: skip
+
+
+def validate(fn, grad_fn, mode, rtol, atol, precision, seed, chunk_size, progress) -> None:
+    if not callable(fn):
+        raise TypeError(
+            f"fn must be a function fn(params, *args) -> loss; got {type(fn).__name__}."
+        )
+    if grad_fn is not None and not callable(grad_fn):
+        raise TypeError(
+            f"grad_fn must be a function grad_fn(params, *args) -> gradients, or None for "
+            f"jax.grad(fn); got {type(grad_fn).__name__}."
+        )
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r} is not available; choose one of {MODES}.")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}: choose 'float64' (default) or 'native'.")
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if value is not None and not (_is_real(value) and 0 <= value < math.inf):
+            raise ValueError(
+                f"{name}={value!r}: pass a finite number >= 0, or None for the default."
+            )
+    if not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed={seed!r}: pass an integer.")
+    if chunk_size is not None and not (isinstance(chunk_size, numbers.Integral) and chunk_size > 0):
+        raise ValueError(f"chunk_size={chunk_size!r}: pass a positive integer, or None.")
+    if progress not in (None, True, False):
+        raise ValueError(
+            f"progress={progress!r}: pass True (always show a progress bar), False (never), "
+            "or None (default: on a terminal, for checks that take more than two seconds)."
+        )
+
+
+def _is_real(x: Any) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def steps_option(eps: Any, coords: Coords) -> dict[str, float]:
+    """{leaf path: absolute step} for leaves with a user step."""
+    if eps is None:
+        return {}
+    if isinstance(eps, Mapping):
+        known = {leaf.path for leaf in coords.checked}
+        unknown = [k for k in eps if k not in known]
+        if unknown:
+            raise ValueError(
+                f"eps= names {list_paths([str(k) for k in unknown])}, which are not checked "
+                "leaves. Use key paths as jax.tree_util.keystr writes them: "
+                f"{list_paths(sorted(known))}."
+            )
+        items = dict(eps)
+    else:
+        items = {leaf.path: eps for leaf in coords.checked}
+    for path, value in items.items():
+        if not (_is_real(value) and 0 < value < math.inf):
+            where = f" for {path}" if isinstance(eps, Mapping) else ""
+            raise ValueError(
+                f"eps={value!r}{where}: a step must be a finite number > 0 (e.g. 1e-6), "
+                "or None for the default."
+            )
+    return {k: float(v) for k, v in items.items()}
+
+
+def memory_option(max_memory: Any) -> int | None:
+    """Bytes, from an integer or a string such as "512MB" or "2GiB"; None for the default."""
+    if max_memory is None:
+        return None
+    value = max_memory
+    if isinstance(max_memory, str):
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", max_memory)
+        if m and m.group(2).lower() in _UNITS:
+            value = float(m.group(1)) * _UNITS[m.group(2).lower()]
+    if not _is_real(value) or not 2**20 <= value < math.inf:
+        raise ValueError(
+            f"max_memory={max_memory!r}: pass a number of bytes of at least 1 MiB, or a string "
+            'such as "512MB" or "2GiB", or None for the default (a quarter of an '
+            "accelerator's memory; on CPU the smaller of 2 GiB and an eighth of the RAM)."
+        )
+    return int(value)
