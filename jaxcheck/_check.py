@@ -381,18 +381,30 @@ def _judge_leaf(engine, leaf: Leaf, s: st.Stencil, g, u_f, u_g, rtol, atol) -> s
     keeps the leaf's noise estimate honest. A wrong or doubtful element always gets all five.
     """
     n = leaf.size
-    idx = np.concatenate([[0], np.arange(n), np.arange(n)])
-    f = engine.evaluate(leaf, idx, np.concatenate([s.theta[:1], s.plus1, s.minus1]))
-    f0, (fp1, fm1) = f[0], f[1:].reshape(2, n)
-    need = st.screen(g, f0, fp1, fm1, s, u_f=u_f, u_g=u_g, rtol=rtol, atol=atol)
-    rng = np.random.default_rng(leaf.position)
-    need[rng.choice(n, min(n, NOISE_SAMPLE), replace=False)] = True
-    second = np.flatnonzero(need)
-    f2 = engine.evaluate(
-        leaf, np.concatenate([second, second]), np.concatenate([s.plus2[second], s.minus2[second]])
+    sample = np.random.default_rng(leaf.position).choice(n, min(n, NOISE_SAMPLE), replace=False)
+    every = np.arange(n)
+    f = engine.evaluate(
+        leaf,
+        np.concatenate([[0], every, every, sample, sample]),
+        np.concatenate([s.theta[:1], s.plus1, s.minus1, s.plus2[sample], s.minus2[sample]]),
+    )
+    f0, (fp1, fm1), (fp2_s, fm2_s) = (
+        f[0],
+        f[1 : 2 * n + 1].reshape(2, n),
+        f[2 * n + 1 :].reshape(2, -1),
     )
     fp2, fm2 = np.full(n, np.nan), np.full(n, np.nan)
-    fp2[second], fm2[second] = f2[: len(second)], f2[len(second) :]
+    fp2[sample], fm2[sample] = fp2_s, fm2_s
+    need = st.screen(g, f0, fp1, fm1, s, u_f=u_f, u_g=u_g, rtol=rtol, atol=atol)
+    need[sample] = False
+    second = np.flatnonzero(need)
+    if second.size:
+        f2 = engine.evaluate(
+            leaf,
+            np.concatenate([second, second]),
+            np.concatenate([s.plus2[second], s.minus2[second]]),
+        )
+        fp2[second], fm2[second] = f2[: second.size], f2[second.size :]
     verdict = st.judge(g, f0, fp1, fm1, fp2, fm2, s, u_f=u_f, u_g=u_g, rtol=rtol, atol=atol)
     _confirm(engine, leaf, s, verdict, fp1, fm1, f0, u_f)
     return verdict

@@ -93,16 +93,22 @@ def put(base, axes: Sequence[int], sel, val) -> jax.Array:
     return jax.vmap(lambda s, v: base.at[_index(base.ndim, list(axes), s)].set(v))(sel, val)
 
 
-def evaluate(closed: jcore.ClosedJaxpr, inputs: Sequence[Any]) -> jax.Array:
-    """The scalar output of the jaxpr for every perturbation: shape [B]."""
-    (out,) = _eval(closed.jaxpr, closed.consts, inputs)
+def evaluate(closed: jcore.ClosedJaxpr, inputs: Sequence[Any], stats: dict | None = None):
+    """The scalar output of the jaxpr for every perturbation: shape [B].
+
+    stats, if given, receives "matmul_elements": the largest per-perturbation operand of a
+    matrix product computed per perturbation (0 if none), which a chunk must materialize.
+    """
+    stats = {} if stats is None else stats
+    stats["matmul_elements"] = 0
+    (out,) = _eval(closed.jaxpr, closed.consts, inputs, stats)
     if isinstance(out, Slab):
         return out.val.reshape(-1)
     sizes = [x.sel.shape[0] for x in inputs if isinstance(x, Slab)]
     return jnp.broadcast_to(jnp.reshape(out, ()), (sizes[0],))
 
 
-def _eval(jaxpr: jcore.Jaxpr, consts: Sequence[Any], inputs: Sequence[Any]) -> list[Any]:
+def _eval(jaxpr: jcore.Jaxpr, consts: Sequence[Any], inputs: Sequence[Any], stats: dict) -> list:
     env: dict[Any, Any] = {}
 
     def read(v):
@@ -114,7 +120,7 @@ def _eval(jaxpr: jcore.Jaxpr, consts: Sequence[Any], inputs: Sequence[Any]) -> l
         env[var] = x
     for eqn in jaxpr.eqns:
         invals = [read(v) for v in eqn.invars]
-        outs = _apply(eqn, invals)
+        outs = _apply(eqn, invals, stats)
         for var, x in zip(eqn.outvars, outs):
             if not isinstance(var, jcore.DropVar):
                 env[var] = x
@@ -131,15 +137,20 @@ def _bind(eqn, invals) -> list[Any]:
     return list(out) if eqn.primitive.multiple_results else [out]
 
 
-def _apply(eqn, invals) -> list[Any]:
+def _apply(eqn, invals, stats: dict) -> list[Any]:
     name = eqn.primitive.name
     if not any(isinstance(x, Slab) for x in invals):
         return _bind(eqn, invals)
     if name in INLINE:
         inner = eqn.params[INLINE[name]]
         if isinstance(inner, jcore.ClosedJaxpr):
-            return _eval(inner.jaxpr, inner.consts, invals)
-        return _eval(inner, (), invals)
+            return _eval(inner.jaxpr, inner.consts, invals, stats)
+        return _eval(inner, (), invals, stats)
+    if name == "dot_general":
+        slabs = [x.val for x in invals if isinstance(x, Slab)]
+        biggest = max(int(np.prod(v.shape[1:])) for v in slabs)
+        if biggest > 1 and eqn.params["dimension_numbers"][0][0]:
+            stats["matmul_elements"] = max(stats["matmul_elements"], biggest)
     rule = RULES.get(name)
     if rule is None and name in ELEMENTWISE:
         rule = _elementwise
@@ -263,6 +274,7 @@ def _dot_general(eqn, invals) -> Slab | None:
     axes = [out_pos[a] for a in order]
     sel = x.sel[:, [x.axes.index(a) for a in order]]
     (base,) = _bind(eqn, [x.base, y] if x_is_lhs else [y, x.base])
+    base = lax.optimization_barrier(base)
     if contracted:
         out = take(base, axes, sel) + out
     return Slab(base, axes, sel, out.astype(base.dtype))

@@ -29,6 +29,11 @@ from ._coords import Coords, Leaf
 MAX_CHUNK = {True: 4096, False: 1024}  # points per chunk on the fast and the plain path
 LEAF_COPIES = 4  # the plain path holds about this many copies of the leaf per point
 CPU_MEMORY_CAP = 2 * 2**30
+# Sparse chunks that multiply a changed intermediate by a matrix for every perturbation run
+# fastest on CPU when that operand holds about this many elements in all (a tanh MLP: 1.7x
+# faster than chunks of 4096); chunks that only do elementwise work and rank-1 updates fuse
+# into one loop and prefer the largest chunks.
+CHUNK_ELEMENTS = 2**21
 CACHE_SIZE = 64  # compiled executables kept across calls
 
 _CACHE: collections.OrderedDict[Any, tuple[Any, int]] = collections.OrderedDict()
@@ -127,6 +132,7 @@ class JaxEngine:
         self.progress = progress
         self.n_compiles = 0
         self.paths: dict[str, str] = {}  # leaf path -> "sparse" or "vmap"
+        self._stats: dict[str, int] = {}
 
     def _with_leaf(self, leaf: Leaf) -> Callable:
         """fn as a function of (the leaf's value, the other dynamic params, the dynamic args)."""
@@ -152,6 +158,7 @@ class JaxEngine:
     def _sparse(self, leaf: Leaf) -> Callable:
         """Propagate the one-element perturbations through fn's jaxpr (`_delta`)."""
         g = self._with_leaf(leaf)
+        stats = self._stats
 
         def chunk(base_flat, params_dyn, args_dyn, idx, vals):
             x = base_flat.reshape(leaf.shape)
@@ -162,14 +169,14 @@ class JaxEngine:
             sel = sel.reshape(len(idx), len(leaf.shape)).astype(np.int32)
             start = _delta.Slab(x, range(x.ndim), sel, vals)
             rest = jax.tree_util.tree_leaves((params_dyn, args_dyn))
-            return _delta.evaluate(closed, [start, *rest])
+            return _delta.evaluate(closed, [start, *rest], stats)
 
         return jax.jit(chunk)
 
     def _compiled(self, leaf: Leaf, base: jax.Array) -> tuple[Callable, int]:
         """The leaf's executable and its chunk size, compiled once and kept.
 
-        The size is chosen for the whole check of the leaf: its ±h sweep, 2n + 1 points.
+        The size is chosen for the whole check of the leaf: its first sweep, about 2n points.
         """
         if leaf.position in self._cache:
             return self._cache[leaf.position]
@@ -187,6 +194,11 @@ class JaxEngine:
                 batched = self._sparse(leaf)
                 lowered = batched.lower(*self._example(base, size))
                 path = "sparse"
+                per_point = self._stats["matmul_elements"]
+                fits = 1 << max(0, (CHUNK_ELEMENTS // max(per_point, 1)).bit_length() - 1)
+                if not self._chunk and fits < size:
+                    size = fits
+                    lowered = batched.lower(*self._example(base, size))
             except Exception:  # noqa: BLE001 - the plain path computes the same values
                 lowered = None
         if lowered is None:
@@ -194,12 +206,15 @@ class JaxEngine:
             size = self._chunk or first_chunk(leaf, base.dtype.itemsize, 2 * leaf.size + 1,
                                               self._budget, sparse=False)  # fmt: skip
             lowered = batched.lower(*self._example(base, size))
+        limit = self._budget // 2
         while True:
             compiled = lowered.compile()
             self._count_compile()
-            if self._chunk or size == 1 or _working_memory(compiled) <= self._budget // 2:
+            used = _working_memory(compiled)
+            if self._chunk or size == 1 or used <= limit:
                 break
-            size //= 2  # activations that scale with the chunk did not fit
+            # Activations that scale with the chunk: jump to the size that should fit.
+            size = max(1, min(size // 2, 1 << (int(size * limit / used).bit_length() - 1)))
             lowered = batched.lower(*self._example(base, size))
         self._cache[leaf.position] = compiled, size
         self.paths[leaf.path] = path
