@@ -322,7 +322,8 @@ def main() -> None:
     print("Full per-element check, float64; seconds (ratio = time / jaxcheck's).")
     print()
     head = (
-        "| model | n (unverifiable) | jaxcheck first | jaxcheck repeat | torch gradcheck | seeds' loop* "
+        "| model | n (unverifiable) | jaxcheck first | jaxcheck repeat | torch gradcheck "
+        "| seeds' loop* "
         "| ravel+vmap* | black-box bound | peak memory |"
     )
     print(head)
