@@ -208,15 +208,21 @@ def _lift(x: Slab, shape: tuple) -> Slab:
     return Slab(jnp.broadcast_to(x.base, shape), (), x.sel[:, :0], val)
 
 
+def _drop_axes(x: Slab, dims: Sequence[int]) -> tuple[list[int], jax.Array, tuple[int, ...]]:
+    """The selection once `dims` are removed: the remaining selected axes (renumbered), their
+    sel columns, and the positions of the removed free axes in x.val."""
+    axes = [a - sum(d < a for d in dims) for a in x.axes if a not in dims]
+    sel = x.sel[:, [k for k, a in enumerate(x.axes) if a not in dims]]
+    free_dims = tuple(1 + x.free.index(d) for d in dims if d in x.free)
+    return axes, sel, free_dims
+
+
 def _reduce_sum(eqn, invals) -> Slab:
     (x,) = invals
     reduced = tuple(eqn.params["axes"])
     (base,) = _bind(eqn, [x.base])
-    kept = [k for k, a in enumerate(x.axes) if a not in reduced]
-    axes = [a - sum(r < a for r in reduced) for a in x.axes if a not in reduced]
-    sel = x.sel[:, kept]
-    free_reduced = tuple(1 + x.free.index(a) for a in reduced if a in x.free)
-    if len(kept) == len(x.axes):  # the slab's own elements are summed: exact
+    axes, sel, free_reduced = _drop_axes(x, reduced)
+    if len(axes) == len(x.axes):  # the slab's own elements are summed: exact
         return Slab(base, axes, sel, jnp.sum(x.val, axis=free_reduced))
     delta = jnp.sum(x.val - take(x.base, x.axes, x.sel), axis=free_reduced)
     return Slab(base, axes, sel, take(base, axes, sel) + delta)
@@ -348,12 +354,9 @@ def _reshape(eqn, invals) -> Slab | None:
 
 def _squeeze(eqn, invals) -> Slab:
     (x,) = invals
-    dims = tuple(eqn.params["dimensions"])
     (base,) = _bind(eqn, [x.base])
-    kept = [k for k, a in enumerate(x.axes) if a not in dims]
-    axes = [a - sum(d < a for d in dims) for a in x.axes if a not in dims]
-    val = jnp.squeeze(x.val, tuple(1 + x.free.index(d) for d in dims if d in x.free))
-    return Slab(base, axes, x.sel[:, kept], val)
+    axes, sel, free_dims = _drop_axes(x, tuple(eqn.params["dimensions"]))
+    return Slab(base, axes, sel, jnp.squeeze(x.val, free_dims))
 
 
 RULES = {

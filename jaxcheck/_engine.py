@@ -128,7 +128,7 @@ class JaxEngine:
                 jax.config.jax_enable_x64,
                 str(jax.config.jax_default_matmul_precision),
             )
-        self._cache: dict[int, tuple[Callable, int]] = {}
+        self._cache: dict[int, tuple[Callable, int, str]] = {}  # position -> exe, chunk, path
         self.progress = progress
         self.n_compiles = 0
         self.paths: dict[str, str] = {}  # leaf path -> "sparse" or "vmap"
@@ -179,21 +179,25 @@ class JaxEngine:
         The size is chosen for the whole check of the leaf: its first sweep, about 2n points.
         """
         if leaf.position in self._cache:
-            return self._cache[leaf.position]
+            return self._cache[leaf.position][:2]
         key = None if self._key is None else (*self._key, leaf.position)
         if key is not None and key in _CACHE:
             _CACHE.move_to_end(key)
-            self._cache[leaf.position] = _CACHE[key][:2]
+            self._cache[leaf.position] = _CACHE[key]
             self.paths[leaf.path] = _CACHE[key][2]
-            return self._cache[leaf.position]
-        lowered, size, path = None, 0, "vmap"
+            return _CACHE[key][:2]
+
+        def first_size(sparse: bool) -> int:
+            n_points = 2 * leaf.size + 1
+            itemsize = base.dtype.itemsize
+            return self._chunk or first_chunk(leaf, itemsize, n_points, self._budget, sparse)
+
+        lowered = None
         if self._delta:
-            size = self._chunk or first_chunk(leaf, base.dtype.itemsize, 2 * leaf.size + 1,
-                                              self._budget, sparse=True)  # fmt: skip
+            size, path = first_size(sparse=True), "sparse"
             try:
                 batched = self._sparse(leaf)
                 lowered = batched.lower(*self._example(base, size))
-                path = "sparse"
                 per_point = self._stats["matmul_elements"]
                 fits = 1 << max(0, (CHUNK_ELEMENTS // max(per_point, 1)).bit_length() - 1)
                 if not self._chunk and fits < size:
@@ -202,9 +206,8 @@ class JaxEngine:
             except Exception:  # noqa: BLE001 - the plain path computes the same values
                 lowered = None
         if lowered is None:
+            size, path = first_size(sparse=False), "vmap"
             batched = self._plain(leaf)
-            size = self._chunk or first_chunk(leaf, base.dtype.itemsize, 2 * leaf.size + 1,
-                                              self._budget, sparse=False)  # fmt: skip
             lowered = batched.lower(*self._example(base, size))
         limit = self._budget // 2
         while True:
@@ -216,7 +219,7 @@ class JaxEngine:
             # Activations that scale with the chunk: jump to the size that should fit.
             size = max(1, min(size // 2, 1 << (int(size * limit / used).bit_length() - 1)))
             lowered = batched.lower(*self._example(base, size))
-        self._cache[leaf.position] = compiled, size
+        self._cache[leaf.position] = compiled, size, path
         self.paths[leaf.path] = path
         if key is not None:
             _CACHE[key] = compiled, size, path

@@ -62,16 +62,13 @@ def model(name: str):
     return params, (x, y), flops, "mlp"
 
 
-def jax_loss(kind: str):
-    import jax
-    import jax.numpy as jnp
-
+def make_loss(kind: str, sigmoid, tanh, log_softmax, total):
+    """The model's loss written once, for NumPy, JAX or torch arrays."""
     if kind == "ae":
 
         def loss(p, x):
-            h = jax.nn.sigmoid(x @ p["W1"])
-            z = jax.nn.sigmoid(h @ p["W2"])
-            return jnp.sum(0.5 * (z - x) ** 2)
+            z = sigmoid(sigmoid(x @ p["W1"]) @ p["W2"])
+            return total(0.5 * (z - x) ** 2)
 
         return loss
 
@@ -81,31 +78,28 @@ def jax_loss(kind: str):
         for i in range(n):
             h = h @ p[f"W{i}"] + p[f"b{i}"][None]
             if i < n - 1:
-                h = jnp.tanh(h)
-        return -jnp.sum(jax.nn.log_softmax(h) * y) / x.shape[0]
+                h = tanh(h)
+        return -total(log_softmax(h) * y) / x.shape[0]
 
     return loss
+
+
+def jax_loss(kind: str):
+    import jax
+    import jax.numpy as jnp
+
+    return make_loss(kind, jax.nn.sigmoid, jnp.tanh, jax.nn.log_softmax, jnp.sum)
 
 
 def numpy_loss(kind: str):
     def sigmoid(z):
         return 1.0 / (1.0 + np.exp(-z))
 
-    if kind == "ae":
-        return lambda p, x: np.sum(0.5 * (sigmoid(sigmoid(x @ p["W1"]) @ p["W2"]) - x) ** 2)
-
-    def loss(p, x, y):
-        h = x
-        n = len(p) // 2
-        for i in range(n):
-            h = h @ p[f"W{i}"] + p[f"b{i}"][None]
-            if i < n - 1:
-                h = np.tanh(h)
+    def log_softmax(h):
         h = h - h.max(axis=1, keepdims=True)
-        logp = h - np.log(np.sum(np.exp(h), axis=1, keepdims=True))
-        return -np.sum(logp * y) / x.shape[0]
+        return h - np.log(np.sum(np.exp(h), axis=1, keepdims=True))
 
-    return loss
+    return make_loss(kind, sigmoid, np.tanh, log_softmax, np.sum)
 
 
 # ---- the runners -----------------------------------------------------------------------------
@@ -190,20 +184,12 @@ def run_torch(name: str) -> float | None:
     tensors = [torch.tensor(params[k], dtype=torch.float64, requires_grad=True) for k in keys]
     tdata = [torch.tensor(d, dtype=torch.float64) for d in data]
 
+    loss = make_loss(
+        kind, torch.sigmoid, torch.tanh, lambda h: torch.log_softmax(h, dim=1), torch.sum
+    )
+
     def fn(*ws):
-        p = dict(zip(keys, ws))
-        if kind == "ae":
-            (x,) = tdata
-            z = torch.sigmoid(torch.sigmoid(x @ p["W1"]) @ p["W2"])
-            return torch.sum(0.5 * (z - x) ** 2)
-        x, y = tdata
-        h = x
-        n = len(p) // 2
-        for i in range(n):
-            h = h @ p[f"W{i}"] + p[f"b{i}"][None]
-            if i < n - 1:
-                h = torch.tanh(h)
-        return -torch.sum(torch.log_softmax(h, dim=1) * y) / x.shape[0]
+        return loss(dict(zip(keys, ws)), *tdata)
 
     t = time.perf_counter()
     assert torch.autograd.gradcheck(fn, tuple(tensors))
