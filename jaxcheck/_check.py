@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
+import jax.extend.core as jcore
 import jax.numpy as jnp
 import numpy as np
 
@@ -15,7 +16,7 @@ from . import _options as options
 from . import _progress
 from . import _stencils as st
 from ._coords import Coords, Leaf, OnlySpec
-from ._engine import JaxEngine, split_arrays
+from ._engine import JaxEngine, cached_jit, split_arrays
 from ._errors import GradCheckError, format_index
 from ._host import HostEngine
 from ._result import CheckResult, assemble
@@ -166,7 +167,7 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, seed
         )
 
     if traced is not None:  # compiled: op-by-op evaluation compiles every primitive on its own
-        out = _fresh_jit(fn, work_params, work_args, abstract=True)
+        out = _abstract_output(fn, work_params, work_args)
     else:
         out = fn(work_params, *work_args)
     shape, out_dtype = _output_info(out)
@@ -185,13 +186,12 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, seed
             f"w ~ N(0, I) (seed={seed}), which exposes any wrong Jacobian column almost surely"
         )
     fn_scalar = _scalarized(fn, w)
-    # Two separate traces (or calls): Python-side randomness differs between them too.
-    evaluate = _fresh_jit if traced is not None else lambda f, p, a: f(p, *a)
-    f_first, f_again = (
-        float(evaluate(fn_scalar, work_params, work_args)),
-        float(evaluate(fn_scalar, work_params, work_args)),
-    )
-    _check_base(f_first, f_again, out_dtype)
+    key = (fn, None if w is None else (w.shape, w.tobytes()))
+    if traced is not None:
+        f_first = _base_value(fn_scalar, work_params, work_args, key, out_dtype)
+    else:  # two calls: Python-side randomness differs between them
+        f_first = float(fn_scalar(work_params, *work_args))
+        _check_base(f_first, float(fn_scalar(work_params, *work_args)), out_dtype)
 
     if grad_fn is None:
         if traced is None:
@@ -199,7 +199,7 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, seed
                 f"fn could not be traced by JAX ({why}), so jax.grad cannot compute the gradient "
                 "to check. Pass your handwritten backward as grad_fn=, or write fn with jax.numpy."
             )
-        grads = _jax_grad(fn_scalar, values, coords, work_args)
+        grads = _jax_grad(fn_scalar, values, coords, work_args, key)
     else:
         grads = coords.gradient(grad_fn(work_params, *work_args))
     stencils = _stencils(coords, values, steps)  # raises on a step too small
@@ -211,7 +211,6 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, seed
         )
         engine = HostEngine(fn_scalar, values, coords, work_args)
     else:
-        key = (fn, None if w is None else (w.shape, w.tobytes()))
         engine = _batched_or_host(fn_scalar, values, coords, work_args, key, engine_options, notes)
     u_f = st.unit_roundoff(out_dtype)
     judged = {}
@@ -262,10 +261,8 @@ def _batched_or_host(fn_scalar, values, coords, args, key, engine_options, notes
     """
     opts = {k: v for k, v in engine_options.items() if k != "progress"}
     engine = JaxEngine(fn_scalar, values, coords, args, cache_key=key, **opts)
-    first = coords.checked[0]
-    theta = np.asarray(values[first.position]).reshape(-1)
     try:
-        engine.evaluate(first, np.zeros(1, np.int32), theta[:1])
+        engine.prepare(coords.checked[0])
     except Exception as e:  # noqa: BLE001 - any failure to batch means: run it on the host
         notes.append(
             f"fn traces but cannot be batched with vmap ({type(e).__name__}): perturbations "
@@ -322,19 +319,53 @@ def _check_base(f_first: float, f_again: float, out_dtype: Any) -> None:
         )
 
 
-def _fresh_jit(f, params, args, abstract: bool = False):
-    """f(params, *args), traced anew and compiled; arrays are arguments, the rest static."""
+def _abstract_output(f, params, args):
+    """The shape and dtype of f(params, *args), traced (arrays as arguments, the rest static)."""
     dyn, rebuild, _ = split_arrays((params, args))
 
     def run(dyn):
         p, a = rebuild(dyn)
         return f(p, *a)
 
-    return jax.eval_shape(run, dyn) if abstract else jax.jit(run)(dyn)
+    return jax.eval_shape(run, dyn)
 
 
-def _jax_grad(fn_scalar, values, coords, args) -> dict[str, np.ndarray]:
-    dyn, rebuild, _ = split_arrays((values, args))
+def _base_value(fn_scalar, params, args, key, out_dtype) -> float:
+    """fn(θ), compiled (kept across calls), after checking fn for hidden randomness.
+
+    Python-side randomness (a NumPy draw, a PRNG key made from a counter) changes the traced
+    program: two traces must agree. When they do not, both are run to show the values.
+    """
+    dyn, rebuild, static = split_arrays((params, args))
+
+    def fresh():  # a new function object each time: JAX caches traces per function
+        def run(dyn):
+            p, a = rebuild(dyn)
+            return fn_scalar(p, *a)
+
+        return run
+
+    first, again = jax.make_jaxpr(fresh())(dyn), jax.make_jaxpr(fresh())(dyn)
+    if not _same_program(first, again):
+        leaves = jax.tree_util.tree_leaves(dyn)
+        f_first, f_again = (
+            float(jax.jit(jcore.jaxpr_as_fun(c))(*leaves)[0]) for c in (first, again)
+        )
+        _check_base(f_first, f_again, out_dtype)
+    else:
+        f_first = float(cached_jit(("base", key, static), fresh)(dyn))
+        _check_base(f_first, f_first, out_dtype)
+    return f_first
+
+
+def _same_program(a, b) -> bool:
+    return str(a) == str(b) and all(
+        np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a.consts, b.consts)
+    )
+
+
+def _jax_grad(fn_scalar, values, coords, args, key) -> dict[str, np.ndarray]:
+    dyn, rebuild, static = split_arrays((values, args))
 
     def of_checked(sel, dyn):
         vals, a = rebuild(dyn)
@@ -344,7 +375,9 @@ def _jax_grad(fn_scalar, values, coords, args) -> dict[str, np.ndarray]:
         return fn_scalar(coords.unflatten(vals), *a)
 
     checked = [jnp.asarray(values[leaf.position]) for leaf in coords.checked]
-    grads = jax.jit(jax.grad(of_checked))(checked, dyn)
+    positions = tuple(leaf.position for leaf in coords.checked)
+    grad = cached_jit(("grad", key, static, positions), lambda: jax.grad(of_checked))
+    grads = grad(checked, dyn)
     return {leaf.path: np.asarray(g) for leaf, g in zip(coords.checked, grads)}
 
 

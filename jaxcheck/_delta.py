@@ -127,7 +127,7 @@ def _eval(jaxpr: jcore.Jaxpr, consts: Sequence[Any], inputs: Sequence[Any], stat
     return [read(v) for v in jaxpr.outvars]
 
 
-def _bind(eqn, invals) -> list[Any]:
+def bind(eqn, invals) -> list[Any]:
     params = eqn.primitive.get_bind_params(eqn.params)
     subfuns = []
     if isinstance(params, tuple):  # jax < 0.9 also returned the sub-functions
@@ -140,7 +140,7 @@ def _bind(eqn, invals) -> list[Any]:
 def _apply(eqn, invals, stats: dict) -> list[Any]:
     name = eqn.primitive.name
     if not any(isinstance(x, Slab) for x in invals):
-        return _bind(eqn, invals)
+        return bind(eqn, invals)
     if name in INLINE:
         inner = eqn.params[INLINE[name]]
         if isinstance(inner, jcore.ClosedJaxpr):
@@ -166,10 +166,10 @@ def _fallback(eqn, invals) -> list[Any]:
     slabs = [x.dense() if isinstance(x, Slab) else None for x in invals]
     bases = [x.base if isinstance(x, Slab) else x for x in invals]
     sel = next(s.sel for s in slabs if s is not None)
-    base_out = _bind(eqn, bases)
+    base_out = bind(eqn, bases)
     vals = [s.val if s is not None else x for s, x in zip(slabs, invals)]
     axes = [0 if s is not None else None for s in slabs]
-    outs = jax.vmap(lambda *xs: _bind(eqn, xs), in_axes=axes)(*vals)
+    outs = jax.vmap(lambda *xs: bind(eqn, xs), in_axes=axes)(*vals)
     return [Slab(b, (), sel, v) for b, v in zip(base_out, outs)]
 
 
@@ -194,8 +194,8 @@ def _elementwise(eqn, invals) -> Slab:
             vals.append(jnp.broadcast_to(x, shape))
         else:
             vals.append(take(x, first.axes, first.sel))
-    (base,) = _bind(eqn, [x.base if isinstance(x, Slab) else x for x in invals])
-    (val,) = _bind(eqn, vals)
+    (base,) = bind(eqn, [x.base if isinstance(x, Slab) else x for x in invals])
+    (val,) = bind(eqn, vals)
     return Slab(base, first.axes, first.sel, val)
 
 
@@ -220,7 +220,7 @@ def _drop_axes(x: Slab, dims: Sequence[int]) -> tuple[list[int], jax.Array, tupl
 def _reduce_sum(eqn, invals) -> Slab:
     (x,) = invals
     reduced = tuple(eqn.params["axes"])
-    (base,) = _bind(eqn, [x.base])
+    (base,) = bind(eqn, [x.base])
     axes, sel, free_reduced = _drop_axes(x, reduced)
     if len(axes) == len(x.axes):  # the slab's own elements are summed: exact
         return Slab(base, axes, sel, jnp.sum(x.val, axis=free_reduced))
@@ -279,7 +279,7 @@ def _dot_general(eqn, invals) -> Slab | None:
     order = sorted(out_pos, key=out_pos.get)
     axes = [out_pos[a] for a in order]
     sel = x.sel[:, [x.axes.index(a) for a in order]]
-    (base,) = _bind(eqn, [x.base, y] if x_is_lhs else [y, x.base])
+    (base,) = bind(eqn, [x.base, y] if x_is_lhs else [y, x.base])
     base = lax.optimization_barrier(base)
     if contracted:
         out = take(base, axes, sel) + out
@@ -303,7 +303,7 @@ def _outer(a, b, batch) -> jax.Array:
 def _transpose(eqn, invals) -> Slab:
     (x,) = invals
     perm = list(eqn.params["permutation"])
-    (base,) = _bind(eqn, [x.base])
+    (base,) = bind(eqn, [x.base])
     new_pos = {a: perm.index(a) for a in x.axes}
     order = sorted(x.axes, key=new_pos.get)
     free = x.free
@@ -317,7 +317,7 @@ def _broadcast_in_dim(eqn, invals) -> Slab | None:
     in_shape = np.shape(x.base)
     if any(in_shape[a] != shape[dims[a]] for a in x.axes):
         x = x.dense()  # a selected axis of size 1 is broadcast
-    (base,) = _bind(eqn, [x.base])
+    (base,) = bind(eqn, [x.base])
     out_axes = [dims[a] for a in x.axes]
     out_free = [d for d in range(len(shape)) if d not in out_axes]
     val = lax.broadcast_in_dim(
@@ -347,14 +347,14 @@ def _reshape(eqn, invals) -> Slab | None:
             out_axes = []
             break
         out_axes.append(match[0])
-    (base,) = _bind(eqn, [x.base])
+    (base,) = bind(eqn, [x.base])
     free_shape = [out_shape[d] for d in range(len(out_shape)) if d not in out_axes]
     return Slab(base, out_axes, x.sel, x.val.reshape(x.val.shape[0], *free_shape))
 
 
 def _squeeze(eqn, invals) -> Slab:
     (x,) = invals
-    (base,) = _bind(eqn, [x.base])
+    (base,) = bind(eqn, [x.base])
     axes, sel, free_dims = _drop_axes(x, tuple(eqn.params["dimensions"]))
     return Slab(base, axes, sel, jnp.squeeze(x.val, free_dims))
 

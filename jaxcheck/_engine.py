@@ -5,7 +5,8 @@ perturbation through fn's jaxpr as a sparse change, so a perturbed weight costs 
 update of the layer it enters instead of a forward pass; the plain path vmaps fn over
 perturbed copies of the leaf (only that leaf batched, so everything that does not depend on
 it is computed once per chunk). The fast path is used wherever it traces; both compute fn's
-own values.
+own values. Either way the traced chunk is split (`_stage`): what does not depend on the
+perturbations (the unperturbed forward pass) is computed once per leaf, not per chunk.
 
 Each leaf is compiled once, for a fixed chunk size (the last chunk is padded): the largest
 power of two whose compiled working memory, as XLA reports it, fits half the memory budget.
@@ -18,12 +19,12 @@ from __future__ import annotations
 import collections
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 
-from . import _delta
+from . import _delta, _stage
 from ._coords import Coords, Leaf
 
 MAX_CHUNK = {True: 4096, False: 1024}  # points per chunk on the fast and the plain path
@@ -36,8 +37,19 @@ CPU_MEMORY_CAP = 2 * 2**30
 CHUNK_ELEMENTS = 2**21
 CACHE_SIZE = 64  # compiled executables kept across calls
 
-_CACHE: collections.OrderedDict[Any, tuple[Any, int]] = collections.OrderedDict()
-compilations = 0  # executables compiled in this process (tests count them)
+
+class Compiled(NamedTuple):
+    """A leaf's program: `prepare` once per check, then `run` per chunk of `size` points."""
+
+    prepare: Any
+    run: Any
+    size: int
+    path: str  # "sparse" or "vmap"
+
+
+_CACHE: collections.OrderedDict[Any, Compiled] = collections.OrderedDict()
+_JITS: collections.OrderedDict[Any, Callable] = collections.OrderedDict()
+compilations = 0  # chunk executables compiled in this process (tests count them)
 
 
 def default_max_memory() -> int:
@@ -53,6 +65,16 @@ def default_max_memory() -> int:
     except (ValueError, OSError, AttributeError):
         return CPU_MEMORY_CAP
     return min(CPU_MEMORY_CAP, ram // 8)
+
+
+def cached_jit(key: Any, make: Callable[[], Callable]) -> Callable:
+    """jax.jit(make()), kept across calls under `key` (jit's own cache is per function object)."""
+    if key not in _JITS:
+        _JITS[key] = jax.jit(make())
+        while len(_JITS) > CACHE_SIZE:
+            _JITS.popitem(last=False)
+    _JITS.move_to_end(key)
+    return _JITS[key]
 
 
 def split_arrays(tree: Any) -> tuple[list[Any], Callable[[Sequence[Any]], Any], tuple]:
@@ -128,7 +150,8 @@ class JaxEngine:
                 jax.config.jax_enable_x64,
                 str(jax.config.jax_default_matmul_precision),
             )
-        self._cache: dict[int, tuple[Callable, int, str]] = {}  # position -> exe, chunk, path
+        self._cache: dict[int, Compiled] = {}  # leaf position -> its compiled program
+        self._residuals: dict[int, list] = {}  # the current leaf -> what its chunks read
         self.progress = progress
         self.n_compiles = 0
         self.paths: dict[str, str] = {}  # leaf path -> "sparse" or "vmap"
@@ -153,7 +176,7 @@ class JaxEngine:
         def one(base_flat, params_dyn, args_dyn, i, v):
             return g(base_flat.at[i].set(v).reshape(leaf.shape), params_dyn, args_dyn)
 
-        return jax.jit(jax.vmap(one, in_axes=(None, None, None, 0, 0)))
+        return jax.vmap(one, in_axes=(None, None, None, 0, 0))
 
     def _sparse(self, leaf: Leaf) -> Callable:
         """Propagate the one-element perturbations through fn's jaxpr (`_delta`)."""
@@ -171,84 +194,98 @@ class JaxEngine:
             rest = jax.tree_util.tree_leaves((params_dyn, args_dyn))
             return _delta.evaluate(closed, [start, *rest], stats)
 
-        return jax.jit(chunk)
+        return chunk
 
-    def _compiled(self, leaf: Leaf, base: jax.Array) -> tuple[Callable, int]:
-        """The leaf's executable and its chunk size, compiled once and kept.
+    def _compiled(self, leaf: Leaf, base: jax.Array) -> Compiled:
+        """The leaf's program and its chunk size, compiled once and kept.
 
         The size is chosen for the whole check of the leaf: its first sweep, about 2n points.
         """
         if leaf.position in self._cache:
-            return self._cache[leaf.position][:2]
+            return self._cache[leaf.position]
         key = None if self._key is None else (*self._key, leaf.position)
         if key is not None and key in _CACHE:
             _CACHE.move_to_end(key)
             self._cache[leaf.position] = _CACHE[key]
-            self.paths[leaf.path] = _CACHE[key][2]
-            return _CACHE[key][:2]
+            self.paths[leaf.path] = _CACHE[key].path
+            return _CACHE[key]
 
         def first_size(sparse: bool) -> int:
             n_points = 2 * leaf.size + 1
             itemsize = base.dtype.itemsize
             return self._chunk or first_chunk(leaf, itemsize, n_points, self._budget, sparse)
 
-        lowered = None
+        staged = None
         if self._delta:
-            size, path = first_size(sparse=True), "sparse"
+            size, path, chunk_fn = first_size(sparse=True), "sparse", self._sparse(leaf)
             try:
-                batched = self._sparse(leaf)
-                lowered = batched.lower(*self._example(base, size))
+                staged = self._stage(chunk_fn, base, size)
                 per_point = self._stats["matmul_elements"]
                 fits = 1 << max(0, (CHUNK_ELEMENTS // max(per_point, 1)).bit_length() - 1)
                 if not self._chunk and fits < size:
                     size = fits
-                    lowered = batched.lower(*self._example(base, size))
+                    staged = self._stage(chunk_fn, base, size)
             except Exception:  # noqa: BLE001 - the plain path computes the same values
-                lowered = None
-        if lowered is None:
-            size, path = first_size(sparse=False), "vmap"
-            batched = self._plain(leaf)
-            lowered = batched.lower(*self._example(base, size))
+                staged = None
+        if staged is None:
+            size, path, chunk_fn = first_size(sparse=False), "vmap", self._plain(leaf)
+            staged = self._stage(chunk_fn, base, size)
         limit = self._budget // 2
         while True:
-            compiled = lowered.compile()
+            run = staged.run.lower(staged.residual_avals, *self._perturbations(base, size))
+            run = run.compile()
             self._count_compile()
-            used = _working_memory(compiled)
+            used = _working_memory(run)
             if self._chunk or size == 1 or used <= limit:
                 break
             # Activations that scale with the chunk: jump to the size that should fit.
             size = max(1, min(size // 2, 1 << (int(size * limit / used).bit_length() - 1)))
-            lowered = batched.lower(*self._example(base, size))
-        self._cache[leaf.position] = compiled, size, path
+            staged = self._stage(chunk_fn, base, size)
+        prepare = staged.prepare.lower(base, self._params_dyn, self._args_dyn).compile()
+        program = Compiled(prepare, run, size, path)
+        self._cache[leaf.position] = program
         self.paths[leaf.path] = path
         if key is not None:
-            _CACHE[key] = compiled, size, path
+            _CACHE[key] = program
             while len(_CACHE) > CACHE_SIZE:
                 _CACHE.popitem(last=False)
-        return compiled, size
+        return program
+
+    def _stage(self, chunk_fn: Callable, base, size: int) -> _stage.Staged:
+        known = (base, self._params_dyn, self._args_dyn)
+        return _stage.split(chunk_fn, known, self._perturbations(base, size))
 
     def _count_compile(self) -> None:
         global compilations
         compilations += 1
         self.n_compiles += 1
 
-    def _example(self, base, size: int) -> tuple:
-        idx, vals = np.zeros(size, np.int32), np.zeros(size, base.dtype)
-        return base, self._params_dyn, self._args_dyn, idx, vals
+    @staticmethod
+    def _perturbations(base, size: int) -> tuple:
+        return np.zeros(size, np.int32), np.zeros(size, base.dtype)
+
+    def prepare(self, leaf: Leaf) -> tuple[jax.Array, Compiled, list]:
+        """Compile the leaf's program (or find it kept) and compute what its chunks read."""
+        base = jax.numpy.asarray(self._values[leaf.position]).reshape(-1)
+        program = self._compiled(leaf, base)
+        if leaf.position not in self._residuals:
+            # One leaf's at a time: a check finishes a leaf before it starts the next.
+            self._residuals = {
+                leaf.position: program.prepare(base, self._params_dyn, self._args_dyn)
+            }
+        return base, program, self._residuals[leaf.position]
 
     def evaluate(self, leaf: Leaf, idx: np.ndarray, vals: np.ndarray) -> np.ndarray:
         """f at the points where leaf element idx[k] is set to vals[k]; float64 on the host."""
-        base = jax.numpy.asarray(self._values[leaf.position]).reshape(-1)
-        compiled, size = self._compiled(leaf, base)
+        base, program, residuals = self.prepare(leaf)
+        size = program.size
         n = len(idx)
         pad = (-n) % size
         idx = np.concatenate([idx, np.zeros(pad, idx.dtype)]).astype(np.int32)
         vals = np.concatenate([vals, np.repeat(np.asarray(base[:1]), pad)]).astype(base.dtype)
         out = []
         for s in range(0, len(idx), size):
-            chunk = compiled(
-                base, self._params_dyn, self._args_dyn, idx[s : s + size], vals[s : s + size]
-            )
+            (chunk,) = program.run(residuals, idx[s : s + size], vals[s : s + size])
             out.append(np.asarray(chunk, dtype=np.float64).reshape(-1))
             if self.progress is not None:
                 self.progress(min(size, n - s))
