@@ -1,0 +1,156 @@
+"""Checks that cost O(probes), not O(n): random directions per leaf, and group testing.
+
+`mode="directional"` compares, for k Gaussian directions v per leaf, the derivative along v
+from the gradient under test, ⟨g, v⟩, with the central difference of t ↦ f(θ + t v). Both are
+taken along the chord actually evaluated (θ ± h v rounded to the working dtype), and the
+error model is the element-wise one (`stencils.judge`) applied to the one-dimensional
+function: round-off from the noise in f, truncation from the ±2h pair. The gradient under
+test is allowed what full mode allows each element, projected on the direction:
+rtol·⟨|g|, |v|⟩ + atol·Σ|v_i|. Nothing scales with the number of elements.
+
+A wrong gradient shows up as e = ⟨δ, v⟩ with δ = g − ∇f; for Gaussian v and unit-norm
+directions, e ~ N(0, ‖δ‖²/n), so an error of norm ‖δ‖ is missed by all k directions with
+probability erf(τ √n / (‖δ‖ √2))^k, which the report gives.
+
+When a leaf fails, `locate` isolates the wrong elements by group testing: the candidates are
+split into random disjoint parts, each probed by directions restricted to it, and the parts
+that fail are split again. One wrong element among n is found in about log_F(n) rounds of
+F · r probes. The surviving few candidates are then checked element by element, so they are
+reported exactly as in full mode.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from . import _stencils as st
+
+DIRECTIONS = 4  # default k: Gaussian directions per leaf
+FANOUT = 4  # parts each surviving cell is split into per round
+PROBES = 2  # directions per part: a part is cleared only if all of them agree
+ISOLATE_AT = 8  # cells this small are checked element by element
+MAX_CELLS = 64  # more failing cells than this: too many wrong elements to isolate
+DETECT_MISS = 1e-3  # `detectable_norm` is missed with at most this probability
+
+
+@dataclasses.dataclass(frozen=True)
+class Probes:
+    """Directional derivatives along a batch of directions of one leaf."""
+
+    verdict: st.Verdict  # one "element" per direction
+    sum_abs_v: np.ndarray  # Σ|v_i| of each unit direction (for atol)
+
+
+def probe(engine, leaf, g, f0, h, keys, labels, groups, *, u_f, u_g, rtol, atol) -> Probes:
+    """Judge the derivative of f along each direction (keys[b], restricted to labels == groups[b]).
+
+    g: the flat gradient under test. f0: f(θ). h: the step along the unit direction.
+    """
+    ts = np.array([h, -h, 2 * h, -2 * h])
+    f, s, weights = engine.evaluate_along(leaf, g, keys, labels, groups, ts)
+    # f, s: [B, 4] values and ⟨g, x − θ⟩ at θ ± h v, θ ± 2h v; weights: [B, 2] ⟨|g|, |v|⟩, Σ|v|.
+    h1, h2 = np.full(len(keys), h), np.full(len(keys), 2 * h)
+    analytic = (s[:, 0] - s[:, 1]) / (2 * h)
+    # The ±2h chord differs from the ±h one by rounding: shift its difference by the same amount
+    # so that the truncation estimate compares derivatives along the same direction.
+    shift = (s[:, 2] - s[:, 3]) / (4 * h) - analytic
+    fp2, fm2 = f[:, 2] - 2 * h * shift, f[:, 3] + 2 * h * shift
+    stencil = st.Stencil(
+        theta=np.zeros(len(keys)),
+        plus1=h1,
+        minus1=-h1,
+        plus2=h2,
+        minus2=-h2,
+        h1=h1,
+        h2=h2,
+    )
+    verdict = st.judge(
+        analytic,
+        f0,
+        f[:, 0],
+        f[:, 1],
+        fp2,
+        fm2,
+        stencil,
+        u_f=u_f,
+        u_g=u_g,
+        rtol=0.0,
+        atol=rtol * weights[:, 0] + atol * weights[:, 1] + st.GRAD_FLOOR * u_g * weights[:, 0],
+    )
+    return Probes(verdict, weights[:, 1])
+
+
+def miss_probability(tolerance: np.ndarray, n: int, norm: float) -> float:
+    """P(an error vector of this norm passes every direction): Π_b erf(τ_b √n / (‖δ‖ √2))."""
+    if norm <= 0:
+        return 1.0
+    return float(np.prod([math.erf(t * math.sqrt(n) / (norm * math.sqrt(2))) for t in tolerance]))
+
+
+def detectable_norm(tolerance: np.ndarray, n: int, miss: float = DETECT_MISS) -> float:
+    """The smallest error norm missed with probability at most `miss` (bisection in log space)."""
+    lo, hi = 1e-300, 1e300
+    for _ in range(200):
+        mid = math.sqrt(lo * hi)
+        if miss_probability(tolerance, n, mid) > miss:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+@dataclasses.dataclass
+class Located:
+    """What group testing found in one leaf."""
+
+    candidates: np.ndarray  # element indices left to check one by one
+    probes: int  # directions evaluated
+    rounds: int
+    note: str  # "" when isolated; otherwise why not
+
+
+def locate(probe_fn, n: int, rng: np.random.Generator) -> Located:
+    """Split the candidates until the failing cells are small enough to check element-wise.
+
+    probe_fn(labels, groups) -> boolean array, True where the direction (restricted to
+    labels == groups[b]) disagrees.
+    """
+    cells = [np.arange(n)]
+    probes = rounds = 0
+    while any(len(c) > ISOLATE_AT for c in cells):
+        if len(cells) > MAX_CELLS:
+            return Located(
+                np.array([], np.int64),
+                probes,
+                rounds,
+                f"too many wrong elements to isolate (more than {MAX_CELLS} separate groups "
+                "disagree): the leaf is reported as a whole",
+            )
+        small = [c for c in cells if len(c) <= ISOLATE_AT]
+        parts = []
+        for c in cells:
+            if len(c) > ISOLATE_AT:
+                shuffled = rng.permutation(c)
+                parts += [p for p in np.array_split(shuffled, FANOUT) if len(p)]
+        labels = np.full(n, -1, np.int32)
+        for j, p in enumerate(parts):
+            labels[p] = j
+        groups = np.repeat(np.arange(len(parts), dtype=np.int32), PROBES)
+        bad = probe_fn(labels, groups).reshape(len(parts), PROBES).any(axis=1)
+        probes += len(groups)
+        rounds += 1
+        failing = [p for p, b in zip(parts, bad) if b]
+        if not failing and not small:
+            return Located(
+                np.array([], np.int64),
+                probes,
+                rounds,
+                "the error does not concentrate on few elements: every part passes on its own "
+                "(many small errors), so the leaf is reported as a whole",
+            )
+        cells = small + failing
+    candidates = np.sort(np.concatenate(cells)) if cells else np.array([], np.int64)
+    return Located(candidates, probes, rounds, "")
