@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _options as options
-from . import _progress
+from . import _directional, _progress
 from . import _stencils as st
 from ._coords import Coords, Leaf, OnlySpec
 from ._engine import JaxEngine, cached_jit, split_arrays
@@ -24,6 +24,7 @@ from ._result import CheckResult, assemble
 CONFIRM_AT_MOST = 64  # suspicious elements re-evaluated per leaf to tell nondeterminism from a bug
 NOISE_SAMPLE = 256  # elements per leaf always evaluated at ±2h, for the leaf's noise estimate
 NOISY = 1e3  # noise in f above this many round-off units makes an element suspicious
+SAMPLES = 64  # elements per leaf in mode="sample"
 
 
 def check_grad(
@@ -38,6 +39,8 @@ def check_grad(
     only: OnlySpec = None,
     precision: str = "float64",
     seed: int = 0,
+    directions: int = _directional.DIRECTIONS,
+    samples: int = SAMPLES,
     chunk_size: int | None = None,
     max_memory: int | str | None = None,
     progress: bool | None = None,
@@ -99,9 +102,15 @@ def check_grad(
         "max_memory": options.memory_option(max_memory),
         "progress": _progress.ask(progress),
     }
+    plan = {
+        "mode": mode,
+        "directions": options.count_option("directions", directions, "directions per leaf"),
+        "samples": options.count_option("samples", samples, "elements sampled per leaf"),
+        "seed": seed,
+    }
     with _numerics(precision):
         return _check(
-            fn, params, args, coords, grad_fn, steps, rtol, atol, precision, seed, engine_options
+            fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan, engine_options
         )
 
 
@@ -147,7 +156,8 @@ def _cast_args(args: tuple, precision: str) -> tuple:
 # ---- the check -------------------------------------------------------------------------------
 
 
-def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, seed, engine_options):
+def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan, engine_options):
+    seed, mode = plan["seed"], plan["mode"]
     notes: list[str] = []
     leaves = jax.tree_util.tree_leaves(params)
     traced, why = _trace(fn, leaves, coords, args)
@@ -214,28 +224,49 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, seed
         engine = _batched_or_host(fn_scalar, values, coords, work_args, key, engine_options, notes)
     u_f = st.unit_roundoff(out_dtype)
     judged = {}
-    bar = _progress.bar(engine_options["progress"], _expected_points(coords))
+    bar = _progress.bar(engine_options["progress"], _expected_points(coords, plan))
     engine.progress = bar.update
+    typical = _typical_scale(coords, values)
     for leaf in coords.checked:
         g = np.asarray(grads[leaf.path])
         g_dtype = g.dtype if jnp.issubdtype(g.dtype, jnp.floating) else np.float64
-        judged[leaf.path] = _judge_leaf(
-            engine,
-            leaf,
-            stencils[leaf.path],
-            g.astype(np.float64).reshape(-1),
-            u_f,
-            st.unit_roundoff(g_dtype),
-            st.default_rtol(g_dtype) if rtol is None else rtol,
-            atol or 0.0,
-        )
+        g = g.astype(np.float64).reshape(-1)
+        tol = {
+            "u_f": u_f,
+            "u_g": st.unit_roundoff(g_dtype),
+            "rtol": st.default_rtol(g_dtype) if rtol is None else rtol,
+            "atol": atol or 0.0,
+        }
+        s = stencils[leaf.path]
+        rng = np.random.default_rng([seed, leaf.position])
+
+        def elements(subset=None, leaf=leaf, s=s, g=g, tol=tol):
+            return _judge_leaf(engine, leaf, s, g, *tol.values(), subset=subset)
+
+        if mode == "full":
+            judged[leaf.path] = elements()
+        elif mode == "sample":
+            judged[leaf.path] = elements(
+                np.sort(rng.choice(leaf.size, min(leaf.size, plan["samples"]), replace=False))
+            )
+        else:
+            theta = np.asarray(values[leaf.position]).reshape(-1)
+            step = _directional.direction_step(theta, typical[leaf.path], steps.get(leaf.path))
+            judged[leaf.path] = _directional.check_leaf(
+                engine, leaf, g, f_first, step, plan["directions"], rng, elements, **tol
+            )
     bar.close()
-    return assemble(coords, judged, stencils, notes, precision, engine.name)
+    return assemble(coords, judged, stencils, notes, precision, engine.name, mode)
 
 
-def _expected_points(coords: Coords) -> int:
+def _expected_points(coords: Coords, plan: dict) -> int:
     """Evaluations of a passing check: θ ± h everywhere, θ ± 2h on each leaf's sample."""
-    return sum(2 * leaf.size + 1 + 2 * min(leaf.size, NOISE_SAMPLE) for leaf in coords.checked)
+    if plan["mode"] == "directional":
+        return 4 * plan["directions"] * len(coords.checked)
+    sizes = [leaf.size for leaf in coords.checked]
+    if plan["mode"] == "sample":
+        sizes = [min(n, plan["samples"]) for n in sizes]
+    return sum(2 * n + 1 + 2 * min(n, NOISE_SAMPLE) for n in sizes)
 
 
 def _trace(fn, leaves, coords, args) -> tuple[Any, str]:
@@ -381,17 +412,24 @@ def _jax_grad(fn_scalar, values, coords, args, key) -> dict[str, np.ndarray]:
     return {leaf.path: np.asarray(g) for leaf, g in zip(coords.checked, grads)}
 
 
-def _stencils(coords: Coords, values: list, steps: dict[str, float]) -> dict[str, st.Stencil]:
+def _typical_scale(coords: Coords, values: list) -> dict[str, float]:
+    """Each leaf's RMS value; the model's for an all-zero leaf (1 if everything is zero)."""
     checked = [np.asarray(values[leaf.position]).reshape(-1) for leaf in coords.checked]
-    every = np.concatenate([t.astype(np.float64) for t in checked])
-    model_scale = float(np.sqrt(np.mean(every**2)))
+    rms = [float(np.sqrt(np.mean(t.astype(np.float64) ** 2))) for t in checked]
+    sizes = [t.size for t in checked]
+    model = float(np.sqrt(np.dot(np.square(rms), sizes) / max(sum(sizes), 1)))
+    return {leaf.path: r or model or 1.0 for leaf, r in zip(coords.checked, rms)}
+
+
+def _stencils(coords: Coords, values: list, steps: dict[str, float]) -> dict[str, st.Stencil]:
+    typical = _typical_scale(coords, values)
     out = {}
-    for leaf, theta in zip(coords.checked, checked):
+    for leaf in coords.checked:
+        theta = np.asarray(values[leaf.position]).reshape(-1)
         if leaf.path in steps:
             h = np.full(theta.shape, steps[leaf.path])
         else:
-            scale = float(np.sqrt(np.mean(theta.astype(np.float64) ** 2)))
-            h = st.default_steps(theta, scale or model_scale or 1.0)
+            h = st.default_steps(theta, typical[leaf.path])
         stencil = st.make_stencil(theta, h)
         lost = np.flatnonzero((stencil.h1 <= 0) | (stencil.h2 <= 0))
         if lost.size:
@@ -406,20 +444,24 @@ def _stencils(coords: Coords, values: list, steps: dict[str, float]) -> dict[str
     return out
 
 
-def _judge_leaf(engine, leaf: Leaf, s: st.Stencil, g, u_f, u_g, rtol, atol) -> st.Verdict:
+def _judge_leaf(engine, leaf: Leaf, s: st.Stencil, g, u_f, u_g, rtol, atol, subset=None):
     """Evaluate f at θ and θ ± h e_i for every element of the leaf, θ ± 2h e_i where needed.
 
     The ±2h values serve the error model's truncation and noise estimates; elements that are
     clearly right from ±h alone (`stencils.screen`) skip them, except for a random sample that
     keeps the leaf's noise estimate honest. A wrong or doubtful element always gets all five.
+    subset: check only these elements (the verdict covers the leaf, NaN elsewhere).
     """
-    n = leaf.size
+    idx = np.arange(leaf.size) if subset is None else np.asarray(subset, np.int64)
+    theta0 = s.theta[:1]  # f(θ): element 0 set to its own value
+    if subset is not None:
+        s, g = s.take(idx), g[idx]
+    n = len(idx)
     sample = np.random.default_rng(leaf.position).choice(n, min(n, NOISE_SAMPLE), replace=False)
-    every = np.arange(n)
     f = engine.evaluate(
         leaf,
-        np.concatenate([[0], every, every, sample, sample]),
-        np.concatenate([s.theta[:1], s.plus1, s.minus1, s.plus2[sample], s.minus2[sample]]),
+        np.concatenate([[0], idx, idx, idx[sample], idx[sample]]),
+        np.concatenate([theta0, s.plus1, s.minus1, s.plus2[sample], s.minus2[sample]]),
     )
     f0, (fp1, fm1), (fp2_s, fm2_s) = (
         f[0],
@@ -434,21 +476,21 @@ def _judge_leaf(engine, leaf: Leaf, s: st.Stencil, g, u_f, u_g, rtol, atol) -> s
     if second.size:
         f2 = engine.evaluate(
             leaf,
-            np.concatenate([second, second]),
+            np.concatenate([idx[second], idx[second]]),
             np.concatenate([s.plus2[second], s.minus2[second]]),
         )
         fp2[second], fm2[second] = f2[: second.size], f2[second.size :]
     verdict = st.judge(g, f0, fp1, fm1, fp2, fm2, s, u_f=u_f, u_g=u_g, rtol=rtol, atol=atol)
-    _confirm(engine, leaf, s, verdict, fp1, fm1, f0, u_f)
-    return verdict
+    _confirm(engine, leaf, s, idx, verdict, fp1, fm1, f0, u_f)
+    return verdict if subset is None else verdict.expand(idx, leaf.size)
 
 
-def _confirm(engine, leaf, s, verdict, fp1, fm1, f0, u_f) -> None:
+def _confirm(engine, leaf, s, idx, verdict, fp1, fm1, f0, u_f) -> None:
     """Re-evaluate suspicious elements: values that move between calls are nondeterministic.
 
     Suspicious are mismatches, and elements whose f is far noisier than round-off: randomness
     that appears only away from the base point inflates the noise estimate and would otherwise
-    hide as "unverifiable".
+    hide as "unverifiable". s, verdict, fp1, fm1: of the elements idx of the leaf.
     """
     suspicious = (verdict.status == st.MISMATCH) | (verdict.excess_noise > NOISY)
     bad = np.flatnonzero(suspicious & (verdict.status != st.NONFINITE))
@@ -456,7 +498,9 @@ def _confirm(engine, leaf, s, verdict, fp1, fm1, f0, u_f) -> None:
         return
     worst = bad[np.argsort(-(verdict.abs_error[bad] / verdict.tolerance[bad]))][:CONFIRM_AT_MOST]
     again = engine.evaluate(
-        leaf, np.concatenate([worst, worst]), np.concatenate([s.plus1[worst], s.minus1[worst]])
+        leaf,
+        np.concatenate([idx[worst], idx[worst]]),
+        np.concatenate([s.plus1[worst], s.minus1[worst]]),
     )
     before = np.concatenate([fp1[worst], fm1[worst]])
     moved = np.abs(again - before) > 8 * u_f * np.maximum(np.abs(before), abs(f0))

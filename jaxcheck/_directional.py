@@ -154,3 +154,76 @@ def locate(probe_fn, n: int, rng: np.random.Generator) -> Located:
         cells = small + failing
     candidates = np.sort(np.concatenate(cells)) if cells else np.array([], np.int64)
     return Located(candidates, probes, rounds, "")
+
+
+@dataclasses.dataclass(frozen=True)
+class DirectionalVerdict:
+    """One leaf checked along random directions (and, if it failed, localized)."""
+
+    probes: Probes  # the k directions over the whole leaf
+    step: float  # the step along the unit directions
+    miss_probability: float  # P(an error of norm MISS_AT·‖g‖ passes all k directions)
+    detectable_norm: float  # error norm detected with probability ≥ 1 − DETECT_MISS
+    elements: st.Verdict | None  # element-wise verdict of the isolated candidates
+    located: Located | None  # None when the leaf passed
+
+    @property
+    def passed(self) -> bool:
+        return not np.isin(self.probes.verdict.status, st.FAILING).any()
+
+
+MISS_AT = 0.01  # miss_probability is reported for an error of this fraction of ‖g‖
+
+
+def direction_step(theta: np.ndarray, typical: float, eps: float | None) -> float:
+    """The step t along a unit direction: each element moves about t/√n.
+
+    By default t = u^(1/3)·‖θ‖ (u^(1/3)·typical·√n for an all-zero leaf), the directional
+    analogue of the element-wise step u^(1/3)·max(|θ_i|, typical); with eps, t = eps·√n.
+    """
+    n = theta.size
+    if eps is not None:
+        return float(eps) * math.sqrt(n)
+    c = st.unit_roundoff(theta.dtype) ** (1.0 / 3.0)
+    norm = float(np.linalg.norm(theta.astype(np.float64)))
+    return c * (norm if norm > 0 else typical * math.sqrt(n))
+
+
+def _keys(rng: np.random.Generator, k: int) -> np.ndarray:
+    return rng.integers(0, 2**32, size=(k, 2), dtype=np.uint32)
+
+
+def check_leaf(engine, leaf, g, f0, step, k, rng, judge_elements, **tol) -> DirectionalVerdict:
+    """k directions over the leaf; if any disagrees, group testing and element checks.
+
+    judge_elements(indices) -> the element-wise `Verdict` of those elements (full mode's).
+    tol: u_f, u_g, rtol, atol for `probe`.
+    """
+    n = leaf.size
+    whole = probe(engine, leaf, g, f0, step, _keys(rng, k), np.zeros(n, np.int32),
+                  np.zeros(k, np.int32), **tol)  # fmt: skip
+    tolerance = whole.verdict.tolerance
+    g_norm = float(np.linalg.norm(g))
+    result = dict(
+        probes=whole,
+        step=step,
+        miss_probability=miss_probability(tolerance, n, MISS_AT * g_norm),
+        detectable_norm=detectable_norm(tolerance, n),
+    )
+    if not np.isin(whole.verdict.status, st.FAILING).any():
+        return DirectionalVerdict(**result, elements=None, located=None)
+
+    def probe_fn(labels, groups):
+        keys = _keys(rng, len(groups))
+        p = probe(engine, leaf, g, f0, step, keys, labels, groups, **tol)
+        return p.verdict.status == st.MISMATCH
+
+    located = locate(probe_fn, n, rng)
+    elements = judge_elements(located.candidates) if located.candidates.size else None
+    if elements is not None and not np.isin(elements.status, st.FAILING).any():
+        located = dataclasses.replace(
+            located,
+            note="the candidates group testing isolated all pass element by element (the error "
+            "is spread thin or sits at the resolution): the leaf is reported as a whole",
+        )
+    return DirectionalVerdict(**result, elements=elements, located=located)

@@ -35,6 +35,8 @@ CPU_MEMORY_CAP = 2 * 2**30
 # faster than chunks of 4096); chunks that only do elementwise work and rank-1 updates fuse
 # into one loop and prefer the largest chunks.
 CHUNK_ELEMENTS = 2**21
+ALONG = range(4)  # points per direction: θ ± h v, θ ± 2h v
+DIRECTION_CHUNK = 64  # directions per chunk at most
 CACHE_SIZE = 64  # compiled executables kept across calls
 
 
@@ -150,8 +152,8 @@ class JaxEngine:
                 jax.config.jax_enable_x64,
                 str(jax.config.jax_default_matmul_precision),
             )
-        self._cache: dict[int, Compiled] = {}  # leaf position -> its compiled program
-        self._residuals: dict[int, list] = {}  # the current leaf -> what its chunks read
+        self._cache: dict[tuple, Compiled] = {}  # (leaf position, kind) -> compiled program
+        self._residuals: dict[tuple, list] = {}  # the current leaf -> what its chunks read
         self.progress = progress
         self.n_compiles = 0
         self.paths: dict[str, str] = {}  # leaf path -> "sparse" or "vmap"
@@ -196,18 +198,21 @@ class JaxEngine:
 
         return chunk
 
-    def _compiled(self, leaf: Leaf, base: jax.Array) -> Compiled:
+    def _compiled(self, leaf: Leaf, base: jax.Array, kind: str = "element") -> Compiled:
         """The leaf's program and its chunk size, compiled once and kept.
 
-        The size is chosen for the whole check of the leaf: its first sweep, about 2n points.
+        kind "element": one-element perturbations, the size chosen for the leaf's first sweep
+        (about 2n points); kind "direction": dense directions (`evaluate_along`).
         """
-        if leaf.position in self._cache:
-            return self._cache[leaf.position]
-        key = None if self._key is None else (*self._key, leaf.position)
+        slot = (leaf.position, kind)
+        if slot in self._cache:
+            return self._cache[slot]
+        key = None if self._key is None else (*self._key, *slot)
         if key is not None and key in _CACHE:
             _CACHE.move_to_end(key)
-            self._cache[leaf.position] = _CACHE[key]
-            self.paths[leaf.path] = _CACHE[key].path
+            self._cache[slot] = _CACHE[key]
+            if kind == "element":
+                self.paths[leaf.path] = _CACHE[key].path
             return _CACHE[key]
 
         def first_size(sparse: bool) -> int:
@@ -216,23 +221,29 @@ class JaxEngine:
             return self._chunk or first_chunk(leaf, itemsize, n_points, self._budget, sparse)
 
         staged = None
-        if self._delta:
+        if kind == "direction":
+            size = self._chunk or first_chunk(
+                leaf, base.dtype.itemsize * len(ALONG), DIRECTION_CHUNK, self._budget, False
+            )
+            path, chunk_fn = "direction", self._along(leaf)
+            staged = self._stage(chunk_fn, base, size, kind)
+        elif self._delta:
             size, path, chunk_fn = first_size(sparse=True), "sparse", self._sparse(leaf)
             try:
-                staged = self._stage(chunk_fn, base, size)
+                staged = self._stage(chunk_fn, base, size, kind)
                 per_point = self._stats["matmul_elements"]
                 fits = 1 << max(0, (CHUNK_ELEMENTS // max(per_point, 1)).bit_length() - 1)
                 if not self._chunk and fits < size:
                     size = fits
-                    staged = self._stage(chunk_fn, base, size)
+                    staged = self._stage(chunk_fn, base, size, kind)
             except Exception:  # noqa: BLE001 - the plain path computes the same values
                 staged = None
         if staged is None:
             size, path, chunk_fn = first_size(sparse=False), "vmap", self._plain(leaf)
-            staged = self._stage(chunk_fn, base, size)
+            staged = self._stage(chunk_fn, base, size, kind)
         limit = self._budget // 2
         while True:
-            run = staged.run.lower(staged.residual_avals, *self._perturbations(base, size))
+            run = staged.run.lower(staged.residual_avals, *self._inputs(base, size, kind))
             run = run.compile()
             self._count_compile()
             used = _working_memory(run)
@@ -240,20 +251,21 @@ class JaxEngine:
                 break
             # Activations that scale with the chunk: jump to the size that should fit.
             size = max(1, min(size // 2, 1 << (int(size * limit / used).bit_length() - 1)))
-            staged = self._stage(chunk_fn, base, size)
+            staged = self._stage(chunk_fn, base, size, kind)
         prepare = staged.prepare.lower(base, self._params_dyn, self._args_dyn).compile()
         program = Compiled(prepare, run, size, path)
-        self._cache[leaf.position] = program
-        self.paths[leaf.path] = path
+        self._cache[slot] = program
+        if kind == "element":
+            self.paths[leaf.path] = path
         if key is not None:
             _CACHE[key] = program
             while len(_CACHE) > CACHE_SIZE:
                 _CACHE.popitem(last=False)
         return program
 
-    def _stage(self, chunk_fn: Callable, base, size: int) -> _stage.Staged:
+    def _stage(self, chunk_fn: Callable, base, size: int, kind: str) -> _stage.Staged:
         known = (base, self._params_dyn, self._args_dyn)
-        return _stage.split(chunk_fn, known, self._perturbations(base, size))
+        return _stage.split(chunk_fn, known, self._inputs(base, size, kind))
 
     def _count_compile(self) -> None:
         global compilations
@@ -261,19 +273,30 @@ class JaxEngine:
         self.n_compiles += 1
 
     @staticmethod
-    def _perturbations(base, size: int) -> tuple:
-        return np.zeros(size, np.int32), np.zeros(size, base.dtype)
+    def _inputs(base, size: int, kind: str) -> tuple:
+        """Example per-chunk inputs: what `run` takes besides the residuals."""
+        if kind == "element":  # indices and values
+            return np.zeros(size, np.int32), np.zeros(size, base.dtype)
+        n = base.shape[0]  # labels, gradient, steps; per direction: key and group
+        return (
+            np.zeros(n, np.int32),
+            np.zeros(n, base.dtype),
+            np.zeros(len(ALONG), base.dtype),
+            np.zeros((size, 2), np.uint32),
+            np.zeros(size, np.int32),
+        )
 
-    def prepare(self, leaf: Leaf) -> tuple[jax.Array, Compiled, list]:
+    def prepare(self, leaf: Leaf, kind: str = "element") -> tuple[jax.Array, Compiled, list]:
         """Compile the leaf's program (or find it kept) and compute what its chunks read."""
         base = jax.numpy.asarray(self._values[leaf.position]).reshape(-1)
-        program = self._compiled(leaf, base)
-        if leaf.position not in self._residuals:
-            # One leaf's at a time: a check finishes a leaf before it starts the next.
-            self._residuals = {
-                leaf.position: program.prepare(base, self._params_dyn, self._args_dyn)
-            }
-        return base, program, self._residuals[leaf.position]
+        program = self._compiled(leaf, base, kind)
+        slot = (leaf.position, kind)
+        if slot not in self._residuals:
+            # One leaf at a time: a check finishes a leaf before it starts the next.
+            residuals = program.prepare(base, self._params_dyn, self._args_dyn)
+            self._residuals = {k: v for k, v in self._residuals.items() if k[0] == slot[0]}
+            self._residuals[slot] = residuals
+        return base, program, self._residuals[slot]
 
     def evaluate(self, leaf: Leaf, idx: np.ndarray, vals: np.ndarray) -> np.ndarray:
         """f at the points where leaf element idx[k] is set to vals[k]; float64 on the host."""
@@ -290,6 +313,48 @@ class JaxEngine:
             if self.progress is not None:
                 self.progress(min(size, n - s))
         return np.concatenate(out)[:n]
+
+    def _along(self, leaf: Leaf) -> Callable:
+        """f at θ + t·v for unit Gaussian directions v over the leaf (or a labelled part)."""
+        g_fn = self._with_leaf(leaf)
+        jnp = jax.numpy
+
+        def one(base_flat, params_dyn, args_dyn, labels, grad, ts, key, group):
+            mask = labels == group
+            v = jax.random.normal(key, base_flat.shape, base_flat.dtype) * mask
+            v = v / jnp.maximum(jnp.linalg.norm(v), jnp.finfo(v.dtype).tiny)
+            fs, ss = [], []
+            for t in ts:  # the points share the direction: drawn once
+                x = base_flat + t * v
+                fs.append(g_fn(x.reshape(leaf.shape), params_dyn, args_dyn))
+                ss.append(jnp.dot(grad, x - base_flat))
+            weights = jnp.stack([jnp.dot(jnp.abs(grad), jnp.abs(v)), jnp.sum(jnp.abs(v))])
+            return jnp.stack(fs), jnp.stack(ss), weights
+
+        return jax.vmap(one, in_axes=(None,) * 6 + (0, 0))
+
+    def evaluate_along(self, leaf, grad, keys, labels, groups, ts):
+        """For each direction b: f and ⟨grad, x − θ⟩ at x = θ + ts[j]·v_b, and (⟨|grad|, |v_b|⟩,
+        Σ|v_b|). v_b: a unit Gaussian direction drawn from keys[b] (uint32[2]) on the elements
+        whose label equals groups[b], zero elsewhere. Arrays [B, len(ts)], [B, len(ts)], [B, 2].
+        """
+        base, program, residuals = self.prepare(leaf, "direction")
+        size, n = program.size, len(keys)
+        pad = (-n) % size
+        keys = np.concatenate([keys, np.zeros((pad, 2), np.uint32)]).astype(np.uint32)
+        groups = np.concatenate([groups, np.full(pad, -1)]).astype(np.int32)
+        fixed = (
+            np.asarray(labels, np.int32),
+            np.asarray(grad, base.dtype),
+            np.asarray(ts, base.dtype),
+        )
+        outs = []
+        for s in range(0, len(keys), size):
+            out = program.run(residuals, *fixed, keys[s : s + size], groups[s : s + size])
+            outs.append([np.asarray(x, dtype=np.float64) for x in out])
+            if self.progress is not None:
+                self.progress(min(size, n - s) * len(ts))
+        return tuple(np.concatenate(parts)[:n] for parts in zip(*outs))
 
 
 def _working_memory(compiled) -> int:

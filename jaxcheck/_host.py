@@ -44,3 +44,24 @@ class HostEngine:
             if self.progress is not None:
                 self.progress(1)
         return out
+
+    def evaluate_along(self, leaf, grad, keys, labels, groups, ts):
+        """As `JaxEngine.evaluate_along`, with directions drawn by NumPy from the same keys."""
+        theta = np.asarray(self._values[leaf.position])
+        flat = theta.reshape(-1)
+        values = list(self._values)
+        f = np.empty((len(keys), len(ts)))
+        s = np.empty((len(keys), len(ts)))
+        weights = np.empty((len(keys), 2))
+        for b, (key, group) in enumerate(zip(keys, groups)):
+            v = np.random.default_rng(key).standard_normal(flat.size) * (labels == group)
+            v /= max(float(np.linalg.norm(v)), np.finfo(np.float64).tiny)
+            for j, t in enumerate(ts):
+                x = (flat + t * v).astype(flat.dtype)
+                values[leaf.position] = x.reshape(theta.shape)
+                f[b, j] = float(self._fn(self._coords.unflatten(values), *self._args))
+                s[b, j] = float(np.dot(grad, x.astype(np.float64) - flat))
+                if self.progress is not None:
+                    self.progress(1)
+            weights[b] = np.dot(np.abs(grad), np.abs(v)), np.sum(np.abs(v))
+        return f, s, weights

@@ -11,7 +11,7 @@ from typing import Any
 from ._coords import Coords
 from ._errors import list_paths
 
-MODES = ("full",)
+MODES = ("full", "directional", "sample")
 PRECISIONS = ("float64", "native")
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
           "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}  # fmt: skip
@@ -28,7 +28,11 @@ def validate(fn, grad_fn, mode, rtol, atol, precision, seed, chunk_size, progres
             f"jax.grad(fn); got {type(grad_fn).__name__}."
         )
     if mode not in MODES:
-        raise ValueError(f"mode={mode!r} is not available; choose one of {MODES}.")
+        raise ValueError(
+            f"mode={mode!r} is not available; choose one of {MODES}: 'full' checks every "
+            "element, 'directional' k random directions per leaf (then locates wrong elements), "
+            "'sample' m random elements per leaf."
+        )
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r}: choose 'float64' (default) or 'native'.")
     for name, value in (("rtol", rtol), ("atol", atol)):
@@ -92,4 +96,11 @@ def memory_option(max_memory: Any) -> int | None:
             'such as "512MB" or "2GiB", or None for the default (a quarter of an '
             "accelerator's memory; on CPU the smaller of 2 GiB and an eighth of the RAM)."
         )
+    return int(value)
+
+
+def count_option(name: str, value: Any, what: str) -> int:
+    """A positive integer option (directions=, samples=)."""
+    if not (isinstance(value, numbers.Integral) and not isinstance(value, bool) and value > 0):
+        raise ValueError(f"{name}={value!r}: pass a positive integer, the number of {what}.")
     return int(value)

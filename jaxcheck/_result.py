@@ -53,8 +53,16 @@ class LeafReport:
     n_unverifiable: int
     difference: float  # ‖g − g_fd‖ / (‖g‖ + ‖g_fd‖) over this leaf's finite elements
     max_abs_error: float
-    step: float  # median step h over the leaf
+    step: float  # median step h over the leaf (directional: the step along unit directions)
     passed: bool
+    # mode="directional" only:
+    directions: int = 0  # random directions over the whole leaf
+    probes: int = 0  # further directions spent locating wrong elements
+    directional_error: float = math.nan  # largest |⟨g, v⟩ − D_v| over the whole-leaf directions
+    directional_tolerance: float = math.nan  # the smallest tolerance among them
+    miss_probability: float = math.nan  # P(an error of norm 1% of ‖g‖ passes every direction)
+    detectable_norm: float = math.nan  # an error of this norm is missed with P ≤ 0.001
+    located: str = ""  # why the wrong elements could not be isolated ("" if they were)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -89,6 +97,7 @@ class CheckResult:
     method: str
     precision: str
     engine: str
+    mode: str = "full"
 
     @property
     def n_checked(self) -> int:
@@ -105,6 +114,7 @@ class CheckResult:
             "difference": _json_float(self.difference),
             "n_checked": self.n_checked,
             "n_failed": self.n_failed,
+            "mode": self.mode,
             "method": self.method,
             "precision": self.precision,
             "engine": self.engine,
@@ -130,6 +140,14 @@ class CheckResult:
 
     def _headline(self) -> str:
         n_bad_leaves = sum(not leaf.passed for leaf in self.leaves.values())
+        if self.mode == "directional":
+            k = max((leaf.directions for leaf in self.leaves.values()), default=0)
+            if self.passed:
+                return f"PASSED: {k} random directions agree on each of {len(self.leaves)} leaves"
+            return (
+                f"FAILED: {n_bad_leaves} of {len(self.leaves)} leaves disagree along random "
+                f"directions; {self.n_failed} wrong element(s) located"
+            )
         if self.passed:
             verdict = f"PASSED: all {self.n_checked} checked elements agree"
         else:
@@ -141,9 +159,29 @@ class CheckResult:
 
     def _method_line(self) -> str:
         engine = "batched JAX engine" if self.engine == "jax" else "NumPy host loop"
-        return f"{self.method} differences in {self.precision}, {engine}"
+        mode = {"full": "", "sample": ", sampled elements", "directional": ", random directions"}
+        return f"{self.method} differences in {self.precision}{mode[self.mode]}, {engine}"
+
+    def _leaf_header(self) -> list[str]:
+        return _DIRECTIONAL_HEADER if self.mode == "directional" else _LEAF_HEADER
 
     def _leaf_rows(self) -> list[list[str]]:
+        if self.mode == "directional":
+            return [
+                [
+                    leaf.path or "params",
+                    str(leaf.shape),
+                    str(leaf.directions),
+                    f"{leaf.directional_error:.1e}",
+                    f"{leaf.directional_tolerance:.1e}",
+                    f"{leaf.detectable_norm:.1e}",
+                    f"{leaf.miss_probability:.1e}",
+                    str(leaf.probes),
+                    str(leaf.n_failed),
+                    "ok" if leaf.passed else "FAILED",
+                ]
+                for leaf in self.leaves.values()
+            ]
         rows = []
         for leaf in self.leaves.values():
             rows.append(
@@ -176,7 +214,8 @@ class CheckResult:
     def __str__(self) -> str:
         lines = [f"jaxcheck: {self._headline()}", f"  {self._method_line()}"]
         lines += [f"  note: {n}" for n in self.notes]
-        lines += ["", *_table(_LEAF_HEADER, self._leaf_rows())]
+        lines += ["", *_table(self._leaf_header(), self._leaf_rows())]
+        lines += [f"  {leaf.path}: {leaf.located}" for leaf in self.leaves.values() if leaf.located]
         if self.failures:
             shown = min(WORST_SHOWN, len(self.failures))
             lines += ["", f"worst elements ({shown} of {len(self.failures)}):"]
@@ -204,7 +243,12 @@ class CheckResult:
             html.escape(self._method_line()),
             *(f"<br>note: {html.escape(n)}" for n in self.notes),
             "</p>",
-            _html_table(_LEAF_HEADER, self._leaf_rows()),
+            _html_table(self._leaf_header(), self._leaf_rows()),
+            *(
+                f"<p>{html.escape(leaf.path)}: {html.escape(leaf.located)}</p>"
+                for leaf in self.leaves.values()
+                if leaf.located
+            ),
         ]
         if self.failures:
             parts += ["<p>worst elements</p>", _html_table(_ELEMENT_HEADER, self._element_rows())]
@@ -215,6 +259,8 @@ class CheckResult:
 
 
 _LEAF_HEADER = ["leaf", "shape", "checked", "failed", "unverifiable", "difference", "max|err|", ""]
+_DIRECTIONAL_HEADER = ["leaf", "shape", "directions", "max|err|", "tolerance", "detects ‖δ‖≥",
+                       "P(miss 1%)", "probes", "located", ""]  # fmt: skip
 _ELEMENT_HEADER = ["element", "analytic", "numeric", "|error|", "tolerance", "status"]
 
 
@@ -241,49 +287,65 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
 # ---- assembly --------------------------------------------------------------------------------
 
 
-def assemble(coords, judged, stencils, notes, precision, engine) -> CheckResult:
-    """Build the result from each checked leaf's `Verdict` (coords: `Coords`)."""
+def assemble(coords, judged, stencils, notes, precision, engine, mode="full") -> CheckResult:
+    """Build the result from each checked leaf's `Verdict` or `DirectionalVerdict`."""
     numeric, analytic, reports, failures, unverifiable = [], [], {}, [], []
-    totals = np.zeros(3)  # Σ(g − d)², Σg², Σd² over finite elements
+    totals = np.zeros(3)  # Σ(g − d)², Σg², Σd² over finite elements (or directions)
     for leaf in coords.leaves:
-        v = judged.get(leaf.path)
-        if v is None:
-            nan = np.full(leaf.shape, np.nan) if leaf.dtype is not None else None
-            numeric.append(nan)
-            analytic.append(nan)
+        outcome = judged.get(leaf.path)
+        nan = np.full(leaf.shape, np.nan) if leaf.dtype is not None else None
+        directional = getattr(outcome, "probes", None) is not None
+        v = outcome.elements if directional else outcome
+        numeric.append(nan if v is None else v.numeric.reshape(leaf.shape))
+        analytic.append(nan if v is None else v.analytic.reshape(leaf.shape))
+        if outcome is None:
             continue
-        numeric.append(v.numeric.reshape(leaf.shape))
-        analytic.append(v.analytic.reshape(leaf.shape))
-        ok = np.isfinite(v.numeric) & np.isfinite(v.analytic)
-        sums = np.array(
-            [
-                np.sum((v.analytic - v.numeric)[ok] ** 2),
-                np.sum(v.analytic[ok] ** 2),
-                np.sum(v.numeric[ok] ** 2),
-            ]
-        )
+        compared = outcome.probes.verdict if directional else v
+        sums = _sums(compared)
         totals += sums
-        failing = np.isin(v.status, _stencils.FAILING)
-        records = [_record(leaf, v, i) for i in np.flatnonzero(failing)]
+        records, n_checked, n_unverifiable, extra = [], 0, 0, {}
+        if v is not None:
+            failing = np.isin(v.status, _stencils.FAILING)
+            records = [_record(leaf, v, i) for i in np.flatnonzero(failing)]
+            weak = np.flatnonzero(v.status == _stencils.UNVERIFIABLE)
+            unverifiable += [_record(leaf, v, i) for i in weak]
+            n_checked = leaf.size if v.checked is None else int(v.checked.sum())
+            n_unverifiable = len(weak)
         failures += records
-        unverifiable += [
-            _record(leaf, v, i) for i in np.flatnonzero(v.status == _stencils.UNVERIFIABLE)
-        ]
+        passed = not records
+        if directional:
+            pv = outcome.probes.verdict
+            passed = passed and outcome.passed
+            located = outcome.located
+            extra = dict(
+                directions=len(pv.status),
+                probes=0 if located is None else located.probes,
+                directional_error=float(np.max(pv.abs_error)),
+                directional_tolerance=float(np.min(pv.tolerance)),
+                miss_probability=outcome.miss_probability,
+                detectable_norm=outcome.detectable_norm,
+                located="" if located is None else located.note,
+            )
+            step = outcome.step
+        else:
+            step = float(np.median(stencils[leaf.path].h1))
+        ok = np.isfinite(compared.abs_error)
         reports[leaf.path] = LeafReport(
             path=leaf.path,
             shape=leaf.shape,
             dtype=str(leaf.dtype),
-            n_checked=leaf.size,
+            n_checked=n_checked,
             n_failed=len(records),
-            n_unverifiable=int(np.sum(v.status == _stencils.UNVERIFIABLE)),
+            n_unverifiable=n_unverifiable,
             difference=_difference(sums),
-            max_abs_error=float(np.max(v.abs_error, initial=0.0, where=ok)),
-            step=float(np.median(stencils[leaf.path].h1)),
-            passed=not records,
+            max_abs_error=float(np.max(compared.abs_error, initial=0.0, where=ok)),
+            step=step,
+            passed=passed,
+            **extra,
         )
     failures.sort(key=lambda e: -_badness(e))
     return CheckResult(
-        passed=not failures,
+        passed=not failures and all(r.passed for r in reports.values()),
         difference=_difference(totals),
         leaves=reports,
         failures=tuple(failures),
@@ -295,7 +357,14 @@ def assemble(coords, judged, stencils, notes, precision, engine) -> CheckResult:
         method="central",
         precision=precision,
         engine=engine,
+        mode=mode,
     )
+
+
+def _sums(v: _stencils.Verdict) -> np.ndarray:
+    ok = np.isfinite(v.numeric) & np.isfinite(v.analytic)
+    d, g = v.numeric[ok], v.analytic[ok]
+    return np.array([np.sum((g - d) ** 2), np.sum(g**2), np.sum(d**2)])
 
 
 def _record(leaf, v: _stencils.Verdict, i: int) -> ElementReport:

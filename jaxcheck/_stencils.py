@@ -59,6 +59,10 @@ class Stencil:
     h1: np.ndarray  # ((θ + h) − (θ − h)) / 2, exactly, in float64
     h2: np.ndarray
 
+    def take(self, idx: np.ndarray) -> Stencil:
+        """The stencil of the elements idx only."""
+        return Stencil(*(getattr(self, f.name)[idx] for f in dataclasses.fields(self)))
+
 
 def make_stencil(theta: np.ndarray, h: np.ndarray) -> Stencil:
     """Perturbed values rounded to the working dtype, and the steps they really represent.
@@ -86,6 +90,21 @@ class Verdict:
     resolution: np.ndarray  # the finite-difference error bound alone (κ · (noise + trunc))
     excess_noise: np.ndarray  # σ̂_f / (u_f · max|f|): ≫ 1 when f is noisier than round-off
     status: np.ndarray  # int codes into STATUSES
+    checked: np.ndarray | None = None  # where only some elements were checked: their mask
+
+    def expand(self, idx: np.ndarray, n: int) -> Verdict:
+        """This verdict of elements idx as one of all n elements: NaN and "ok" elsewhere."""
+        out = {}
+        for f in dataclasses.fields(self):
+            if f.name == "checked":
+                continue
+            x = getattr(self, f.name)
+            full = np.zeros(n, x.dtype) if f.name == "status" else np.full(n, np.nan)
+            full[idx] = x
+            out[f.name] = full
+        checked = np.zeros(n, bool)
+        checked[idx] = True
+        return Verdict(**out, checked=checked)
 
 
 def screen(g, f0, fp1, fm1, stencil: Stencil, *, u_f, u_g, rtol, atol) -> np.ndarray:
