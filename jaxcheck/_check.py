@@ -12,8 +12,8 @@ import jax.extend.core as jcore
 import jax.numpy as jnp
 import numpy as np
 
-from . import _options as options
 from . import _directional, _progress
+from . import _options as options
 from . import _stencils as st
 from ._coords import Coords, Leaf, OnlySpec
 from ._engine import JaxEngine, cached_jit, split_arrays
