@@ -62,7 +62,9 @@ def check_grad(
             to float64 when `precision="float64"`).
         grad_fn: the gradient under test, `grad_fn(params, *args)`, returning a pytree like
             params or one flat vector in `ravel_pytree(params)` order. None: `jax.grad(fn)`.
-        mode: "full", every element (the only mode so far).
+        mode: "full", every element; "directional", `directions` random directions per leaf,
+            then group testing to locate the wrong elements of a failing leaf; "sample",
+            `samples` random elements of every leaf.
         eps: the step h: None for h_i = u^(1/3)·max(|θ_i|, typical scale of the leaf); a
             number for the same absolute step everywhere; or {leaf path: step}.
         rtol: relative tolerance on |g_i|; default 1e-6 for float64 gradients, 64·u for
@@ -73,7 +75,10 @@ def check_grad(
         precision: "float64" (default) checks in float64 whatever the model's dtype, inside
             `jax.enable_x64` (the global config is untouched); "native" checks in the
             parameters' own dtypes.
-        seed: seed of the random projection used for non-scalar outputs.
+        seed: seed of the random projection used for non-scalar outputs, and of the random
+            directions and samples.
+        directions: Gaussian directions per leaf in mode="directional".
+        samples: elements checked per leaf in mode="sample".
         chunk_size: perturbations per compiled batch; None sizes chunks to fit max_memory.
         max_memory: bytes (or a string like "512MB") the check's batches may use; None: a
             quarter of an accelerator's memory, on CPU the smaller of 2 GiB and RAM/8.

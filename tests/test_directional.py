@@ -1,4 +1,4 @@
-"""mode="directional" and mode="sample": correct models pass, planted bugs are caught and located."""
+"""Directional and sample modes: correct models pass, planted bugs are caught and located."""
 
 import math
 
