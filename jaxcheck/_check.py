@@ -217,7 +217,8 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
         grads = _jax_grad(fn_scalar, values, coords, work_args, key)
     else:
         grads = coords.gradient(grad_fn(work_params, *work_args))
-    stencils = _stencils(coords, values, steps)  # raises on a step too small
+    typical = _typical_scale(coords, values)
+    stencils = _stencils(coords, values, steps, typical)  # raises on a step too small
 
     # The input is valid: from here on, the long part.
     if traced is None:
@@ -231,7 +232,6 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
     judged = {}
     bar = _progress.bar(engine_options["progress"], _expected_points(coords, plan))
     engine.progress = bar.update
-    typical = _typical_scale(coords, values)
     for leaf in coords.checked:
         g = np.asarray(grads[leaf.path])
         g_dtype = g.dtype if jnp.issubdtype(g.dtype, jnp.floating) else np.float64
@@ -426,8 +426,8 @@ def _typical_scale(coords: Coords, values: list) -> dict[str, float]:
     return {leaf.path: r or model or 1.0 for leaf, r in zip(coords.checked, rms)}
 
 
-def _stencils(coords: Coords, values: list, steps: dict[str, float]) -> dict[str, st.Stencil]:
-    typical = _typical_scale(coords, values)
+def _stencils(coords: Coords, values: list, steps: dict[str, float], typical: dict) -> dict:
+    """Each checked leaf's `Stencil`; typical: `_typical_scale`."""
     out = {}
     for leaf in coords.checked:
         theta = np.asarray(values[leaf.position]).reshape(-1)

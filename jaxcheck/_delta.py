@@ -25,7 +25,7 @@ in f(θ + h) − f(θ − h)).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -109,22 +109,25 @@ def evaluate(closed: jcore.ClosedJaxpr, inputs: Sequence[Any], stats: dict | Non
 
 
 def _eval(jaxpr: jcore.Jaxpr, consts: Sequence[Any], inputs: Sequence[Any], stats: dict) -> list:
-    env: dict[Any, Any] = {}
+    env: dict[Any, Any] = dict(zip(jaxpr.constvars, consts))
+    env.update(zip(jaxpr.invars, inputs))
+    run_eqns(jaxpr.eqns, env, lambda eqn, invals: _apply(eqn, invals, stats))
+    return [read(env, v) for v in jaxpr.outvars]
 
-    def read(v):
-        return v.val if isinstance(v, jcore.Literal) else env[v]
 
-    for var, x in zip(jaxpr.constvars, consts):
-        env[var] = x
-    for var, x in zip(jaxpr.invars, inputs):
-        env[var] = x
-    for eqn in jaxpr.eqns:
-        invals = [read(v) for v in eqn.invars]
-        outs = _apply(eqn, invals, stats)
+def read(env: dict, v) -> Any:
+    """A jaxpr variable's value in env (a literal's own value)."""
+    return v.val if isinstance(v, jcore.Literal) else env[v]
+
+
+def run_eqns(eqns, env: dict, apply: Callable = None) -> None:
+    """Evaluate equations in order, reading and writing env; apply(eqn, invals) -> outputs."""
+    apply = apply or bind
+    for eqn in eqns:
+        outs = apply(eqn, [read(env, v) for v in eqn.invars])
         for var, x in zip(eqn.outvars, outs):
             if not isinstance(var, jcore.DropVar):
                 env[var] = x
-    return [read(v) for v in jaxpr.outvars]
 
 
 def bind(eqn, invals) -> list[Any]:

@@ -36,18 +36,11 @@ MAX_CELLS = 64  # more failing cells than this: too many wrong elements to isola
 DETECT_MISS = 1e-3  # `detectable_norm` is missed with at most this probability
 
 
-@dataclasses.dataclass(frozen=True)
-class Probes:
-    """Directional derivatives along a batch of directions of one leaf."""
-
-    verdict: st.Verdict  # one "element" per direction
-    sum_abs_v: np.ndarray  # Σ|v_i| of each unit direction (for atol)
-
-
-def probe(engine, leaf, g, f0, h, keys, labels, groups, *, u_f, u_g, rtol, atol) -> Probes:
+def probe(engine, leaf, g, f0, h, keys, labels, groups, *, u_f, u_g, rtol, atol) -> st.Verdict:
     """Judge the derivative of f along each direction (keys[b], restricted to labels == groups[b]).
 
-    g: the flat gradient under test. f0: f(θ). h: the step along the unit direction.
+    g: the flat gradient under test. f0: f(θ). h: the step along the unit direction. The
+    verdict has one "element" per direction.
     """
     ts = np.array([h, -h, 2 * h, -2 * h])
     f, s, weights = engine.evaluate_along(leaf, g, keys, labels, groups, ts)
@@ -67,7 +60,7 @@ def probe(engine, leaf, g, f0, h, keys, labels, groups, *, u_f, u_g, rtol, atol)
         h1=h1,
         h2=h2,
     )
-    verdict = st.judge(
+    return st.judge(
         analytic,
         f0,
         f[:, 0],
@@ -80,7 +73,6 @@ def probe(engine, leaf, g, f0, h, keys, labels, groups, *, u_f, u_g, rtol, atol)
         rtol=0.0,
         atol=rtol * weights[:, 0] + atol * weights[:, 1] + st.GRAD_FLOOR * u_g * weights[:, 0],
     )
-    return Probes(verdict, weights[:, 1])
 
 
 def miss_probability(tolerance: np.ndarray, n: int, norm: float) -> float:
@@ -108,7 +100,6 @@ class Located:
 
     candidates: np.ndarray  # element indices left to check one by one
     probes: int  # directions evaluated
-    rounds: int
     note: str  # "" when isolated; otherwise why not
 
 
@@ -119,13 +110,12 @@ def locate(probe_fn, n: int, rng: np.random.Generator) -> Located:
     labels == groups[b]) disagrees.
     """
     cells = [np.arange(n)]
-    probes = rounds = 0
+    probes = 0
     while any(len(c) > ISOLATE_AT for c in cells):
         if len(cells) > MAX_CELLS:
             return Located(
                 np.array([], np.int64),
                 probes,
-                rounds,
                 f"too many wrong elements to isolate (more than {MAX_CELLS} separate groups "
                 "disagree): the leaf is reported as a whole",
             )
@@ -141,26 +131,24 @@ def locate(probe_fn, n: int, rng: np.random.Generator) -> Located:
         groups = np.repeat(np.arange(len(parts), dtype=np.int32), PROBES)
         bad = probe_fn(labels, groups).reshape(len(parts), PROBES).any(axis=1)
         probes += len(groups)
-        rounds += 1
         failing = [p for p, b in zip(parts, bad) if b]
         if not failing and not small:
             return Located(
                 np.array([], np.int64),
                 probes,
-                rounds,
                 "the error does not concentrate on few elements: every part passes on its own "
                 "(many small errors), so the leaf is reported as a whole",
             )
         cells = small + failing
     candidates = np.sort(np.concatenate(cells)) if cells else np.array([], np.int64)
-    return Located(candidates, probes, rounds, "")
+    return Located(candidates, probes, "")
 
 
 @dataclasses.dataclass(frozen=True)
 class DirectionalVerdict:
     """One leaf checked along random directions (and, if it failed, localized)."""
 
-    probes: Probes  # the k directions over the whole leaf
+    probes: st.Verdict  # the k directions over the whole leaf, one "element" each
     step: float  # the step along the unit directions
     miss_probability: float  # P(an error of norm MISS_AT·‖g‖ passes all k directions)
     detectable_norm: float  # error norm detected with probability ≥ 1 − DETECT_MISS
@@ -169,7 +157,7 @@ class DirectionalVerdict:
 
     @property
     def passed(self) -> bool:
-        return not np.isin(self.probes.verdict.status, st.FAILING).any()
+        return not np.isin(self.probes.status, st.FAILING).any()
 
 
 MISS_AT = 0.01  # miss_probability is reported for an error of this fraction of ‖g‖
@@ -202,7 +190,7 @@ def check_leaf(engine, leaf, g, f0, step, k, rng, judge_elements, **tol) -> Dire
     n = leaf.size
     whole = probe(engine, leaf, g, f0, step, _keys(rng, k), np.zeros(n, np.int32),
                   np.zeros(k, np.int32), **tol)  # fmt: skip
-    tolerance = whole.verdict.tolerance
+    tolerance = whole.tolerance
     g_norm = float(np.linalg.norm(g))
     result = dict(
         probes=whole,
@@ -210,13 +198,12 @@ def check_leaf(engine, leaf, g, f0, step, k, rng, judge_elements, **tol) -> Dire
         miss_probability=miss_probability(tolerance, n, MISS_AT * g_norm),
         detectable_norm=detectable_norm(tolerance, n),
     )
-    if not np.isin(whole.verdict.status, st.FAILING).any():
+    if not np.isin(whole.status, st.FAILING).any():
         return DirectionalVerdict(**result, elements=None, located=None)
 
     def probe_fn(labels, groups):
         keys = _keys(rng, len(groups))
-        p = probe(engine, leaf, g, f0, step, keys, labels, groups, **tol)
-        return p.verdict.status == st.MISMATCH
+        return probe(engine, leaf, g, f0, step, keys, labels, groups, **tol).status == st.MISMATCH
 
     located = locate(probe_fn, n, rng)
     elements = judge_elements(located.candidates) if located.candidates.size else None

@@ -301,18 +301,35 @@ class JaxEngine:
     def evaluate(self, leaf: Leaf, idx: np.ndarray, vals: np.ndarray) -> np.ndarray:
         """f at the points where leaf element idx[k] is set to vals[k]; float64 on the host."""
         base, program, residuals = self.prepare(leaf)
-        size = program.size
-        n = len(idx)
+        (f,) = self._run_chunks(
+            program,
+            residuals,
+            (),
+            [(idx, np.int32, 0), (vals, base.dtype, np.asarray(base[0]))],
+            points=1,
+        )
+        return f.reshape(-1)
+
+    def _run_chunks(self, program, residuals, fixed, batched, points) -> tuple[np.ndarray, ...]:
+        """program.run over the batched inputs, chunk by chunk; each output in float64.
+
+        batched: (array, dtype, fill) triples, one row per batch member; the last chunk is
+        padded with fill. fixed: inputs passed whole to every chunk. points: evaluations of f
+        per member, for the progress bar.
+        """
+        size, n = program.size, len(batched[0][0])
         pad = (-n) % size
-        idx = np.concatenate([idx, np.zeros(pad, idx.dtype)]).astype(np.int32)
-        vals = np.concatenate([vals, np.repeat(np.asarray(base[:1]), pad)]).astype(base.dtype)
-        out = []
-        for s in range(0, len(idx), size):
-            (chunk,) = program.run(residuals, idx[s : s + size], vals[s : s + size])
-            out.append(np.asarray(chunk, dtype=np.float64).reshape(-1))
+        padded = [
+            np.concatenate([x, np.full((pad, *np.shape(x)[1:]), fill)]).astype(dtype)
+            for x, dtype, fill in batched
+        ]
+        outs = []
+        for s in range(0, n + pad, size):
+            out = program.run(residuals, *fixed, *(x[s : s + size] for x in padded))
+            outs.append([np.asarray(x, dtype=np.float64) for x in out])
             if self.progress is not None:
-                self.progress(min(size, n - s))
-        return np.concatenate(out)[:n]
+                self.progress(min(size, n - s) * points)
+        return tuple(np.concatenate(parts)[:n] for parts in zip(*outs))
 
     def _along(self, leaf: Leaf) -> Callable:
         """f at θ + t·v for unit Gaussian directions v over the leaf (or a labelled part)."""
@@ -340,22 +357,13 @@ class JaxEngine:
         whose label equals groups[b], zero elsewhere. Arrays [B, len(ts)], [B, len(ts)], [B, 2].
         """
         base, program, residuals = self.prepare(leaf, "direction")
-        size, n = program.size, len(keys)
-        pad = (-n) % size
-        keys = np.concatenate([keys, np.zeros((pad, 2), np.uint32)]).astype(np.uint32)
-        groups = np.concatenate([groups, np.full(pad, -1)]).astype(np.int32)
         fixed = (
             np.asarray(labels, np.int32),
             np.asarray(grad, base.dtype),
             np.asarray(ts, base.dtype),
         )
-        outs = []
-        for s in range(0, len(keys), size):
-            out = program.run(residuals, *fixed, keys[s : s + size], groups[s : s + size])
-            outs.append([np.asarray(x, dtype=np.float64) for x in out])
-            if self.progress is not None:
-                self.progress(min(size, n - s) * len(ts))
-        return tuple(np.concatenate(parts)[:n] for parts in zip(*outs))
+        batched = [(keys, np.uint32, 0), (groups, np.int32, -1)]
+        return self._run_chunks(program, residuals, fixed, batched, points=len(ts))
 
 
 def _working_memory(compiled) -> int:

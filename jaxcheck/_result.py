@@ -300,7 +300,7 @@ def assemble(coords, judged, stencils, notes, precision, engine, mode="full") ->
         analytic.append(nan if v is None else v.analytic.reshape(leaf.shape))
         if outcome is None:
             continue
-        compared = outcome.probes.verdict if directional else v
+        compared = outcome.probes if directional else v
         sums = _sums(compared)
         totals += sums
         records, n_checked, n_unverifiable, extra = [], 0, 0, {}
@@ -314,7 +314,7 @@ def assemble(coords, judged, stencils, notes, precision, engine, mode="full") ->
         failures += records
         passed = not records
         if directional:
-            pv = outcome.probes.verdict
+            pv = outcome.probes
             passed = passed and outcome.passed
             located = outcome.located
             extra = dict(

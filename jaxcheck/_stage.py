@@ -23,7 +23,7 @@ import jax
 import jax.extend.core as jcore
 import numpy as np
 
-from ._delta import bind
+from ._delta import read, run_eqns
 
 
 class Staged:
@@ -72,14 +72,14 @@ def split(fn: Callable, known: Sequence[Any], unknown: Sequence[Any]) -> Staged:
     def prepare(*known):
         env = dict(consts)
         env.update(zip(jaxpr.invars[:n_known], jax.tree_util.tree_leaves(list(known))))
-        _run_eqns(early_eqns, env)
+        run_eqns(early_eqns, env)
         return [env[v] for v in needed]
 
     def run(residuals, *unknown):
         env = dict(zip(needed, residuals))
         env.update(zip(jaxpr.invars[n_known:], jax.tree_util.tree_leaves(list(unknown))))
-        _run_eqns(late_eqns, env)
-        return [_read(env, v) for v in jaxpr.outvars]
+        run_eqns(late_eqns, env)
+        return [read(env, v) for v in jaxpr.outvars]
 
     avals = [jax.ShapeDtypeStruct(v.aval.shape, v.aval.dtype) for v in needed]
     return Staged(jax.jit(prepare), jax.jit(run), avals)
@@ -97,15 +97,3 @@ def _need(v, late: set, needed: list, seen: set) -> None:
         return
     seen.add(v)
     needed.append(v)
-
-
-def _read(env: dict, v) -> Any:
-    return v.val if isinstance(v, jcore.Literal) else env[v]
-
-
-def _run_eqns(eqns, env: dict) -> None:
-    for eqn in eqns:
-        outs = bind(eqn, [_read(env, v) for v in eqn.invars])
-        for var, x in zip(eqn.outvars, outs):
-            if not isinstance(var, jcore.DropVar):
-                env[var] = x
