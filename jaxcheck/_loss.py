@@ -1,0 +1,127 @@
+"""The loss as the checker sees it: traceable or not, its output, one scalar, and fn(θ).
+
+Everything here runs before the long part of a check, so a mistake in fn (a tuple returned,
+a non-finite loss, hidden randomness) is reported at once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.extend.core as jcore
+import jax.numpy as jnp
+import numpy as np
+
+from . import _stencils as st
+from ._engine import cached_jit, split_arrays
+
+
+def trace(fn, leaves, coords, args) -> tuple[Any, str]:
+    """The abstract output of fn if JAX can trace it, else (None, the reason)."""
+    checked = [leaves[leaf.position] for leaf in coords.checked]
+
+    def with_checked(sel):
+        values = list(leaves)
+        for leaf, x in zip(coords.checked, sel):
+            values[leaf.position] = x
+        return fn(coords.unflatten(values), *args)
+
+    try:
+        return jax.eval_shape(with_checked, checked), ""
+    except Exception as e:  # noqa: BLE001 - any failure to trace means: run it on the host
+        return None, type(e).__name__
+
+
+def output_info(out: Any) -> tuple[tuple[int, ...], Any]:
+    if isinstance(out, (tuple, list, dict)):
+        raise TypeError(
+            f"fn returned a {type(out).__name__}, not a loss. If it returns (loss, extras), "
+            "wrap it: check_grad(lambda p, *a: fn(p, *a)[0], params, ...)."
+        )
+    if isinstance(out, (float, int)) and not isinstance(out, bool):
+        return (), np.dtype(np.float64)
+    if not hasattr(out, "shape") or not hasattr(out, "dtype"):
+        raise TypeError(
+            f"fn returned a {type(out).__name__}; it must return the loss as a number or array."
+        )
+    if not jnp.issubdtype(out.dtype, jnp.floating):
+        raise TypeError(
+            f"fn returned dtype {out.dtype}; a loss must be real floating-point (a complex or "
+            "integer output has no gradient to check). Return e.g. jnp.abs(z) ** 2 or a float."
+        )
+    return tuple(int(d) for d in out.shape), np.dtype(out.dtype)
+
+
+def scalarized(fn: Callable, w: np.ndarray | None) -> Callable:
+    def fn_scalar(params, *args):
+        out = fn(params, *args)
+        xp = jnp if isinstance(out, jax.Array) else np
+        return xp.sum(xp.asarray(w) * out) if w is not None else xp.reshape(out, ())
+
+    return fn_scalar
+
+
+def check_base(f_first: float, f_again: float, out_dtype: Any) -> None:
+    if not math.isfinite(f_first):
+        raise ValueError(
+            f"fn(params, *args) is {f_first} at the given parameters: the gradient cannot be "
+            "checked where the loss is not finite. Look for log(0), division by zero or overflow "
+            "at these parameters and data."
+        )
+    if abs(f_first - f_again) > 4 * st.unit_roundoff(out_dtype) * max(abs(f_first), abs(f_again)):
+        raise ValueError(
+            f"fn(params, *args) returned different values on two calls with the same inputs "
+            f"({f_first!r}, then {f_again!r}): it has hidden randomness, such as dropout that "
+            "draws a fresh mask on every call or noise from a global random state. Finite "
+            "differences of a random function are meaningless. Fix the randomness: pass the "
+            "PRNG key in args (fn(params, x, y, key)) and reuse it, or turn dropout off for "
+            "the check."
+        )
+
+
+def abstract_output(f, params, args):
+    """The shape and dtype of f(params, *args), traced (arrays as arguments, the rest static)."""
+    dyn, rebuild, _ = split_arrays((params, args))
+
+    def run(dyn):
+        p, a = rebuild(dyn)
+        return f(p, *a)
+
+    return jax.eval_shape(run, dyn)
+
+
+def base_value(fn_scalar, params, args, key, out_dtype) -> float:
+    """fn(θ), compiled (kept across calls), after checking fn for hidden randomness.
+
+    Python-side randomness (a NumPy draw, a PRNG key made from a counter) changes the traced
+    program: two traces must agree. When they do not, both are run to show the values.
+    """
+    dyn, rebuild, static = split_arrays((params, args))
+
+    def fresh():  # a new function object each time: JAX caches traces per function
+        def run(dyn):
+            p, a = rebuild(dyn)
+            return fn_scalar(p, *a)
+
+        return run
+
+    first, again = jax.make_jaxpr(fresh())(dyn), jax.make_jaxpr(fresh())(dyn)
+    if not same_program(first, again):
+        leaves = jax.tree_util.tree_leaves(dyn)
+        f_first, f_again = (
+            float(jax.jit(jcore.jaxpr_as_fun(c))(*leaves)[0]) for c in (first, again)
+        )
+        check_base(f_first, f_again, out_dtype)
+    else:
+        f_first = float(cached_jit(("base", key, static), fresh)(dyn))
+        check_base(f_first, f_first, out_dtype)
+    return f_first
+
+
+def same_program(a, b) -> bool:
+    return str(a) == str(b) and all(
+        np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a.consts, b.consts)
+    )
