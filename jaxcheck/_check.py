@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _directional, _progress
+from . import _complex, _directional, _progress
 from . import _loss as loss
 from . import _options as options
 from . import _stencils as st
@@ -174,7 +174,7 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
     values = coords.cast(leaves, dtype_of)
     work_params, work_args = coords.unflatten(values), _cast_args(args, precision)
     coords.check_finite(values)
-    if precision == "float64" and any(np.dtype(x.dtype).itemsize < 8 for x in coords.checked):
+    if precision == "float64" and any(jnp.finfo(x.dtype).bits < 64 for x in coords.checked):
         notes.append(
             "lower-precision leaves checked in float64 "
             "(precision='native' checks in their own dtype)"
@@ -207,6 +207,16 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
         f_first = float(fn_scalar(work_params, *work_args))
         loss.check_base(f_first, float(fn_scalar(work_params, *work_args)), out_dtype)
 
+    given = coords
+    if any(leaf.is_complex for leaf in coords.checked):  # from here on: (x, y) pairs
+        coords = _complex.realify(coords)
+        values = _complex.to_pairs(values, coords)
+        fn_scalar = _complex.of_pairs(fn_scalar, coords)
+        key = (*key, "pairs", _complex.positions(coords))
+        notes.append(
+            "complex leaves: real and imaginary parts checked as separate elements, against "
+            "JAX's convention g = ∂f/∂x − i·∂f/∂y (the conjugate of PyTorch's)"
+        )
     if grad_fn is None:
         if traced is None:
             raise TypeError(
@@ -215,7 +225,8 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
             )
         grads = _jax_grad(fn_scalar, values, coords, work_args, key)
     else:
-        grads = coords.gradient(grad_fn(work_params, *work_args))
+        grads = given.gradient(grad_fn(work_params, *work_args))
+        grads = _complex.gradient_pairs(grads, coords)
     typical = _typical_scale(coords, values)
     stencils = _stencils(coords, values, steps, typical)  # raises on a step too small
 
@@ -260,6 +271,8 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
                 engine, leaf, g, f_first, step, plan["directions"], rng, elements, **tol
             )
     bar.close()
+    hint = _complex.conjugate_hint(coords, judged)
+    notes += [hint] if hint else []
     return assemble(coords, judged, stencils, notes, precision, engine.name, mode)
 
 

@@ -35,10 +35,17 @@ class Leaf:
     offset: int  # first flat coordinate in ravel_pytree(params) order (-1 if not an array)
     checked: bool
     skip_reason: str = ""
+    # A complex leaf seen as real (`_complex.realify`): shape (*leaf shape, 2), real dtype,
+    # the last axis holding (∂/∂x, −∂/∂y) pairs. Reports show the complex leaf.
+    complex_pairs: bool = False
 
     @property
     def is_float(self) -> bool:
         return self.dtype is not None and bool(jnp.issubdtype(self.dtype, jnp.floating))
+
+    @property
+    def is_complex(self) -> bool:
+        return self.dtype is not None and bool(jnp.issubdtype(self.dtype, jnp.complexfloating))
 
     @property
     def size(self) -> int:
@@ -58,7 +65,7 @@ def _describe(x: Any) -> tuple[tuple[int, ...], Any, str]:
     if isinstance(x, float):
         return (), np.dtype(np.float64), ""
     if isinstance(x, complex):
-        return (), np.dtype(np.complex128), "complex (not checked yet)"
+        return (), np.dtype(np.complex128), ""
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
         return (), None, f"not an array ({type(x).__name__})"
     dtype = x.dtype
@@ -68,7 +75,7 @@ def _describe(x: Any) -> tuple[tuple[int, ...], Any, str]:
     if jnp.issubdtype(dtype, jnp.floating):
         return shape, np.dtype(dtype), "" if all(shape) else "empty"
     if jnp.issubdtype(dtype, jnp.complexfloating):
-        return shape, np.dtype(dtype), "complex (not checked yet)"
+        return shape, np.dtype(dtype), "" if all(shape) else "empty"
     if jnp.issubdtype(dtype, jnp.bool_):
         return shape, np.dtype(dtype), "bool"
     if jnp.issubdtype(dtype, jnp.integer):
@@ -104,8 +111,8 @@ class Coords:
         return tuple(leaf for leaf in self.leaves if leaf.checked)
 
     @property
-    def float_leaves(self) -> tuple[Leaf, ...]:
-        return tuple(leaf for leaf in self.leaves if leaf.is_float)
+    def inexact_leaves(self) -> tuple[Leaf, ...]:
+        return tuple(leaf for leaf in self.leaves if leaf.is_float or leaf.is_complex)
 
     @property
     def skipped(self) -> tuple[tuple[str, str], ...]:
@@ -133,7 +140,7 @@ class Coords:
     def _validate(self, only: OnlySpec) -> None:
         if any(leaf.checked for leaf in self.leaves):
             return
-        floats = [leaf.path for leaf in self.float_leaves]
+        floats = [leaf.path for leaf in self.inexact_leaves]
         if not self.leaves:
             raise ValueError(
                 "params is empty: it has no leaves to check. Pass the pytree of arrays that fn "
@@ -148,7 +155,8 @@ class Coords:
         raise ValueError(
             "params has no floating-point elements to check "
             f"(skipped leaves: {skipped or 'none'}). Gradients are checked for float leaves "
-            "(float16/bfloat16/float32/float64); cast parameters with .astype(float)."
+            "(float16/bfloat16/float32/float64, and complex ones); cast parameters with "
+            ".astype(float)."
         )
 
     def unflatten(self, values: Sequence[Any]) -> Any:
@@ -157,7 +165,7 @@ class Coords:
     def check_finite(self, values: Sequence[Any]) -> None:
         """Raise if a checked parameter element is NaN or inf."""
         for leaf in self.checked:
-            arr = np.asarray(values[leaf.position], dtype=np.float64)
+            arr = np.asarray(values[leaf.position])
             bad = np.flatnonzero(~np.isfinite(arr))
             if bad.size:
                 idx = leaf.index(int(bad[0]))
@@ -171,10 +179,13 @@ class Coords:
     # ---- values -------------------------------------------------------------------------
 
     def cast(self, values: Sequence[Any], dtype_of: Callable[[Leaf], Any]) -> list[Any]:
-        """Cast float leaves to `dtype_of(leaf)`, keeping NumPy arrays NumPy and JAX arrays JAX."""
+        """Cast float leaves to `dtype_of(leaf)`, complex ones to its complex counterpart,
+        keeping NumPy arrays NumPy and JAX arrays JAX."""
         out = list(values)
-        for leaf in self.float_leaves:
+        for leaf in self.inexact_leaves:
             x, dtype = out[leaf.position], dtype_of(leaf)
+            if leaf.is_complex:
+                dtype = np.result_type(dtype, np.complex64)
             if isinstance(x, jax.Array):
                 out[leaf.position] = x.astype(dtype)
             else:
@@ -236,14 +247,15 @@ class Coords:
                 f"{len(self.leaves)} leaves. Return a pytree shaped like params, or a flat vector "
                 f"of length {self.n_flat} in ravel_pytree(params) order."
             )
-        n_float = sum(leaf.size for leaf in self.float_leaves)
+        n_float = sum(leaf.size for leaf in self.inexact_leaves)
         if shape[0] not in (self.n_flat, n_float):
             raise ValueError(
                 f"grad_fn returned a flat vector of length {shape[0]}, but ravel_pytree(params) "
                 f"has {self.n_flat} elements ({n_float} of them floating-point). Return the "
                 "gradient of every parameter, concatenated in ravel_pytree(params) order."
             )
-        self._check_dtype("the flat gradient vector", grad.dtype)
+        has_complex = any(leaf.is_complex for leaf in self.checked)
+        self._check_dtype("the flat gradient vector", grad.dtype, has_complex)
         return np.asarray(grad).reshape(-1)
 
     def _split_flat(self, flat: np.ndarray) -> dict[str, np.ndarray]:
@@ -252,20 +264,31 @@ class Coords:
         for leaf in self.leaves:
             if leaf.dtype is None:
                 continue
-            if not leaf.is_float and not has_all:
+            if not (leaf.is_float or leaf.is_complex) and not has_all:
                 continue  # a float-only vector leaves out integer, bool and key leaves
             if leaf.checked:
-                out[leaf.path] = flat[offset : offset + leaf.size].reshape(leaf.shape)
+                part = flat[offset : offset + leaf.size].reshape(leaf.shape)
+                if leaf.is_float and np.iscomplexobj(part):
+                    if np.any(part.imag != 0):
+                        raise TypeError(
+                            f"The gradient for params{leaf.path} (in the flat vector) has a "
+                            "nonzero imaginary part but the parameter is real: the gradient of "
+                            "a real loss with respect to a real parameter is real."
+                        )
+                    part = part.real
+                out[leaf.path] = part
             offset += leaf.size
         return out
 
     @staticmethod
-    def _check_dtype(where: str, dtype: Any) -> None:
+    def _check_dtype(where: str, dtype: Any, complex_param: bool = False) -> None:
         if dtype == jax.dtypes.float0:
             raise TypeError(
                 f"{where} has dtype float0 (the gradient JAX gives integer inputs); return a float "
                 "array of zeros, or leave non-float parameters out of the check."
             )
+        if complex_param and jnp.issubdtype(dtype, jnp.complexfloating):
+            return
         if jnp.issubdtype(dtype, jnp.complexfloating):
             raise TypeError(
                 f"{where} is complex ({dtype}) but the parameter is real: return the real "
@@ -301,5 +324,5 @@ class Coords:
             raise ValueError(
                 f"{where} has shape {shape}, but the parameter has shape {leaf.shape}.{hint}"
             )
-        self._check_dtype(where, value.dtype)
+        self._check_dtype(where, value.dtype, leaf.is_complex)
         return np.asarray(value)  # keeps its dtype: the tolerance depends on it

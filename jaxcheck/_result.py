@@ -12,7 +12,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from . import _stencils
+from . import _complex, _stencils
 from ._errors import format_index
 
 WORST_SHOWN = 10
@@ -30,10 +30,12 @@ class ElementReport:
     abs_error: float  # |analytic − numeric|
     tolerance: float  # what the error model allows for this element
     status: str  # "mismatch", "nonfinite", "nondeterministic" or "unverifiable"
+    part: str = ""  # complex leaves: "real" or "imag", the part of the gradient compared
 
     @property
     def name(self) -> str:
-        return f"{self.path or 'params'}{format_index(self.index)}"
+        part = f".{self.part}" if self.part else ""
+        return f"{self.path or 'params'}{format_index(self.index)}{part}"
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -296,8 +298,9 @@ def assemble(coords, judged, stencils, notes, precision, engine, mode="full") ->
         nan = np.full(leaf.shape, np.nan) if leaf.dtype is not None else None
         directional = getattr(outcome, "probes", None) is not None
         v = outcome.elements if directional else outcome
-        numeric.append(nan if v is None else v.numeric.reshape(leaf.shape))
-        analytic.append(nan if v is None else v.analytic.reshape(leaf.shape))
+        as_given = _complex.complex_view if leaf.complex_pairs else lambda x: x
+        numeric.append(as_given(nan if v is None else v.numeric.reshape(leaf.shape)))
+        analytic.append(as_given(nan if v is None else v.analytic.reshape(leaf.shape)))
         if outcome is None:
             continue
         compared = outcome.probes if directional else v
@@ -332,8 +335,10 @@ def assemble(coords, judged, stencils, notes, precision, engine, mode="full") ->
         ok = np.isfinite(compared.abs_error)
         reports[leaf.path] = LeafReport(
             path=leaf.path,
-            shape=leaf.shape,
-            dtype=str(leaf.dtype),
+            shape=leaf.shape[:-1] if leaf.complex_pairs else leaf.shape,
+            dtype=str(
+                np.result_type(leaf.dtype, np.complex64) if leaf.complex_pairs else leaf.dtype
+            ),
             n_checked=n_checked,
             n_failed=len(records),
             n_unverifiable=n_unverifiable,
@@ -368,15 +373,21 @@ def _sums(v: _stencils.Verdict) -> np.ndarray:
 
 
 def _record(leaf, v: _stencils.Verdict, i: int) -> ElementReport:
+    index, part, sign = leaf.index(int(i)), "", 1.0
+    flat = int(i)
+    if leaf.complex_pairs:  # (∂f/∂x, ∂f/∂y) against (Re g, −Im g): show Re g and Im g
+        index, part, flat = index[:-1], ("real", "imag")[index[-1]], flat // 2
+        sign = -1.0 if part == "imag" else 1.0
     return ElementReport(
         path=leaf.path,
-        index=leaf.index(int(i)),
-        flat_index=leaf.offset + int(i),
-        analytic=float(v.analytic[i]),
-        numeric=float(v.numeric[i]),
+        index=index,
+        flat_index=leaf.offset + flat,
+        analytic=sign * float(v.analytic[i]),
+        numeric=sign * float(v.numeric[i]),
         abs_error=float(v.abs_error[i]),
         tolerance=float(v.tolerance[i]),
         status=_stencils.STATUSES[v.status[i]],
+        part=part,
     )
 
 

@@ -336,7 +336,7 @@ def test_assert_grad_raises_an_assertion_error_carrying_the_result():
     assert jaxcheck.assert_grad(quad, quad_params(), X).passed
 
 
-def test_low_precision_and_python_float_leaves_are_checked_complex_ones_skipped():
+def test_low_precision_python_float_and_complex_leaves_are_all_checked():
     params = {
         "half": jnp.array([0.5, -1.5], jnp.bfloat16),
         "scale": 2.0,
@@ -348,9 +348,10 @@ def test_low_precision_and_python_float_leaves_are_checked_complex_ones_skipped(
 
     result = jaxcheck.check_grad(loss, params)
     assert result.passed, result
-    assert list(result.leaves) == ["['half']", "['scale']"]
+    assert list(result.leaves) == ["['half']", "['scale']", "['z']"]
     assert result.leaves["['half']"].dtype == "bfloat16"
-    assert dict(result.skipped) == {"['z']": "complex (not checked yet)"}
+    assert result.leaves["['z']"].dtype == "complex64"  # the parameter's own dtype
+    assert result.skipped == ()
 
 
 def test_a_function_that_traces_but_cannot_be_vmapped_runs_on_the_host():
