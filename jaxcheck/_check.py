@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -112,7 +111,7 @@ def check_grad(
         "samples": options.count_option("samples", samples, "elements sampled per leaf"),
         "seed": seed,
     }
-    with _numerics(precision):
+    with options.numerics(precision):
         return _check(
             fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan, engine_options
         )
@@ -131,16 +130,6 @@ def assert_grad(fn: Callable[..., Any], params: Any, *args: Any, **options: Any)
 
 
 # ---- options and context ---------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _numerics(precision: str):
-    """float64 where asked, and full-precision matmuls (no TF32 or bf16 passes) always."""
-    with contextlib.ExitStack() as stack:
-        if precision == "float64":
-            stack.enter_context(jax.enable_x64(True))
-        stack.enter_context(jax.default_matmul_precision("highest"))
-        yield
 
 
 def _cast_args(args: tuple, precision: str) -> tuple:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import re
 from collections.abc import Mapping
 from typing import Any
+
+import jax
 
 from ._coords import Coords
 from ._errors import list_paths
@@ -33,15 +36,7 @@ def validate(fn, grad_fn, mode, rtol, atol, precision, seed, chunk_size, progres
             "element, 'directional' k random directions per leaf (then locates wrong elements), "
             "'sample' m random elements per leaf."
         )
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision={precision!r}: choose 'float64' (default) or 'native'.")
-    for name, value in (("rtol", rtol), ("atol", atol)):
-        if value is not None and not (_is_real(value) and 0 <= value < math.inf):
-            raise ValueError(
-                f"{name}={value!r}: pass a finite number >= 0, or None for the default."
-            )
-    if not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed={seed!r}: pass an integer.")
+    validate_numerics(rtol, atol, precision, seed)
     if chunk_size is not None and not (isinstance(chunk_size, numbers.Integral) and chunk_size > 0):
         raise ValueError(f"chunk_size={chunk_size!r}: pass a positive integer, or None.")
     if progress not in (None, True, False):
@@ -49,6 +44,29 @@ def validate(fn, grad_fn, mode, rtol, atol, precision, seed, chunk_size, progres
             f"progress={progress!r}: pass True (always show a progress bar), False (never), "
             "or None (default: on a terminal, for checks that take more than two seconds)."
         )
+
+
+def validate_numerics(rtol, atol, precision, seed) -> None:
+    """The options every check shares: tolerances, precision, seed."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}: choose 'float64' (default) or 'native'.")
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if value is not None and not (_is_real(value) and 0 <= value < math.inf):
+            raise ValueError(
+                f"{name}={value!r}: pass a finite number >= 0, or None for the default."
+            )
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
+        raise TypeError(f"seed={seed!r}: pass an integer.")
+
+
+@contextlib.contextmanager
+def numerics(precision: str):
+    """float64 where asked, and full-precision matmuls (no TF32 or bf16 passes) always."""
+    with contextlib.ExitStack() as stack:
+        if precision == "float64":
+            stack.enter_context(jax.enable_x64(True))
+        stack.enter_context(jax.default_matmul_precision("highest"))
+        yield
 
 
 def _is_real(x: Any) -> bool:

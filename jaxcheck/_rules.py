@@ -1,0 +1,77 @@
+"""Custom differentiation rules in a traced function: finding them and taking them out.
+
+`jax.custom_vjp` and `jax.custom_jvp` functions appear in a jaxpr as `custom_vjp_call` and
+`custom_jvp_call` equations that carry the primal computation (`call_jaxpr`) beside the rule.
+`without_rules` rewrites each into a plain call of its primal computation, everywhere (inside
+`jit`, `scan`, `cond`, `while_loop` bodies too), so that JAX differentiates what the function
+computes instead of what its rules claim: the reference for `check_vjp` and `check_jvp`.
+
+JAX's own rules (`jax.nn.relu`, `jnp.logaddexp`, ...) stay: they are tested by JAX, and some
+exist because the primal computation differentiates badly (relu's derivative at 0, the
+overflow-safe logaddexp). A rule is JAX's when its primal function is defined in JAX's source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import os
+
+import jax
+import jax.extend.core as jcore
+
+CUSTOM = ("custom_vjp_call", "custom_jvp_call")
+_JAX_SOURCE = os.path.dirname(os.path.abspath(jax.__file__)) + os.sep
+
+
+def is_jax_rule(call: jcore.ClosedJaxpr) -> bool:
+    """Whether a rule's primal function is defined inside JAX itself."""
+    info = getattr(call.jaxpr, "debug_info", None)
+    where = getattr(info, "func_src_info", None) or ""
+    path = where.rpartition(" at ")[2].rpartition(":")[0]
+    return bool(path) and os.path.abspath(path).startswith(_JAX_SOURCE)
+
+
+def without_rules(closed: jcore.ClosedJaxpr) -> tuple[jcore.ClosedJaxpr, int]:
+    """The jaxpr with every custom rule replaced by its primal computation; and their number."""
+    found = [0]
+
+    def jaxpr(j: jcore.Jaxpr) -> jcore.Jaxpr:
+        eqns = []
+        for e in j.eqns:
+            if e.primitive.name in CUSTOM and not is_jax_rule(e.params["call_jaxpr"]):
+                found[0] += 1
+                call = closed_jaxpr(e.params["call_jaxpr"])
+                e = e.replace(primitive=jcore.primitives.closed_call_p, params={"call_jaxpr": call})
+            else:
+                e = e.replace(params={k: param(v) for k, v in e.params.items()})
+            eqns.append(e)
+        return j.replace(eqns=eqns)
+
+    def closed_jaxpr(c: jcore.ClosedJaxpr) -> jcore.ClosedJaxpr:
+        return jcore.ClosedJaxpr(jaxpr(c.jaxpr), c.consts)
+
+    def param(v: Any) -> Any:
+        if isinstance(v, jcore.ClosedJaxpr):
+            return closed_jaxpr(v)
+        if isinstance(v, jcore.Jaxpr):
+            return jaxpr(v)
+        if isinstance(v, tuple) and any(isinstance(x, (jcore.ClosedJaxpr, jcore.Jaxpr)) for x in v):
+            return tuple(param(x) for x in v)
+        return v
+
+    return closed_jaxpr(closed), found[0]
+
+
+def primal_function(fn: Callable, primals: tuple) -> tuple[Callable, int]:
+    """fn without its custom rules, as a function of the same primals; and the rules' number."""
+    closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(*primals)
+    stripped, n_rules = without_rules(closed)
+    out_tree = jax.tree_util.tree_structure(out_shape)
+    run = jcore.jaxpr_as_fun(stripped)
+
+    def reference(*p):
+        return jax.tree_util.tree_unflatten(out_tree, run(*jax.tree_util.tree_leaves(p)))
+
+    return reference, n_rules
