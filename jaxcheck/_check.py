@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _complex, _directional, _progress
+from . import _complex, _directional, _hessian, _progress
 from . import _loss as loss
 from . import _options as options
 from . import _stencils as st
@@ -31,6 +31,8 @@ def check_grad(
     *args: Any,
     grad_fn: Callable[..., Any] | None = None,
     mode: str = "full",
+    order: int = 1,
+    hvp_fn: Callable[..., Any] | None = None,
     eps: float | Mapping[str, float] | None = None,
     rtol: float | None = None,
     atol: float | None = None,
@@ -63,6 +65,11 @@ def check_grad(
         mode: "full", every element; "directional", `directions` random directions per leaf,
             then group testing to locate the wrong elements of a failing leaf; "sample",
             `samples` random elements of every leaf.
+        order: 1 checks the gradient; 2 checks Hessian-vector products H·v, for
+            `directions` random unit directions v per leaf, element by element against
+            central differences of the gradient (grad_fn's, else jax.grad's) along v.
+        hvp_fn: with order=2, the H·v under test, `hvp_fn(params, v, *args)` with v a pytree
+            like params, returning one like params. None: `jax.jvp(jax.grad(fn))`.
         eps: the step h: None for h_i = u^(1/3)·max(|θ_i|, typical scale of the leaf); a
             number for the same absolute step everywhere; or {leaf path: step}.
         rtol: relative tolerance on |g_i|; default 1e-6 for float64 gradients, 64·u for
@@ -105,8 +112,11 @@ def check_grad(
         "max_memory": options.memory_option(max_memory),
         "progress": _progress.ask(progress),
     }
+    options.validate_order(order, hvp_fn, mode)
     plan = {
         "mode": mode,
+        "order": order,
+        "hvp_fn": hvp_fn,
         "directions": options.count_option("directions", directions, "directions per leaf"),
         "samples": options.count_option("samples", samples, "elements sampled per leaf"),
         "seed": seed,
@@ -217,6 +227,32 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
         grads = given.gradient(grad_fn(work_params, *work_args))
         grads = _complex.gradient_pairs(grads, coords)
     typical = _typical_scale(coords, values)
+    if plan["order"] == 2:
+        if plan["hvp_fn"] is None and traced is None:
+            raise TypeError(
+                f"fn could not be traced by JAX ({why}), so jax.jvp(jax.grad(fn)) cannot give "
+                "the Hessian-vector products to check: pass your own as hvp_fn=."
+            )
+        if plan["hvp_fn"] is not None and coords is not given:
+            raise ValueError(
+                "hvp_fn= with complex parameters is not supported: check H·v with JAX's own "
+                "(hvp_fn=None), or pass the real and imaginary parts as separate real leaves."
+            )
+        derivatives = _hessian.Derivatives(
+            values, coords, given, work_args, grad_fn, plan["hvp_fn"],
+            _hessian.jax_derivatives(fn_scalar, values, coords, work_args)
+            if traced is not None
+            else None,
+        )  # fmt: skip
+
+        def tol_of(leaf):
+            return _tolerances(np.asarray(grads[leaf.path]).dtype, None, rtol, atol)
+
+        judged, used, hvp_notes = _hessian.check(
+            derivatives, coords, grads, typical, steps, plan["directions"], seed, tol_of
+        )
+        engine_name = "jax" if grad_fn is None and plan["hvp_fn"] is None else "host"
+        return assemble(coords, judged, used, notes + hvp_notes, precision, engine_name, order=2)
     stencils = _stencils(coords, values, steps, typical)  # raises on a step too small
 
     # The input is valid: from here on, the long part.
@@ -233,14 +269,8 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
     engine.progress = bar.update
     for leaf in coords.checked:
         g = np.asarray(grads[leaf.path])
-        g_dtype = g.dtype if jnp.issubdtype(g.dtype, jnp.floating) else np.float64
+        tol = _tolerances(g.dtype, u_f, rtol, atol)
         g = g.astype(np.float64).reshape(-1)
-        tol = {
-            "u_f": u_f,
-            "u_g": st.unit_roundoff(g_dtype),
-            "rtol": st.default_rtol(g_dtype) if rtol is None else rtol,
-            "atol": atol or 0.0,
-        }
         s = stencils[leaf.path]
         rng = np.random.default_rng([seed, leaf.position])
 
@@ -262,7 +292,20 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
     bar.close()
     hint = _complex.conjugate_hint(coords, judged)
     notes += [hint] if hint else []
-    return assemble(coords, judged, stencils, notes, precision, engine.name, mode)
+    steps_used = {path: float(np.median(s.h1)) for path, s in stencils.items()}
+    return assemble(coords, judged, steps_used, notes, precision, engine.name, mode)
+
+
+def _tolerances(g_dtype, u_f: float | None, rtol, atol) -> dict[str, float]:
+    """u_f, u_g, rtol, atol for a leaf whose gradient has dtype g_dtype (u_f None: u_g)."""
+    g_dtype = g_dtype if jnp.issubdtype(g_dtype, jnp.floating) else np.float64
+    u_g = st.unit_roundoff(g_dtype)
+    return {
+        "u_f": u_g if u_f is None else u_f,
+        "u_g": u_g,
+        "rtol": st.default_rtol(g_dtype) if rtol is None else rtol,
+        "atol": atol or 0.0,
+    }
 
 
 def _expected_points(coords: Coords, plan: dict) -> int:
@@ -295,14 +338,7 @@ def _batched_or_host(fn_scalar, values, coords, args, key, engine_options, notes
 
 def _jax_grad(fn_scalar, values, coords, args, key) -> dict[str, np.ndarray]:
     dyn, rebuild, static = split_arrays((values, args))
-
-    def of_checked(sel, dyn):
-        vals, a = rebuild(dyn)
-        vals = list(vals)
-        for leaf, x in zip(coords.checked, sel):
-            vals[leaf.position] = x
-        return fn_scalar(coords.unflatten(vals), *a)
-
+    of_checked = loss.of_checked(fn_scalar, coords, rebuild)
     checked = [jnp.asarray(values[leaf.position]) for leaf in coords.checked]
     positions = tuple(leaf.position for leaf in coords.checked)
     grad = cached_jit(("grad", key, static, positions), lambda: jax.grad(of_checked))

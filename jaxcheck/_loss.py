@@ -125,3 +125,16 @@ def same_program(a, b) -> bool:
     return str(a) == str(b) and all(
         np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a.consts, b.consts)
     )
+
+
+def of_checked(fn_scalar: Callable, coords, rebuild: Callable) -> Callable:
+    """fn_scalar as a function of (the checked leaves, the other dynamic values and args)."""
+
+    def run(sel, dyn):
+        vals, a = rebuild(dyn)
+        vals = list(vals)
+        for leaf, x in zip(coords.checked, sel):
+            vals[leaf.position] = x
+        return fn_scalar(coords.unflatten(vals), *a)
+
+    return run

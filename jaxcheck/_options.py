@@ -46,6 +46,26 @@ def validate(fn, grad_fn, mode, rtol, atol, precision, seed, chunk_size, progres
         )
 
 
+def validate_order(order, hvp_fn, mode) -> None:
+    if order not in (1, 2) or isinstance(order, bool):
+        raise ValueError(
+            f"order={order!r}: pass 1 (check the gradient) or 2 (check Hessian-vector products)."
+        )
+    if hvp_fn is not None and not callable(hvp_fn):
+        raise TypeError(
+            f"hvp_fn must be a function hvp_fn(params, v, *args) -> H·v, or None for "
+            f"jax.jvp(jax.grad(fn)); got {type(hvp_fn).__name__}."
+        )
+    if hvp_fn is not None and order != 2:
+        raise ValueError("hvp_fn= is the Hessian-vector product under test: pass order=2 with it.")
+    if order == 2 and mode != "full":
+        raise ValueError(
+            f"order=2 with mode={mode!r}: Hessian-vector products are checked along random "
+            "directions already (directions= per leaf), every element of each; leave mode "
+            "at 'full'."
+        )
+
+
 def validate_numerics(rtol, atol, precision, seed) -> None:
     """The options every check shares: tolerances, precision, seed."""
     if precision not in PRECISIONS:

@@ -100,6 +100,7 @@ class CheckResult:
     precision: str
     engine: str
     mode: str = "full"
+    order: int = 1  # 2: Hessian-vector products were checked
 
     @property
     def n_checked(self) -> int:
@@ -117,6 +118,7 @@ class CheckResult:
             "n_checked": self.n_checked,
             "n_failed": self.n_failed,
             "mode": self.mode,
+            "order": self.order,
             "method": self.method,
             "precision": self.precision,
             "engine": self.engine,
@@ -162,7 +164,8 @@ class CheckResult:
     def _method_line(self) -> str:
         engine = "batched JAX engine" if self.engine == "jax" else "NumPy host loop"
         mode = {"full": "", "sample": ", sampled elements", "directional": ", random directions"}
-        return f"{self.method} differences in {self.precision}{mode[self.mode]}, {engine}"
+        what = "" if self.order == 1 else " of the gradient against Hessian-vector products"
+        return f"{self.method} differences{what} in {self.precision}{mode[self.mode]}, {engine}"
 
     def _leaf_header(self) -> list[str]:
         return _DIRECTIONAL_HEADER if self.mode == "directional" else _LEAF_HEADER
@@ -289,8 +292,11 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
 # ---- assembly --------------------------------------------------------------------------------
 
 
-def assemble(coords, judged, stencils, notes, precision, engine, mode="full") -> CheckResult:
-    """Build the result from each checked leaf's `Verdict` or `DirectionalVerdict`."""
+def assemble(coords, judged, steps, notes, precision, engine, mode="full", order=1) -> CheckResult:
+    """Build the result from each checked leaf's `Verdict` or `DirectionalVerdict`.
+
+    steps: {leaf path: the median step} (directional verdicts carry their own).
+    """
     numeric, analytic, reports, failures, unverifiable = [], [], {}, [], []
     totals = np.zeros(3)  # Σ(g − d)², Σg², Σd² over finite elements (or directions)
     for leaf in coords.leaves:
@@ -331,7 +337,7 @@ def assemble(coords, judged, stencils, notes, precision, engine, mode="full") ->
             )
             step = outcome.step
         else:
-            step = float(np.median(stencils[leaf.path].h1))
+            step = steps[leaf.path]
         ok = np.isfinite(compared.abs_error)
         reports[leaf.path] = LeafReport(
             path=leaf.path,
@@ -363,6 +369,7 @@ def assemble(coords, judged, stencils, notes, precision, engine, mode="full") ->
         precision=precision,
         engine=engine,
         mode=mode,
+        order=order,
     )
 
 

@@ -13,10 +13,9 @@ overflow-safe logaddexp). A rule is JAX's when its primal function is defined in
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
-
-import os
 
 import jax
 import jax.extend.core as jcore

@@ -1,0 +1,120 @@
+"""order=2: Hessian-vector products against differences of the gradient; planted HVP bugs."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxcheck
+from tests.helpers import CORPUS
+
+
+@pytest.mark.parametrize("name", sorted(CORPUS))
+def test_the_corpus_hessians_pass(name):
+    loss, params, args = CORPUS[name]()
+    result = jaxcheck.check_grad(loss, params, *args, order=2)
+    assert result.passed, result
+    assert result.order == 2
+    assert result.n_checked == sum(x.size for x in jax.tree_util.tree_leaves(params))
+
+
+def mlp():
+    rng = np.random.default_rng(0)
+    params = {"W": rng.standard_normal((4, 3)) / 2, "b": rng.standard_normal(3) / 4}
+    x = rng.standard_normal((5, 4))
+
+    def loss(p, x):
+        return jnp.sum(jnp.tanh(x @ p["W"] + p["b"][None]) ** 2)
+
+    def hvp(p, v, x):
+        return jax.jvp(lambda q: jax.grad(loss)(q, x), (p,), (v,))[1]
+
+    return loss, params, x, hvp
+
+
+def test_one_wrong_hvp_element_is_located():
+    loss, params, x, hvp = mlp()
+
+    def wrong(p, v, x):
+        out = hvp(p, v, x)
+        return {**out, "W": out["W"].at[1, 2].add(0.01)}
+
+    assert jaxcheck.check_grad(loss, params, x, order=2, hvp_fn=hvp).passed
+    result = jaxcheck.check_grad(loss, params, x, order=2, hvp_fn=wrong)
+    assert [(e.path, e.index) for e in result.failures] == [("['W']", (1, 2))]
+
+
+def test_a_missing_cross_term_is_named_as_a_block_of_the_hessian():
+    loss, params, x, hvp = mlp()
+
+    def no_cross(p, v, x):  # H_bW v_W dropped from the b rows
+        out = hvp(p, v, x)
+        only_b = hvp(p, {"W": jnp.zeros_like(v["W"]), "b": v["b"]}, x)
+        return {**out, "b": only_b["b"]}
+
+    result = jaxcheck.check_grad(loss, params, x, order=2, hvp_fn=no_cross)
+    assert not result.passed
+    assert {e.path for e in result.failures} == {"['b']"}
+    assert any("H·v wrong in ['b'] along directions on ['W']" in n for n in result.notes)
+
+
+def test_a_numpy_gradient_and_hvp_on_the_host():
+    rng = np.random.default_rng(1)
+    A = rng.standard_normal((5, 5))
+    S = (A + A.T) / 2
+
+    def loss(p):
+        return float(0.5 * p["x"] @ A @ p["x"] + np.sum(np.cos(p["x"])))
+
+    def grad(p):
+        return {"x": S @ p["x"] - np.sin(p["x"])}
+
+    def hvp(p, v):
+        return {"x": S @ v["x"] - np.cos(p["x"]) * v["x"]}
+
+    def unsymmetrized(p, v):  # A v instead of ((A + Aᵀ) / 2) v
+        return {"x": A @ v["x"] - np.cos(p["x"]) * v["x"]}
+
+    params = {"x": rng.standard_normal(5)}
+    good = jaxcheck.check_grad(loss, params, grad_fn=grad, order=2, hvp_fn=hvp)
+    assert good.passed, good
+    bad = jaxcheck.check_grad(loss, params, grad_fn=grad, order=2, hvp_fn=unsymmetrized)
+    assert not bad.passed and bad.failures
+
+
+def test_float32_native_hessians_pass():
+    loss, params, args = CORPUS["mlp_softmax_ce"]()
+    assert jaxcheck.check_grad(loss, params, *args, order=2, precision="native").passed
+
+
+def test_complex_parameters_with_jax_hessians():
+    def loss(p):
+        return jnp.sum(jnp.abs(jnp.sin(p["z"])) ** 2)
+
+    result = jaxcheck.check_grad(loss, {"z": jnp.array([0.3 + 0.2j, -1.0 + 0.5j])}, order=2)
+    assert result.passed, result
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"order": 3}, ValueError, "order=3"),
+        ({"hvp_fn": lambda *a: a[0]}, ValueError, "pass order=2"),
+        ({"order": 2, "mode": "directional"}, ValueError, "leave mode"),
+        ({"order": 2, "hvp_fn": 3}, TypeError, "hvp_fn must be a function"),
+    ],
+)
+def test_bad_order_options(kwargs, error, match):
+    loss, params, x, _ = mlp()
+    with pytest.raises(error, match=match):
+        jaxcheck.check_grad(loss, params, x, **kwargs)
+
+
+def test_numpy_code_needs_its_own_hvp():
+    def loss(p):
+        return float(np.sum(np.asarray(p["x"]) ** 3))
+
+    with pytest.raises(TypeError, match="hvp_fn="):
+        jaxcheck.check_grad(
+            loss, {"x": np.ones(3)}, grad_fn=lambda p: {"x": 3 * p["x"] ** 2}, order=2
+        )

@@ -1,0 +1,281 @@
+"""check_vjp and check_jvp: planted bugs in custom rules and handwritten VJPs/JVPs."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxcheck
+
+
+def dense_with_bwd(bwd_bug=None):
+    """A tanh layer with a custom_vjp; bwd_bug(x, W, y, g, (dx, dW, db)) may plant a bug."""
+
+    @jax.custom_vjp
+    def dense(x, W, b):
+        return jnp.tanh(x @ W + b[None])
+
+    def fwd(x, W, b):
+        y = jnp.tanh(x @ W + b[None])
+        return y, (x, W, y)
+
+    def bwd(res, g):
+        x, W, y = res
+        d = g * (1 - y**2)
+        cts = (d @ W.T, x.T @ d, d.sum(0))
+        return cts if bwd_bug is None else bwd_bug(x, W, y, g, cts)
+
+    dense.defvjp(fwd, bwd)
+    return dense
+
+
+def point(n_in=6, n_out=6, batch=5, seed=0):
+    rng = np.random.default_rng(seed)
+    return (
+        rng.standard_normal((batch, n_in)),
+        rng.standard_normal((n_in, n_out)) / np.sqrt(n_in),
+        rng.standard_normal(n_out) / 4,
+    )
+
+
+def test_a_correct_custom_vjp_passes_with_its_transforms():
+    result = jaxcheck.check_vjp(dense_with_bwd(), *point())
+    assert result.passed, result
+    assert result.kind == "vjp"
+    assert set(result.leaves) == {"[0]", "[1]", "[2]"}
+    assert result.transforms == {"jit": "ok", "vmap": "ok"}
+    assert any("1 custom rule" in n for n in result.notes)
+
+
+PLANTED = {
+    "wrong scale": (lambda x, W, y, g, c: (c[0], 2 * c[1], c[2]), "[1]"),
+    "missing term": (lambda x, W, y, g, c: (c[0], c[1], jnp.zeros_like(c[2])), "[2]"),
+    "transposed W": (lambda x, W, y, g, c: (c[0], c[1].T, c[2]), "[1]"),
+    "no tanh derivative": (lambda x, W, y, g, c: (g @ W.T, c[1], c[2]), "[0]"),
+    "sign of one row": (lambda x, W, y, g, c: (c[0], c[1].at[2].multiply(-1), c[2]), "[1]"),
+}
+
+
+@pytest.mark.parametrize("bug", sorted(PLANTED))
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_every_planted_vjp_bug_is_caught_in_its_leaf(bug, seed):
+    plant, leaf = PLANTED[bug]
+    result = jaxcheck.check_vjp(dense_with_bwd(plant), *point(seed=seed), seed=seed)
+    assert not result.passed
+    assert [p for p, r in result.leaves.items() if not r.passed] == [leaf]
+    assert result.failures and {e.path for e in result.failures} == {leaf}
+    if bug == "sign of one row":
+        assert {e.index[0] for e in result.failures} == {2}
+
+
+def test_one_wrong_element_among_sixty_thousand_is_located_by_group_testing():
+    plant = lambda x, W, y, g, c: (c[0], c[1].at[123, 77].add(0.05), c[2])  # noqa: E731
+    result = jaxcheck.check_vjp(dense_with_bwd(plant), *point(200, 300, batch=4))
+    assert not result.passed
+    assert [(e.path, e.index) for e in result.failures] == [("[1]", (123, 77))]
+    assert result.failures[0].analytic - result.failures[0].numeric == pytest.approx(0.05)
+
+
+def fixed_point_sqrt(bwd_factor):
+    """sqrt by Newton's iteration in a while_loop, differentiated implicitly (custom_vjp)."""
+
+    @jax.custom_vjp
+    def sqrt(a):
+        def body(state):
+            x, _ = state
+            return 0.5 * (x + a / x), x
+
+        def cond(state):
+            x, last = state
+            return jnp.max(jnp.abs(x - last)) > 1e-14 * jnp.max(x)
+
+        return jax.lax.while_loop(cond, body, (jnp.ones_like(a) + a, jnp.zeros_like(a)))[0]
+
+    def fwd(a):
+        x = sqrt(a)
+        return x, x
+
+    sqrt.defvjp(fwd, lambda x, g: (bwd_factor * g / (2 * x),))
+    return sqrt
+
+
+def test_a_custom_vjp_around_a_while_loop_is_checked_through_forward_mode():
+    a = jnp.array([0.5, 2.0, 9.0])
+    assert jaxcheck.check_vjp(fixed_point_sqrt(1.0), a).passed
+    result = jaxcheck.check_vjp(fixed_point_sqrt(2.0), a)
+    assert not result.passed
+    assert len(result.failures) == 3
+
+
+def test_a_handwritten_vjp_is_checked_against_jax_jvp():
+    x, W, b = point()
+
+    def layer(x, W, b):
+        return jnp.tanh(x @ W + b[None])
+
+    def backward(x, W, b, g):
+        y = jnp.tanh(x @ W + b[None])
+        d = g * (1 - y**2)
+        return d @ W.T, x.T @ d, d.sum(0)
+
+    assert jaxcheck.check_vjp(layer, x, W, b, vjp=backward).passed
+    wrong = lambda *a: (lambda c: (c[0], c[1], c[2] / 5))(backward(*a))  # noqa: E731
+    result = jaxcheck.check_vjp(layer, x, W, b, vjp=wrong)
+    assert not result.passed
+    assert {e.path for e in result.failures} == {"[2]"}
+
+
+def test_one_primal_may_get_its_bare_cotangent():
+    params = {"W": jnp.eye(3), "b": jnp.ones(3)}
+
+    def f(p):
+        return jnp.sin(p["W"] @ p["b"])
+
+    def vjp(p, g):
+        d = g * jnp.cos(p["W"] @ p["b"])
+        return {"W": jnp.outer(d, p["b"]), "b": p["W"].T @ d * 1.5}  # b is wrong
+
+    result = jaxcheck.check_vjp(f, params, vjp=vjp)
+    assert [p for p, r in result.leaves.items() if not r.passed] == ["[0]['b']"]
+
+
+def softplus_with_jvp(factor):
+    @jax.custom_jvp
+    def softplus(x):
+        return jnp.logaddexp(x, 0.0)
+
+    softplus.defjvp(lambda p, t: (softplus(p[0]), factor * t[0] * jax.nn.sigmoid(p[0])))
+    return softplus
+
+
+def test_check_jvp_catches_a_wrong_custom_jvp_and_passes_a_right_one():
+    x = np.random.default_rng(0).standard_normal(10)
+    right = jaxcheck.check_jvp(softplus_with_jvp(1.0), x)
+    assert right.passed, right
+    wrong = jaxcheck.check_jvp(lambda x: jnp.sum(softplus_with_jvp(1.001)(x) ** 2), x)
+    assert not wrong.passed
+    assert len(wrong.failures) == 10  # every column of J is off by 0.1%
+
+
+def test_check_jvp_falls_back_to_forward_mode_where_reverse_mode_fails():
+    def loop(x):  # a while_loop: forward mode only
+        return jax.lax.while_loop(lambda c: c[1] < 3, lambda c: (jnp.sin(c[0]), c[1] + 1), (x, 0))[
+            0
+        ]
+
+    @jax.custom_jvp
+    def f(x):
+        return loop(x)
+
+    f.defjvp(lambda p, t: (f(p[0]), jax.jvp(loop, p, t)[1] * 1.01))
+    result = jaxcheck.check_jvp(f, jnp.array([0.3, 0.6]))
+    assert not result.passed
+    assert any("reverse mode fails" in n for n in result.notes)
+
+
+def test_check_jvp_on_a_custom_vjp_function_says_to_use_check_vjp():
+    with pytest.raises(TypeError, match="check_vjp"):
+        jaxcheck.check_jvp(dense_with_bwd(), *point())
+
+
+def test_plain_jax_code_is_jax_against_itself_and_says_so():
+    result = jaxcheck.check_vjp(lambda x: jnp.tanh(x) ** 2, jnp.arange(3.0))
+    assert result.passed
+    assert any("compares JAX with itself" in n for n in result.notes)
+
+
+def test_a_rule_that_misbehaves_under_vmap_is_caught():
+    @jax.custom_batching.custom_vmap
+    def double(x):
+        return 2 * x
+
+    @double.def_vmap
+    def _(axis_size, in_batched, x):
+        return 3 * x, in_batched[0]  # wrong under vmap
+
+    @jax.custom_vjp
+    def f(x):
+        return 2 * x
+
+    f.defvjp(lambda x: (2 * x, None), lambda _, g: (double(g),))
+    result = jaxcheck.check_vjp(f, jnp.arange(3.0))
+    assert not result.passed
+    assert result.transforms["jit"] == "ok"
+    assert result.transforms["vmap"].startswith("differs")
+    assert all(leaf.passed for leaf in result.leaves.values())
+
+
+def test_a_rule_that_cannot_be_jitted_is_reported_and_can_be_excused():
+    @jax.custom_vjp
+    def f(x):
+        return x**2
+
+    f.defvjp(lambda x: (x**2, x), lambda x, g: (jnp.asarray(2 * np.asarray(x)) * g,))
+    result = jaxcheck.check_vjp(f, jnp.arange(3.0))
+    assert not result.passed
+    assert result.transforms["jit"].startswith("raised TracerArrayConversionError")
+    assert jaxcheck.check_vjp(f, jnp.arange(3.0), transforms=()).passed
+
+
+def test_complex_primals_use_jax_transpose_convention():
+    a = jnp.array(0.3 + 0.8j)
+
+    def make(conj):
+        @jax.custom_vjp
+        def scale(z):
+            return z * a
+
+        scale.defvjp(lambda z: (z * a, None), lambda _, g: (g * (jnp.conj(a) if conj else a),))
+        return scale
+
+    z = jnp.array([1.0 + 1j, -0.5 + 2j])
+    assert jaxcheck.check_vjp(make(False), z).passed
+    result = jaxcheck.check_vjp(make(True), z)
+    assert not result.passed
+    assert {e.part for e in result.failures} == {"real", "imag"}
+
+
+def test_integer_primals_are_skipped():
+    def f(x, n):
+        return x * n
+
+    result = jaxcheck.check_vjp(f, jnp.arange(3.0), 2)
+    assert list(result.leaves) == ["[0]"]
+    assert result.passed
+
+
+def test_the_result_prints_and_serializes():
+    plant = lambda x, W, y, g, c: (c[0], c[1].at[1, 2].add(0.3), c[2])  # noqa: E731
+    result = jaxcheck.check_vjp(dense_with_bwd(plant), *point())
+    text = str(result)
+    assert "FAILED" in text and "[1][1, 2]" in text
+    d = result.to_dict()
+    assert d["passed"] is False and d["failures"][0]["index"] == [1, 2]
+    assert "[1][1, 2]" in result._repr_html_()
+    assert result.to_json()
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda: jaxcheck.check_vjp(3, jnp.ones(2)), TypeError, "fn must be a function"),
+        (lambda: jaxcheck.check_vjp(jnp.sin), ValueError, "needs the point"),
+        (lambda: jaxcheck.check_vjp(jnp.sin, jnp.ones(2), vjp=3), TypeError, "vjp= must be"),
+        (lambda: jaxcheck.check_jvp(jnp.sin, jnp.ones(2), transforms="jit"), ValueError, "tuple"),
+        (lambda: jaxcheck.check_vjp(jnp.sin, jnp.ones(2), directions=0), ValueError, "positive"),
+        (
+            lambda: jaxcheck.check_vjp(jnp.sin, jnp.ones(2), vjp=lambda x, g: jnp.ones(3)),
+            ValueError,
+            r"shape \(3,\) for primal\[0\]",
+        ),
+        (
+            lambda: jaxcheck.check_vjp(lambda x: np.sin(np.asarray(x)), jnp.ones(2)),
+            TypeError,
+            "could not be traced",
+        ),
+        (lambda: jaxcheck.check_vjp(jnp.sin, jnp.array([1.0, np.nan])), ValueError, "not finite"),
+    ],
+)
+def test_bad_input_is_refused_with_a_fix(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
