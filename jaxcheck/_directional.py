@@ -198,8 +198,9 @@ def check_leaf(engine, leaf, g, f0, step, k, rng, judge_elements, **tol) -> Dire
         miss_probability=miss_probability(tolerance, n, MISS_AT * g_norm),
         detectable_norm=detectable_norm(tolerance, n),
     )
-    if not np.isin(whole.status, st.FAILING).any():
-        return DirectionalVerdict(**result, elements=None, located=None)
+    verdict = DirectionalVerdict(**result, elements=None, located=None)
+    if verdict.passed:
+        return verdict
 
     def probe_fn(labels, groups):
         keys = _keys(rng, len(groups))
