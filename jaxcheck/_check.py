@@ -11,6 +11,7 @@ import numpy as np
 
 from . import _complex, _directional, _hessian, _progress
 from . import _loss as loss
+from . import _methods as methods
 from . import _options as options
 from . import _stencils as st
 from ._coords import Coords, Leaf, OnlySpec
@@ -31,6 +32,8 @@ def check_grad(
     *args: Any,
     grad_fn: Callable[..., Any] | None = None,
     mode: str = "full",
+    method: str = "central",
+    kinks: str = "report",
     order: int = 1,
     hvp_fn: Callable[..., Any] | None = None,
     eps: float | Mapping[str, float] | None = None,
@@ -65,6 +68,12 @@ def check_grad(
         mode: "full", every element; "directional", `directions` random directions per leaf,
             then group testing to locate the wrong elements of a failing leaf; "sample",
             `samples` random elements of every leaf.
+        method: the finite difference: "central" (default), "central4", "central6",
+            "richardson" (extrapolation over h, h/2, h/4) or "forward" (n + 1 evaluations for
+            a correct gradient); each with its own default step and error estimate.
+        kinks: "report" (default): an element whose g lies between the one-sided slopes
+            (ReLU, max, abs at θ) while D disagrees gets status "kink" and does not fail the
+            check; "fail": kinks fail it.
         order: 1 checks the gradient; 2 checks Hessian-vector products H·v, for
             `directions` random unit directions v per leaf, element by element against
             central differences of the gradient (grad_fn's, else jax.grad's) along v.
@@ -113,8 +122,11 @@ def check_grad(
         "progress": _progress.ask(progress),
     }
     options.validate_order(order, hvp_fn, mode)
+    options.validate_method(method, kinks, order)
     plan = {
         "mode": mode,
+        "method": method,
+        "kinks": kinks,
         "order": order,
         "hvp_fn": hvp_fn,
         "directions": options.count_option("directions", directions, "directions per leaf"),
@@ -253,7 +265,8 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
         )
         engine_name = "jax" if grad_fn is None and plan["hvp_fn"] is None else "host"
         return assemble(coords, judged, used, notes + hvp_notes, precision, engine_name, order=2)
-    stencils = _stencils(coords, values, steps, typical)  # raises on a step too small
+    method = methods.get(plan["method"])
+    stencils = _stencils(coords, values, steps, typical, method)  # raises on a vanishing step
 
     # The input is valid: from here on, the long part.
     if traced is None:
@@ -275,7 +288,10 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
         rng = np.random.default_rng([seed, leaf.position])
 
         def elements(subset=None, leaf=leaf, s=s, g=g, tol=tol):
-            return _judge_leaf(engine, leaf, s, g, *tol.values(), subset=subset)
+            verdict = _judge_leaf(engine, leaf, s, method, g, tol, subset=subset)
+            if plan["kinks"] == "fail":
+                verdict.status[verdict.status == st.KINK] = st.MISMATCH
+            return verdict
 
         if mode == "full":
             judged[leaf.path] = elements()
@@ -292,8 +308,10 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
     bar.close()
     hint = _complex.conjugate_hint(coords, judged)
     notes += [hint] if hint else []
-    steps_used = {path: float(np.median(s.h1)) for path, s in stencils.items()}
-    return assemble(coords, judged, steps_used, notes, precision, engine.name, mode)
+    steps_used = {path: float(np.median(s.h)) for path, s in stencils.items()}
+    return assemble(
+        coords, judged, steps_used, notes, precision, engine.name, mode, method=method.name
+    )
 
 
 def _tolerances(g_dtype, u_f: float | None, rtol, atol) -> dict[str, float]:
@@ -309,13 +327,15 @@ def _tolerances(g_dtype, u_f: float | None, rtol, atol) -> dict[str, float]:
 
 
 def _expected_points(coords: Coords, plan: dict) -> int:
-    """Evaluations of a passing check: θ ± h everywhere, θ ± 2h on each leaf's sample."""
+    """Evaluations of a passing check: the first points everywhere, the rest on each sample."""
     if plan["mode"] == "directional":
         return 4 * plan["directions"] * len(coords.checked)
+    method = methods.get(plan["method"])
+    first, rest = len(method.first), len(method.offsets) - len(method.first)
     sizes = [leaf.size for leaf in coords.checked]
     if plan["mode"] == "sample":
         sizes = [min(n, plan["samples"]) for n in sizes]
-    return sum(2 * n + 1 + 2 * min(n, NOISE_SAMPLE) for n in sizes)
+    return sum(first * n + 1 + rest * min(n, NOISE_SAMPLE) for n in sizes)
 
 
 def _batched_or_host(fn_scalar, values, coords, args, key, engine_options, notes):
@@ -355,7 +375,7 @@ def _typical_scale(coords: Coords, values: list) -> dict[str, float]:
     return {leaf.path: r or model or 1.0 for leaf, r in zip(coords.checked, rms)}
 
 
-def _stencils(coords: Coords, values: list, steps: dict[str, float], typical: dict) -> dict:
+def _stencils(coords: Coords, values: list, steps: dict, typical: dict, method) -> dict:
     """Each checked leaf's `Stencil`; typical: `_typical_scale`."""
     out = {}
     for leaf in coords.checked:
@@ -363,9 +383,9 @@ def _stencils(coords: Coords, values: list, steps: dict[str, float], typical: di
         if leaf.path in steps:
             h = np.full(theta.shape, steps[leaf.path])
         else:
-            h = st.default_steps(theta, typical[leaf.path])
-        stencil = st.make_stencil(theta, h)
-        lost = np.flatnonzero((stencil.h1 <= 0) | (stencil.h2 <= 0))
+            h = st.default_steps(theta, typical[leaf.path], method)
+        stencil = st.make_stencil(theta, h, method)
+        lost = stencil.lost()
         if lost.size:
             i = int(lost[0])
             raise ValueError(
@@ -378,13 +398,14 @@ def _stencils(coords: Coords, values: list, steps: dict[str, float], typical: di
     return out
 
 
-def _judge_leaf(engine, leaf: Leaf, s: st.Stencil, g, u_f, u_g, rtol, atol, subset=None):
-    """Evaluate f at θ and θ ± h e_i for every element of the leaf, θ ± 2h e_i where needed.
+def _judge_leaf(engine, leaf: Leaf, s: st.Stencil, method, g, tol: dict, subset=None):
+    """Evaluate f at θ and at the method's first points for every element of the leaf, and
+    at the rest (the error estimate's, the noise estimate's, the kink test's) where needed.
 
-    The ±2h values serve the error model's truncation and noise estimates; elements that are
-    clearly right from ±h alone (`stencils.screen`) skip them, except for a random sample that
-    keeps the leaf's noise estimate honest. A wrong or doubtful element always gets all five.
-    subset: check only these elements (the verdict covers the leaf, NaN elsewhere).
+    Elements that are clearly right from the first points alone (`stencils.screen`) skip the
+    rest, except for a random sample that keeps the leaf's noise estimate honest. A wrong or
+    doubtful element always gets every point. subset: check only these elements (the verdict
+    covers the leaf, NaN elsewhere). tol: u_f, u_g, rtol, atol.
     """
     idx = np.arange(leaf.size) if subset is None else np.asarray(subset, np.int64)
     theta0 = s.theta[:1]  # f(θ): element 0 set to its own value
@@ -392,39 +413,43 @@ def _judge_leaf(engine, leaf: Leaf, s: st.Stencil, g, u_f, u_g, rtol, atol, subs
         s, g = s.take(idx), g[idx]
     n = len(idx)
     sample = np.random.default_rng(leaf.position).choice(n, min(n, NOISE_SAMPLE), replace=False)
+    first = [s.row(o) for o in method.first]
+    rest = [r for r in range(len(s.offsets)) if r not in first]
+    F = np.full((len(s.offsets), n), np.nan)
+    points = [theta0, *(s.points[r] for r in first), *(s.points[r][sample] for r in rest)]
     f = engine.evaluate(
         leaf,
-        np.concatenate([[0], idx, idx, idx[sample], idx[sample]]),
-        np.concatenate([theta0, s.plus1, s.minus1, s.plus2[sample], s.minus2[sample]]),
+        np.concatenate([[0], *[idx] * len(first), *[idx[sample]] * len(rest)]),
+        np.concatenate(points),
     )
-    f0, (fp1, fm1), (fp2_s, fm2_s) = (
-        f[0],
-        f[1 : 2 * n + 1].reshape(2, n),
-        f[2 * n + 1 :].reshape(2, -1),
-    )
-    fp2, fm2 = np.full(n, np.nan), np.full(n, np.nan)
-    fp2[sample], fm2[sample] = fp2_s, fm2_s
-    need = st.screen(g, f0, fp1, fm1, s, u_f=u_f, u_g=u_g, rtol=rtol, atol=atol)
+    f0, parts = f[0], np.split(f[1:], np.cumsum([n] * len(first) + [len(sample)] * len(rest)))
+    for r, part in zip(first, parts):
+        F[r] = part
+    for r, part in zip(rest, parts[len(first) :]):
+        F[r, sample] = part
+    need = st.screen(g, f0, F, s, method, **tol)
     need[sample] = False
     second = np.flatnonzero(need)
-    if second.size:
+    if second.size and rest:
         f2 = engine.evaluate(
             leaf,
-            np.concatenate([idx[second], idx[second]]),
-            np.concatenate([s.plus2[second], s.minus2[second]]),
+            np.concatenate([idx[second]] * len(rest)),
+            np.concatenate([s.points[r][second] for r in rest]),
         )
-        fp2[second], fm2[second] = f2[: second.size], f2[second.size :]
-    verdict = st.judge(g, f0, fp1, fm1, fp2, fm2, s, u_f=u_f, u_g=u_g, rtol=rtol, atol=atol)
-    _confirm(engine, leaf, s, idx, verdict, fp1, fm1, f0, u_f)
+        for r, part in zip(rest, np.split(f2, len(rest))):
+            F[r, second] = part
+    verdict = st.judge(g, f0, F, s, method, **tol)
+    _confirm(engine, leaf, s, idx, verdict, F[first], first, f0, tol["u_f"])
     return verdict if subset is None else verdict.expand(idx, leaf.size)
 
 
-def _confirm(engine, leaf, s, idx, verdict, fp1, fm1, f0, u_f) -> None:
+def _confirm(engine, leaf, s, idx, verdict, before, rows, f0, u_f) -> None:
     """Re-evaluate suspicious elements: values that move between calls are nondeterministic.
 
     Suspicious are mismatches, and elements whose f is far noisier than round-off: randomness
     that appears only away from the base point inflates the noise estimate and would otherwise
-    hide as "unverifiable". s, verdict, fp1, fm1: of the elements idx of the leaf.
+    hide as "unverifiable". s, verdict, before (f at the stencil rows `rows`): of the elements
+    idx of the leaf.
     """
     suspicious = (verdict.status == st.MISMATCH) | (verdict.excess_noise > NOISY)
     bad = np.flatnonzero(suspicious & (verdict.status != st.NONFINITE))
@@ -433,10 +458,9 @@ def _confirm(engine, leaf, s, idx, verdict, fp1, fm1, f0, u_f) -> None:
     worst = bad[np.argsort(-(verdict.abs_error[bad] / verdict.tolerance[bad]))][:CONFIRM_AT_MOST]
     again = engine.evaluate(
         leaf,
-        np.concatenate([idx[worst], idx[worst]]),
-        np.concatenate([s.plus1[worst], s.minus1[worst]]),
-    )
-    before = np.concatenate([fp1[worst], fm1[worst]])
-    moved = np.abs(again - before) > 8 * u_f * np.maximum(np.abs(before), abs(f0))
-    k = len(worst)
-    verdict.status[worst[moved[:k] | moved[k:]]] = st.NONDETERMINISTIC
+        np.concatenate([idx[worst]] * len(rows)),
+        np.concatenate([s.points[r][worst] for r in rows]),
+    ).reshape(len(rows), -1)
+    was = before[:, worst]
+    moved = (np.abs(again - was) > 8 * u_f * np.maximum(np.abs(was), abs(f0))).any(axis=0)
+    verdict.status[worst[moved]] = st.NONDETERMINISTIC

@@ -26,6 +26,7 @@ import math
 
 import numpy as np
 
+from . import _methods as methods
 from . import _stencils as st
 
 DIRECTIONS = 4  # default k: Gaussian directions per leaf
@@ -51,23 +52,13 @@ def probe(engine, leaf, g, f0, h, keys, labels, groups, *, u_f, u_g, rtol, atol)
     # so that the truncation estimate compares derivatives along the same direction.
     shift = (s[:, 2] - s[:, 3]) / (4 * h) - analytic
     fp2, fm2 = f[:, 2] - 2 * h * shift, f[:, 3] + 2 * h * shift
-    stencil = st.Stencil(
-        theta=np.zeros(len(keys)),
-        plus1=h1,
-        minus1=-h1,
-        plus2=h2,
-        minus2=-h2,
-        h1=h1,
-        h2=h2,
-    )
+    F = np.stack([fm2, f[:, 1], f[:, 0], fp2])  # rows at −2h, −h, h, 2h
     return st.judge(
         analytic,
         f0,
-        f[:, 0],
-        f[:, 1],
-        fp2,
-        fm2,
-        stencil,
+        F,
+        st.uniform(h1, h2),
+        methods.get("central"),
         u_f=u_f,
         u_g=u_g,
         rtol=0.0,

@@ -21,6 +21,7 @@ import numpy as np
 
 from . import _complex, _directional
 from . import _loss as loss
+from . import _methods as methods
 from . import _stencils as st
 from ._coords import Coords, Leaf
 from ._engine import split_arrays
@@ -113,6 +114,7 @@ def check(derivatives: Derivatives, coords: Coords, grads, typical, steps, k, se
     exposed: dict[str, set[str]] = {leaf.path: set() for leaf in coords.checked}
     used_steps = {}
     g0 = {p: np.asarray(g, np.float64).reshape(-1) for p, g in grads.items()}
+    central = methods.get("central")
     for leaf in coords.checked:
         rng = np.random.default_rng([seed, leaf.position, 2])
         theta = np.asarray(derivatives.values[leaf.position]).reshape(-1)
@@ -133,10 +135,9 @@ def check(derivatives: Derivatives, coords: Coords, grads, typical, steps, k, se
                 h1, h2 = hv[j][p], hv[k + j][p]
                 shift = h2 - h1  # the ±2t chord is a slightly different direction
                 n = out_leaf.size
-                stencil = st.Stencil(np.zeros(n), *(np.full(n, x) for x in (t, -t, 2 * t, -2 * t)),
-                                     np.full(n, t), np.full(n, 2 * t))  # fmt: skip
+                F = np.stack([fm2 + 2 * t * shift, fm1, fp1, fp2 - 2 * t * shift])
                 verdict = st.judge(
-                    h1, g0[p], fp1, fm1, fp2 - 2 * t * shift, fm2 + 2 * t * shift, stencil,
+                    h1, g0[p], F, st.uniform(np.full(n, t), np.full(n, 2 * t)), central,
                     **tol_of(out_leaf),
                 )  # fmt: skip
                 verdicts[p].append(verdict)

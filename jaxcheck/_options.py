@@ -13,6 +13,7 @@ import jax
 
 from ._coords import Coords
 from ._errors import list_paths
+from ._methods import METHODS
 
 MODES = ("full", "directional", "sample")
 PRECISIONS = ("float64", "native")
@@ -43,6 +44,24 @@ def validate(fn, grad_fn, mode, rtol, atol, precision, seed, chunk_size, progres
         raise ValueError(
             f"progress={progress!r}: pass True (always show a progress bar), False (never), "
             "or None (default: on a terminal, for checks that take more than two seconds)."
+        )
+
+
+def validate_method(method, kinks, order) -> None:
+    if method not in METHODS:
+        raise ValueError(
+            f"method={method!r} is not available; choose one of {METHODS}: 'central' (default), "
+            "'central4'/'central6' (higher order), 'richardson' (extrapolated, most accurate in "
+            "float32), 'forward' (cheapest: n + 1 evaluations)."
+        )
+    if kinks not in ("report", "fail"):
+        raise ValueError(
+            f"kinks={kinks!r}: pass 'report' (default: kinks are reported, not failed) or 'fail'."
+        )
+    if order == 2 and method != "central":
+        raise ValueError(
+            f"order=2 with method={method!r}: Hessian-vector products are checked with central "
+            "differences of the gradient; leave method at 'central'."
         )
 
 

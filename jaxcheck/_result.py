@@ -29,7 +29,7 @@ class ElementReport:
     numeric: float  # the central finite difference
     abs_error: float  # |analytic − numeric|
     tolerance: float  # what the error model allows for this element
-    status: str  # "mismatch", "nonfinite", "nondeterministic" or "unverifiable"
+    status: str  # "mismatch", "nonfinite", "nondeterministic", "unverifiable" or "kink"
     part: str = ""  # complex leaves: "real" or "imag", the part of the gradient compared
 
     @property
@@ -82,6 +82,10 @@ class CheckResult:
         leaves: leaf key path -> `LeafReport`, in ravel_pytree order.
         failures: every failing element, worst first (largest |error| / tolerance).
         unverifiable: elements whose gradient is below what finite differences resolve here.
+        kinks: elements at a kink of f (ReLU, max, abs at θ): the gradient lies between the
+            one-sided slopes while the difference disagrees. Not failures unless kinks="fail".
+        resolution: a pytree like params: each element's finite-difference error estimate
+            (κ·(noise·Σ|w| + truncation)), the part of the tolerance that is not rtol/atol.
         numeric, analytic: pytrees shaped like params (NaN where an element was not checked).
         skipped: (path, reason) for leaves that were not checked.
         notes: how the check was done, where it departs from the plain case.
@@ -92,8 +96,10 @@ class CheckResult:
     leaves: Mapping[str, LeafReport]
     failures: tuple[ElementReport, ...]
     unverifiable: tuple[ElementReport, ...]
+    kinks: tuple[ElementReport, ...]
     numeric: Any
     analytic: Any
+    resolution: Any
     skipped: tuple[tuple[str, str], ...]
     notes: tuple[str, ...]
     method: str
@@ -125,6 +131,7 @@ class CheckResult:
             "leaves": {p: leaf.to_dict() for p, leaf in self.leaves.items()},
             "failures": [e.to_dict() for e in self.failures],
             "unverifiable": [e.to_dict() for e in self.unverifiable],
+            "kinks": [e.to_dict() for e in self.kinks],
             "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
             "notes": list(self.notes),
         }
@@ -231,6 +238,13 @@ class CheckResult:
                 f"{len(self.unverifiable)} element(s) unverifiable: their gradient is below what "
                 "finite differences resolve here (not a failure).",
             ]
+        if self.kinks:
+            lines += [
+                "",
+                f"{len(self.kinks)} element(s) at kinks of f (ReLU, max, abs at these "
+                "parameters): the gradient lies between the one-sided slopes (not a failure; "
+                "kinks='fail' fails them): " + ", ".join(e.name for e in self.kinks[:WORST_SHOWN]),
+            ]
         if self.skipped:
             lines += [
                 "",
@@ -292,12 +306,15 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
 # ---- assembly --------------------------------------------------------------------------------
 
 
-def assemble(coords, judged, steps, notes, precision, engine, mode="full", order=1) -> CheckResult:
+def assemble(
+    coords, judged, steps, notes, precision, engine, mode="full", order=1, method="central"
+) -> CheckResult:
     """Build the result from each checked leaf's `Verdict` or `DirectionalVerdict`.
 
     steps: {leaf path: the median step} (directional verdicts carry their own).
     """
-    numeric, analytic, reports, failures, unverifiable = [], [], {}, [], []
+    numeric, analytic, resolution, reports = [], [], [], {}
+    failures, unverifiable, kinks = [], [], []
     totals = np.zeros(3)  # Σ(g − d)², Σg², Σd² over finite elements (or directions)
     for leaf in coords.leaves:
         outcome = judged.get(leaf.path)
@@ -307,6 +324,8 @@ def assemble(coords, judged, steps, notes, precision, engine, mode="full", order
         as_given = _complex.complex_view if leaf.complex_pairs else lambda x: x
         numeric.append(as_given(nan if v is None else v.numeric.reshape(leaf.shape)))
         analytic.append(as_given(nan if v is None else v.analytic.reshape(leaf.shape)))
+        both = (lambda x: x[..., 0] + 1j * x[..., 1]) if leaf.complex_pairs else as_given
+        resolution.append(both(nan if v is None else v.resolution.reshape(leaf.shape)))
         if outcome is None:
             continue
         compared = outcome.probes if directional else v
@@ -318,6 +337,7 @@ def assemble(coords, judged, steps, notes, precision, engine, mode="full", order
             records = [_record(leaf, v, i) for i in np.flatnonzero(failing)]
             weak = np.flatnonzero(v.status == _stencils.UNVERIFIABLE)
             unverifiable += [_record(leaf, v, i) for i in weak]
+            kinks += [_record(leaf, v, i) for i in np.flatnonzero(v.status == _stencils.KINK)]
             n_checked = leaf.size if v.checked is None else int(v.checked.sum())
             n_unverifiable = len(weak)
         failures += records
@@ -361,11 +381,13 @@ def assemble(coords, judged, steps, notes, precision, engine, mode="full", order
         leaves=reports,
         failures=tuple(failures),
         unverifiable=tuple(unverifiable),
+        kinks=tuple(kinks),
+        resolution=coords.unflatten(resolution),
         numeric=coords.unflatten(numeric),
         analytic=coords.unflatten(analytic),
         skipped=coords.skipped,
         notes=tuple(notes),
-        method="central",
+        method=method,
         precision=precision,
         engine=engine,
         mode=mode,

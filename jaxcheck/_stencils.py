@@ -1,9 +1,11 @@
 """Step sizes and the error model that decides pass or fail per element.
 
-Central differences D(h) = (f(θ + h e_i) − f(θ − h e_i)) / 2h, evaluated also at 2h so that
-the truncation error of D(h) can be estimated from the data (|D(2h) − D(h)| / 3), and with
-f(θ) so that the noise in f can be estimated from the fourth difference of the five values.
-See NUMERICS.md (shared) for the derivations; every constant here is in CHANGELOG.md.
+A finite difference D (a method's weights over its points, `_methods`) is compared with a
+second estimate from more points, so that its truncation error is estimated from the data
+(for central differences |D(h) − D₄(h)| = |D(2h) − D(h)| / 3); f(θ) and four more points give
+the noise in f from the fourth difference. At a kink (ReLU, max, abs) the one-sided slopes D±
+bracket the analytic value while D does not. See NUMERICS.md (shared) for the derivations;
+every constant here is in CHANGELOG.md.
 """
 
 from __future__ import annotations
@@ -12,14 +14,17 @@ import dataclasses
 
 import numpy as np
 
+from . import _methods as methods
+from ._methods import Method
+
 KAPPA = 4.0  # safety factor on the estimated finite-difference error
 GRAD_FLOOR = 10.0  # × u(gradient dtype) × max|g| of the leaf: rounding in the tested gradient
 _SQRT70 = float(np.sqrt(70.0))  # ‖(1, −4, 6, −4, 1)‖: std of the 4th difference of white noise
 _HALF_NORMAL_MEDIAN = 0.6745  # median of |N(0, 1)|
-SCREEN_MARGIN = 64.0  # |g| above this many resolutions: ±2h cannot make an element unverifiable
+SCREEN_MARGIN = 64.0  # |g| above this many resolutions: more points cannot make it unverifiable
 
-STATUSES = ("ok", "unverifiable", "mismatch", "nonfinite", "nondeterministic")
-OK, UNVERIFIABLE, MISMATCH, NONFINITE, NONDETERMINISTIC = range(5)
+STATUSES = ("ok", "unverifiable", "mismatch", "nonfinite", "nondeterministic", "kink")
+OK, UNVERIFIABLE, MISMATCH, NONFINITE, NONDETERMINISTIC, KINK = range(6)
 FAILING = (MISMATCH, NONFINITE, NONDETERMINISTIC)
 
 
@@ -37,46 +42,59 @@ def default_rtol(grad_dtype) -> float:
     return max(1e-6, 64.0 * unit_roundoff(grad_dtype))
 
 
-def default_steps(theta: np.ndarray, typical: float) -> np.ndarray:
-    """h_i = u^(1/3) · max(|θ_i|, typical): the central-difference optimum for |f'''| ~ |f|.
+def default_steps(theta: np.ndarray, typical: float, method: Method) -> np.ndarray:
+    """h_i = u^p · max(|θ_i|, typical), p the method's (1/3 for central differences).
 
-    `typical` (the leaf's RMS value, or the model's when the leaf is all zeros) keeps the step
-    finite for parameters that are exactly zero, such as freshly initialized biases.
+    u^(1/3) is the central-difference optimum when |f'''| ~ |f|; higher orders take larger
+    steps. `typical` (the leaf's RMS value, or the model's when the leaf is all zeros) keeps
+    the step finite for parameters that are exactly zero, such as freshly initialized biases.
     """
-    c = unit_roundoff(theta.dtype) ** (1.0 / 3.0)
+    c = unit_roundoff(theta.dtype) ** method.power
     return c * np.maximum(np.abs(theta.astype(np.float64)), typical)
 
 
 @dataclasses.dataclass(frozen=True)
 class Stencil:
-    """The perturbed values of one leaf's elements and the steps actually applied."""
+    """The perturbed values of one leaf's elements and the displacements actually applied."""
 
-    theta: np.ndarray  # the unperturbed values, flat, in the working dtype
-    plus1: np.ndarray  # θ + h, in the working dtype
-    minus1: np.ndarray  # θ − h
-    plus2: np.ndarray  # θ + 2h
-    minus2: np.ndarray  # θ − 2h
-    h1: np.ndarray  # ((θ + h) − (θ − h)) / 2, exactly, in float64
-    h2: np.ndarray
+    theta: np.ndarray  # [n] the unperturbed values, in the working dtype
+    offsets: tuple[float, ...]  # nominal multiples of h, ascending, without 0
+    points: np.ndarray  # [m, n] θ + o·h rounded to the working dtype
+    disp: np.ndarray  # [m, n] points − θ, exactly, in float64
+    h: np.ndarray  # [n] the nominal step
 
     def take(self, idx: np.ndarray) -> Stencil:
         """The stencil of the elements idx only."""
-        return Stencil(*(getattr(self, f.name)[idx] for f in dataclasses.fields(self)))
+        return Stencil(
+            self.theta[idx], self.offsets, self.points[:, idx], self.disp[:, idx], self.h[idx]
+        )
+
+    def row(self, offset: float) -> int:
+        return self.offsets.index(offset)
+
+    def lost(self) -> np.ndarray:
+        """Elements whose points collapse: θ + o·h rounds back to θ or onto another point."""
+        collapsed = (self.disp == 0).any(axis=0) | (np.diff(self.disp, axis=0) <= 0).any(axis=0)
+        return np.flatnonzero(collapsed)
 
 
-def make_stencil(theta: np.ndarray, h: np.ndarray) -> Stencil:
-    """Perturbed values rounded to the working dtype, and the steps they really represent.
+def make_stencil(theta: np.ndarray, h: np.ndarray, method: Method) -> Stencil:
+    """Perturbed values rounded to the working dtype, and the displacements they really are.
 
-    Dividing by the applied step instead of the nominal one removes an error as large as the
-    whole error budget in float32 (NUMERICS.md).
+    Weighting by the applied displacements instead of the nominal ones removes an error as
+    large as the whole error budget in float32 (NUMERICS.md).
     """
-    dtype = theta.dtype
     t64 = theta.astype(np.float64)
-    plus1, minus1 = (t64 + h).astype(dtype), (t64 - h).astype(dtype)
-    plus2, minus2 = (t64 + 2 * h).astype(dtype), (t64 - 2 * h).astype(dtype)
-    h1 = (plus1.astype(np.float64) - minus1.astype(np.float64)) / 2
-    h2 = (plus2.astype(np.float64) - minus2.astype(np.float64)) / 2
-    return Stencil(theta, plus1, minus1, plus2, minus2, h1, h2)
+    points = np.stack([(t64 + o * h).astype(theta.dtype) for o in method.offsets])
+    disp = points.astype(np.float64) - t64
+    return Stencil(theta, method.offsets, points, disp, np.asarray(h, np.float64))
+
+
+def uniform(h1: np.ndarray, h2: np.ndarray) -> Stencil:
+    """A central-difference stencil with exact displacements ±h1, ±h2 (along directions)."""
+    disp = np.stack([-h2, -h1, h1, h2]).astype(np.float64)
+    offsets = methods.get("central").offsets
+    return Stencil(np.zeros_like(h1), offsets, disp, disp, np.asarray(h1, np.float64))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,10 +102,10 @@ class Verdict:
     """Per-element outcome for one leaf (all arrays flat, float64)."""
 
     analytic: np.ndarray  # g, the gradient under test
-    numeric: np.ndarray  # D(h)
-    abs_error: np.ndarray  # |g − D(h)|
+    numeric: np.ndarray  # D, the method's finite difference
+    abs_error: np.ndarray  # |g − D|
     tolerance: np.ndarray  # τ_i
-    resolution: np.ndarray  # the finite-difference error bound alone (κ · (noise + trunc))
+    resolution: np.ndarray  # the finite-difference error estimate (κ · (noise + trunc))
     excess_noise: np.ndarray  # σ̂_f / (u_f · max|f|): ≫ 1 when f is noisier than round-off
     status: np.ndarray  # int codes into STATUSES
     checked: np.ndarray | None = None  # where only some elements were checked: their mask
@@ -107,25 +125,37 @@ class Verdict:
         return Verdict(**out, checked=checked)
 
 
-def screen(g, f0, fp1, fm1, stencil: Stencil, *, u_f, u_g, rtol, atol) -> np.ndarray:
-    """Elements whose verdict may depend on the evaluations at ±2h.
+def estimate(stencil: Stencil, F: np.ndarray, f0, offsets) -> tuple[np.ndarray, np.ndarray]:
+    """(D, Σ|w|) of the finite difference over `offsets` (0 is f(θ)); NaN where a point is
+    missing. F: [m, n] values at the stencil's points, NaN where not evaluated."""
+    n = stencil.h.shape[0]
+    rows = [None if o == 0 else stencil.row(o) for o in offsets]
+    disp = np.stack([np.zeros(n) if r is None else stencil.disp[r] for r in rows])
+    vals = np.stack([np.broadcast_to(f0, (n,)) if r is None else F[r] for r in rows])
+    w = methods.weights(disp, stencil.h)
+    return np.sum(w * vals, axis=0), np.sum(np.abs(w), axis=0)
 
-    From f(θ ± h) alone, an element that agrees with g within the tolerance without its
-    truncation and fourth-difference terms, and whose gradient is far above that tolerance's
-    resolution, is "ok" whatever f(θ ± 2h) turn out to be: those terms only widen τ, and would
-    only call it "unverifiable" if the truncation error were a large fraction of the derivative
-    itself. Every other element (a disagreement, a gradient near the resolution, a non-finite
-    value) needs the ±2h values.
+
+def screen(g, f0, F, stencil: Stencil, method: Method, *, u_f, u_g, rtol, atol) -> np.ndarray:
+    """Elements whose verdict may depend on the points beyond `method.first`.
+
+    From the first points alone, an element that agrees with g within the tolerance without
+    its truncation and fourth-difference terms, and whose gradient is far above that
+    tolerance's resolution, is "ok" whatever the other points turn out to be: those terms
+    only widen τ, and would only call it "unverifiable" if the truncation error were a large
+    fraction of the derivative itself. Every other element (a disagreement, a gradient near
+    the resolution, a non-finite value) needs them.
     """
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        d1 = (fp1 - fm1) / (2 * stencil.h1)
-        fmax = np.maximum(np.maximum(np.abs(fp1), np.abs(fm1)), abs(f0))
-        resolution = KAPPA * u_f * fmax / stencil.h1
+        d, wsum = estimate(stencil, F, f0, method.primary)
+        first = [stencil.row(o) for o in method.first]
+        fmax = np.maximum(np.max(np.abs(F[first]), axis=0), np.abs(f0))
+        resolution = KAPPA * u_f * fmax * wsum
         tolerance = atol + resolution + rtol * np.abs(g) + _g_floor(g, u_g)
-        clear = (np.abs(g - d1) <= tolerance) & (
-            np.maximum(np.abs(g), np.abs(d1)) > SCREEN_MARGIN * resolution
+        clear = (np.abs(g - d) <= tolerance) & (
+            np.maximum(np.abs(g), np.abs(d)) > SCREEN_MARGIN * resolution
         )
-    return ~(clear & np.isfinite(d1) & np.isfinite(g))
+    return ~(clear & np.isfinite(d) & np.isfinite(g))
 
 
 def _g_floor(g, u_g) -> float:
@@ -135,12 +165,10 @@ def _g_floor(g, u_g) -> float:
 
 def judge(
     g: np.ndarray,
-    f0: float,
-    fp1: np.ndarray,
-    fm1: np.ndarray,
-    fp2: np.ndarray,
-    fm2: np.ndarray,
+    f0,
+    F: np.ndarray,
     stencil: Stencil,
+    method: Method,
     *,
     u_f: float,
     u_g: float,
@@ -149,40 +177,73 @@ def judge(
 ) -> Verdict:
     """Apply the error model to one leaf.
 
-    τ_i = atol + κ·(σ̂_f / h_i + |D_i(2h) − D_i(h)| / 3) + rtol·|g_i| + 10·u_g·max|g|
+    τ_i = atol + κ·(σ̂_f·Σ|w_i| + |D_i − D'_i|) + rtol·|g_i| + 10·u_g·max|g|
 
-    σ̂_f, the noise in one value of f, is the largest of u_f·max|f|, this element's fourth
-    difference |f(−2h) − 4f(−h) + 6f(0) − 4f(h) + f(2h)| / √70, and the leaf's median of it.
-    An element whose |g_i| and |D_i| both lie below κ·(noise + truncation) is "unverifiable":
-    finite differences cannot tell its gradient from zero here. Nothing scales with |g| alone,
-    so a correct gradient does not fail when it becomes tiny near a minimum (seed 002).
+    with D the method's estimate, w its weights, D' the check estimate. σ̂_f, the noise in one
+    value of f, is the largest of u_f·max|f|, this element's fourth difference
+    |f(−2s) − 4f(−s) + 6f(0) − 4f(s) + f(2s)| / √70, and the leaf's median of it. An element
+    whose |g_i| and |D_i| both lie below κ·(noise + truncation) is "unverifiable": finite
+    differences cannot tell its gradient from zero here. Nothing scales with |g| alone, so a
+    correct gradient does not fail when it becomes tiny near a minimum (seed 002). A mismatch
+    whose g_i lies within τ of the one-sided slopes [min(D±), max(D±)], where the slopes jump
+    by the same amount at twice the step (a kink, not curvature), is a "kink".
 
-    fp2 and fm2 are NaN where f(θ ± 2h) was not evaluated (elements `screen` found clear):
-    there the truncation and fourth-difference terms are taken as zero.
+    F: [m, n] f at the stencil's points, NaN where not evaluated (elements `screen` found
+    clear): there the truncation and fourth-difference terms are taken as zero. f0: f(θ),
+    one number or one per element.
     """
+    n = g.shape[0]
+    f0 = np.broadcast_to(np.asarray(f0, np.float64), (n,))
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        has2 = ~(np.isnan(fp2) & np.isnan(fm2))
-        d1 = (fp1 - fm1) / (2 * stencil.h1)
-        d2 = (fp2 - fm2) / (2 * stencil.h2)
-        fmax = np.fmax.reduce([np.abs(fp1), np.abs(fm1), np.abs(fp2), np.abs(fm2)])
-        fmax = np.maximum(fmax, abs(f0))
-        d4 = np.abs(fm2 - 4 * fm1 + 6 * f0 - 4 * fp1 + fp2) / _SQRT70
-        finite_d4 = d4[has2 & np.isfinite(d4)]
+        d, wsum = estimate(stencil, F, f0, method.primary)
+        d_check, _ = estimate(stencil, F, f0, method.check)
+        extra = [stencil.row(o) for o in method.check if o != 0 and o not in method.primary]
+        has_check = ~np.isnan(F[extra]).all(axis=0) if extra else np.ones(n, bool)
+        fmax = np.maximum(np.fmax.reduce(np.abs(F), axis=0), np.abs(f0))
+        r = [stencil.row(o) for o in method.noise_offsets]
+        d4 = np.abs(F[r[0]] - 4 * F[r[1]] + 6 * f0 - 4 * F[r[2]] + F[r[3]]) / _SQRT70
+        lo, hi, jumps = _kinks(f0, F, stencil, method.kink)
+        has4 = ~np.isnan(d4) & ~jumps  # a kink's fourth difference is not noise
+        finite_d4 = d4[has4 & np.isfinite(d4)]
         leaf_noise = np.median(finite_d4) / _HALF_NORMAL_MEDIAN if finite_d4.size else 0.0
-        d4 = np.where(has2, d4, 0.0)
-        noise = np.maximum(np.maximum(u_f * fmax, d4), leaf_noise)
-        trunc = np.abs(d2 - d1) / 3
+        noise = np.maximum(np.maximum(u_f * fmax, np.where(has4, d4, 0.0)), leaf_noise)
+        trunc = np.abs(d_check - d)
         trunc = np.where(np.isfinite(trunc), trunc, np.inf)  # unknown: nothing can be resolved
-        trunc = np.where(has2, trunc, 0.0)
-        resolution = KAPPA * (noise / stencil.h1 + trunc)
+        trunc = np.where(has_check, trunc, 0.0)
+        resolution = KAPPA * (noise * wsum + trunc)
         tolerance = atol + resolution + rtol * np.abs(g) + _g_floor(g, u_g)
-        abs_error = np.abs(g - d1)
+        abs_error = np.abs(g - d)
 
     status = np.full(g.shape, OK, dtype=np.int8)
-    small = np.maximum(np.abs(g), np.abs(d1)) <= resolution
+    small = np.maximum(np.abs(g), np.abs(d)) <= resolution
     status[small] = UNVERIFIABLE
     status[abs_error > tolerance] = MISMATCH
-    status[~np.isfinite(g) | ~np.isfinite(d1)] = NONFINITE
+    with np.errstate(invalid="ignore"):
+        inside = (g >= lo - tolerance) & (g <= hi + tolerance)
+    status[jumps & inside & (status == MISMATCH)] = KINK
+    status[~np.isfinite(g) | ~np.isfinite(d)] = NONFINITE
     with np.errstate(invalid="ignore", divide="ignore"):
         excess = noise / (u_f * fmax)
-    return Verdict(g, d1, abs_error, tolerance, resolution, excess, status)
+    return Verdict(g, d, abs_error, tolerance, resolution, excess, status)
+
+
+def _kinks(f0, F, stencil: Stencil, o: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(lo, hi, jumps): the one-sided slopes' interval, and where f has a kink at θ.
+
+    D±(o) = (f(θ ± o·h) − f(θ)) / (±o·h). For a smooth f the jump J(o) = D+(o) − D−(o) ≈ o·h·f''
+    doubles with the step; at a kink at θ it is the jump of the derivative, the same at 2o. A
+    smooth function with a wrong gradient inside the interval is therefore not called a kink.
+    """
+    n = F.shape[1]
+    if o is None:
+        return np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, bool)
+
+    def slopes(k):
+        plus, minus = stencil.row(k * o), stencil.row(-k * o)
+        return (F[plus] - f0) / stencil.disp[plus], (f0 - F[minus]) / -stencil.disp[minus]
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        (d_plus, d_minus), (wide_plus, wide_minus) = slopes(1), slopes(2)
+        j1, j2 = d_plus - d_minus, wide_plus - wide_minus
+        jumps = (np.abs(j2 - j1) <= 0.5 * np.abs(j1)) & (np.abs(j1) > 0)
+        return np.minimum(d_plus, d_minus), np.maximum(d_plus, d_minus), jumps

@@ -3,43 +3,83 @@
 import numpy as np
 import pytest
 
+from jaxcheck import _methods as methods
 from jaxcheck import _stencils as st
 
 
-def judge_function(f, theta, g, h=None, **options):
+def judge_function(f, theta, g, h=None, method="central", **options):
     """Run the error model on f: R -> R applied element-wise at points theta."""
+    m = methods.get(method)
     theta = np.asarray(theta, dtype=np.float64)
-    h = st.default_steps(theta, 1.0) if h is None else np.full(theta.shape, h)
-    s = st.make_stencil(theta, h)
+    h = st.default_steps(theta, 1.0, m) if h is None else np.full(theta.shape, h)
+    s = st.make_stencil(theta, h, m)
     options = {"u_f": 2.2e-16, "u_g": 2.2e-16, "rtol": 1e-6, "atol": 0.0, **options}
     # F(θ) = Σ_i f(θ_i) is separable: F(θ ± h e_i) = F(θ) − f(θ_i) + f(θ_i ± h).
     base = np.sum(f(theta))
-    shift = lambda values: base - f(theta) + f(values)  # noqa: E731
-    return st.judge(
-        np.asarray(g, dtype=np.float64),
-        base,
-        shift(s.plus1),
-        shift(s.minus1),
-        shift(s.plus2),
-        shift(s.minus2),
-        s,
-        **options,
-    )
+    F = base - f(theta)[None] + f(s.points)
+    return st.judge(np.asarray(g, dtype=np.float64), base, F, s, m, **options)
 
 
 def test_default_step_is_relative_with_a_floor_for_zeros():
     theta = np.array([0.0, 1e-3, 2.0, -50.0])
-    h = st.default_steps(theta, typical=0.1)
+    h = st.default_steps(theta, typical=0.1, method=methods.get("central"))
     c = np.finfo(np.float64).eps ** (1 / 3)
     np.testing.assert_allclose(h, c * np.array([0.1, 0.1, 2.0, 50.0]))
 
 
-def test_applied_step_is_exact_in_float32():
+def test_applied_displacements_are_exact_in_float32():
     theta = np.array([100.0, 3.0], np.float32)
-    s = st.make_stencil(theta, np.array([1e-3, 1e-3]))
-    assert s.h1[0] != 1e-3
-    assert s.h1[0] == (float(s.plus1[0]) - float(s.minus1[0])) / 2
-    assert s.plus1.dtype == np.float32 and s.h1.dtype == np.float64
+    s = st.make_stencil(theta, np.array([1e-3, 1e-3]), methods.get("central"))
+    plus = s.row(1.0)
+    assert s.disp[plus, 0] != 1e-3
+    assert s.disp[plus, 0] == float(s.points[plus, 0]) - float(theta[0])
+    assert s.points.dtype == np.float32 and s.disp.dtype == np.float64
+
+
+@pytest.mark.parametrize("method", methods.METHODS)
+def test_weights_are_exact_for_polynomials_of_the_stencil_degree(method):
+    m = methods.get(method)
+    rng = np.random.default_rng(0)
+    h = np.array([0.1, 0.01])
+    offsets = [0.0, *m.primary] if 0.0 not in m.primary else list(m.primary)
+    offsets = sorted(set(offsets) - {0.0}) if 0.0 not in m.primary else list(m.primary)
+    disp = np.stack([o * h * (1 + 1e-3 * rng.standard_normal(2)) for o in offsets])
+    w = methods.weights(disp, h)
+    for degree in range(len(offsets)):
+        expected = 1.0 if degree == 1 else 0.0
+        np.testing.assert_allclose(np.sum(w * disp**degree, axis=0), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", methods.METHODS)
+def test_every_method_passes_correct_and_fails_wrong_gradients(method):
+    theta = np.linspace(-2, 2, 9)
+    assert (judge_function(np.sin, theta, np.cos(theta), method=method).status == st.OK).all()
+    wrong = np.cos(theta) * 1.001
+    assert (judge_function(np.sin, theta, wrong, method=method).status == st.MISMATCH).all()
+
+
+def test_higher_orders_are_more_accurate_in_float32_where_central_is_limited():
+    theta = np.linspace(0.5, 2.0, 50).astype(np.float32)
+    errors = {}
+    for method in ("central", "richardson", "central4"):
+        m = methods.get(method)
+        s = st.make_stencil(theta, st.default_steps(theta, 1.0, m), m)
+        f = lambda x: np.exp(x.astype(np.float32)).astype(np.float32)  # noqa: E731
+        F = (f(s.points) - f(theta)[None]).astype(np.float64)  # f values around θ, float32
+        d, _ = st.estimate(s, F, 0.0, m.primary)
+        errors[method] = np.median(np.abs(d - np.exp(theta.astype(np.float64))) / np.exp(theta))
+    assert errors["richardson"] < errors["central"] / 5, errors
+    assert errors["central4"] < errors["central"] / 5, errors
+
+
+def test_a_relu_at_zero_is_a_kink_not_a_mismatch():
+    theta = np.array([0.0, 0.0, 1.0])
+    relu = lambda x: np.maximum(x, 0.0)  # noqa: E731
+    g = np.array([0.0, 1.0, 1.0])  # the subgradients JAX returns at 0, and the slope
+    v = judge_function(relu, theta, g)
+    assert list(v.status) == [st.KINK, st.KINK, st.OK]
+    wrong = judge_function(relu, theta, np.array([2.0, -1.0, 1.0]))
+    assert list(wrong.status[:2]) == [st.MISMATCH, st.MISMATCH]
 
 
 def test_correct_gradients_pass_and_wrong_ones_fail():
