@@ -11,6 +11,8 @@ from ._identity_report import IdentityResult as IdentityResult
 from ._result import CheckResult as CheckResult
 from ._result import ElementReport as ElementReport
 from ._result import LeafReport as LeafReport
+from ._sweep import SweepResult as SweepResult
+from ._sweep import sweep_eps as sweep_eps
 
 try:
     __version__ = version("jaxcheck")

@@ -48,9 +48,9 @@ def validate(fn, grad_fn, mode, rtol, atol, precision, seed, chunk_size, progres
 
 
 def validate_method(method, kinks, order) -> None:
-    if method not in METHODS:
+    if method is not None and method not in METHODS:
         raise ValueError(
-            f"method={method!r} is not available; choose one of {METHODS}: 'central' (default), "
+            f"method={method!r} is not available; choose one of {METHODS}: 'central', "
             "'central4'/'central6' (higher order), 'richardson' (extrapolated, most accurate in "
             "float32), 'forward' (cheapest: n + 1 evaluations)."
         )
@@ -58,7 +58,7 @@ def validate_method(method, kinks, order) -> None:
         raise ValueError(
             f"kinks={kinks!r}: pass 'report' (default: kinks are reported, not failed) or 'fail'."
         )
-    if order == 2 and method != "central":
+    if order == 2 and method not in (None, "central"):
         raise ValueError(
             f"order=2 with method={method!r}: Hessian-vector products are checked with central "
             "differences of the gradient; leave method at 'central'."

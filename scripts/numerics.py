@@ -1,0 +1,95 @@
+"""The numerics targets of issue 5, measured on the float32 test corpus.
+
+    python scripts/numerics.py
+
+Prints, per corpus model (float32 parameters):
+- the median |analytic − numeric| / |analytic| in float32 (precision="native") with central
+  differences and with Richardson extrapolation, and their ratio (target: ≥ 10×);
+- false failures of the correct gradient in both precisions with the default method
+  (target: 0);
+- planted bugs in float32 native mode, one per leaf, of relative size 1.5e-3 of the leaf's
+  largest gradient element: how many of them are caught at the right element (target: all).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import jaxcheck  # noqa: E402
+from tests.helpers import CORPUS  # noqa: E402
+
+PLANTED = 1.5e-3
+
+
+def median_relative_error(result) -> float:
+    rel = []
+    for a, d in zip(
+        jax.tree_util.tree_leaves(result.analytic), jax.tree_util.tree_leaves(result.numeric)
+    ):
+        a, d = np.asarray(a, np.float64).ravel(), np.asarray(d, np.float64).ravel()
+        keep = np.abs(a) > 1e-3 * np.max(np.abs(a))  # elements the gradient actually has
+        rel.append(np.abs(a[keep] - d[keep]) / np.abs(a[keep]))
+    return float(np.median(np.concatenate(rel)))
+
+
+def main() -> None:
+    print(f"jaxcheck {jaxcheck.__version__} · jax {jax.__version__} · {jax.devices()[0]}")
+    header = ["model", "central f32", "richardson f32", "ratio", "false fail f64",
+              "false fail f32", "planted caught"]  # fmt: skip
+    rows = []
+    ratios, false_failures, caught_all = [], 0, True
+    for name, make in CORPUS.items():
+        loss, params, args = make()
+        native = {
+            m: jaxcheck.check_grad(loss, params, *args, precision="native", method=m)
+            for m in ("central", "richardson")
+        }
+        errors = {m: median_relative_error(r) for m, r in native.items()}
+        ratio = errors["central"] / errors["richardson"]
+        ratios.append(ratio)
+        f64 = jaxcheck.check_grad(loss, params, *args)
+        f32 = jaxcheck.check_grad(loss, params, *args, precision="native")
+        false_failures += f64.n_failed + f32.n_failed
+        g = jax.grad(loss)(params, *args)
+        caught, planted = 0, 0
+        rng = np.random.default_rng(0)
+        for path, leaf in jax.tree_util.tree_flatten_with_path(g)[0]:
+            key = jax.tree_util.keystr(path)
+            flat = np.array(leaf).reshape(-1)
+            i = int(rng.integers(flat.size))
+            flat[i] += PLANTED * np.max(np.abs(flat))
+            wrong = jax.tree_util.tree_map(lambda x: x, g)
+            wrong = _replace(wrong, path, flat.reshape(leaf.shape))
+            result = jaxcheck.check_grad(
+                loss, params, *args, grad_fn=lambda *_, w=wrong: w, precision="native"
+            )
+            planted += 1
+            index = tuple(int(j) for j in np.unravel_index(i, leaf.shape))
+            caught += (key, index) in [(e.path, e.index) for e in result.failures]
+        caught_all &= caught == planted
+        rows.append([name, f"{errors['central']:.1e}", f"{errors['richardson']:.1e}",
+                     f"{ratio:.0f}×", str(f64.n_failed), str(f32.n_failed),
+                     f"{caught}/{planted}"])  # fmt: skip
+    widths = [max(len(r[k]) for r in [header, *rows]) for k in range(len(header))]
+    for r in [header, *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+    print(
+        f"\nsummary: median ratio {np.median(ratios):.0f}× (min {min(ratios):.0f}×); "
+        f"false failures {false_failures}; every planted bug caught: {caught_all}"
+    )
+
+
+def _replace(tree, path, value):
+    flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
+    leaves = [value if p == path else x for p, x in flat]
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+if __name__ == "__main__":
+    main()
