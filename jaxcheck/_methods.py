@@ -71,7 +71,7 @@ BY_NAME = {
     "central4": Method("central4", _SYMMETRIC(1, 2), _SYMMETRIC(1, 2, 3), 1 / 8, 1.0, 1 / 5),
     "central6": Method("central6", _SYMMETRIC(1, 2, 3), _SYMMETRIC(1, 2, 3, 4), 1 / 16, 1.0, 1 / 7),
     "richardson": Method(
-        "richardson", _SYMMETRIC(1, 0.5, 0.25), _SYMMETRIC(0.5, 0.25), 1 / 8, 0.25, 1 / 7, True
+        "richardson", _SYMMETRIC(1, 0.5, 0.25), _SYMMETRIC(2, 1, 0.5, 0.25), 1 / 8, 0.25, 1 / 7
     ),
 }
 

@@ -112,10 +112,18 @@ def _is_real(x: Any) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
 
+STEP_RULES = ("auto", "rule")
+
+
 def steps_option(eps: Any, coords: Coords) -> dict[str, float]:
     """{leaf path: absolute step} for leaves with a user step."""
-    if eps is None:
+    if eps is None or (isinstance(eps, str) and eps in STEP_RULES):
         return {}
+    if isinstance(eps, str):
+        raise ValueError(
+            f"eps={eps!r}: pass a step (a number, or {{leaf path: number}}), 'auto' (steps "
+            "chosen from the data), 'rule' (u^p·scale), or None for the default."
+        )
     if isinstance(eps, Mapping):
         known = {leaf.path for leaf in coords.checked}
         unknown = [k for k in eps if k not in known]

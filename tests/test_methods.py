@@ -30,11 +30,6 @@ def test_a_planted_bug_is_caught_and_located_by_every_method(method, precision):
     result = jaxcheck.check_grad(
         loss, params, *args, grad_fn=lambda *_: wrong, method=method, precision=precision
     )
-    if (method, precision) == ("forward", "native"):
-        # float32 forward differences resolve only ~√u·|f|/scale: the element is not passed,
-        # it is reported as beyond what they can verify.
-        assert ("['W2']", (3, 5)) in [(e.path, e.index) for e in result.unverifiable]
-        return
     assert [(e.path, e.index) for e in result.failures] == [("['W2']", (3, 5))], result
 
 
@@ -65,6 +60,22 @@ def test_each_method_takes_its_own_step_and_reports_it():
         for m in ("forward", "central", "central4", "richardson")
     }
     assert steps["forward"] < steps["central"] < steps["central4"] < steps["richardson"]
+
+
+def test_native_float32_steps_are_chosen_from_the_data():
+    loss, params, args = CORPUS["mlp_softmax_ce"]()
+    check = lambda eps: jaxcheck.check_grad(  # noqa: E731
+        loss, params, *args, precision="native", method="central", eps=eps
+    )
+    rule, auto, default = check("rule"), check("auto"), check(None)
+    u = float(np.finfo(np.float32).eps)
+    rms = float(np.sqrt(np.mean(np.asarray(params["W2"]) ** 2)))
+    assert rule.leaves["['W2']"].step == pytest.approx(u ** (1 / 3) * rms, rel=0.5)
+    assert auto.leaves["['W2']"].step > 2 * rule.leaves["['W2']"].step
+    assert default.leaves["['W2']"].step == auto.leaves["['W2']"].step
+    error = lambda r: np.median(np.abs(np.asarray(r.numeric["W2"]) - np.asarray(r.analytic["W2"])))  # noqa: E731
+    assert error(auto) < error(rule) / 3
+    assert auto.passed and rule.passed
 
 
 def relu_net():
@@ -142,6 +153,7 @@ def test_the_error_estimate_is_reported_per_element():
     [
         ({"method": "five-point"}, "method='five-point' is not available"),
         ({"kinks": "ignore"}, "kinks='ignore'"),
+        ({"eps": "best"}, "eps='best'"),
         ({"order": 2, "method": "forward"}, "leave method at 'central'"),
     ],
 )
