@@ -28,10 +28,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _directional, _rules
+from . import _directional, _rules, _transforms
 from . import _options as options
 from ._coords import Coords, Leaf
 from ._identity_report import IdentityLeaf, IdentityResult, element_record
+from ._transforms import is_float0 as _is_float0
+from ._transforms import stack as _stack
 
 LOCATE_ALL = 4096  # failing leaves up to this size: every element is evaluated
 BASIS_CHUNK = 256  # directions per vectorized call while locating
@@ -409,20 +411,7 @@ class _Identity:
         else:
             inputs = [self._tangents_all() for _ in range(self.k)]
             call = lambda p, x: _tangent_out(self.rule(p, x))  # noqa: E731
-        try:
-            eager = [call(self.primals, x) for x in inputs]
-            if name == "jit":
-                jitted = jax.jit(call)
-                moved = [jitted(self.primals, x) for x in inputs]
-            else:
-                stack = lambda *x: jnp.stack(x)  # noqa: E731
-                many = jax.tree_util.tree_map(lambda x: jnp.stack([x] * self.k), self.primals)
-                out = jax.vmap(call)(many, jax.tree_util.tree_map(stack, *inputs))
-                moved = [jax.tree_util.tree_map(lambda x, i=i: x[i], out) for i in range(self.k)]
-        except Exception as e:  # noqa: BLE001 - the report says what failed
-            first = str(e).splitlines()[0][:160] if str(e) else ""
-            return f"raised {type(e).__name__}: {first}"
-        return _compare(eager, moved, self.rtol, self.atol)
+        return _transforms.consistency(name, call, self.primals, inputs, self.rtol, self.atol)
 
     def _tangents_all(self) -> tuple:
         out = []
@@ -435,15 +424,6 @@ class _Identity:
             else:
                 out.append(np.zeros(np.shape(x), jax.dtypes.float0))
         return tuple(self.coords.unflatten(out))
-
-
-def _is_float0(x: Any) -> bool:
-    return getattr(x, "dtype", None) == jax.dtypes.float0
-
-
-def _stack(*xs: Any) -> Any:
-    """Stack per-direction values on a new leading axis; a float0 zero stays one unstacked."""
-    return xs[0] if _is_float0(xs[0]) else jnp.stack(xs)
 
 
 def _tangent_out(result: Any) -> Any:
@@ -491,30 +471,3 @@ def _cotangent_leaves(coords: Coords, ct: Any, who: str) -> dict[str, np.ndarray
             )
         out[leaf.path] = x.reshape(-1)
     return out
-
-
-def _compare(eager: list, moved: list, rtol: float, atol: float) -> str:
-    """ "ok", or where the transformed values differ most from the eager ones."""
-    worst, where = 0.0, ""
-    for j, (e, m) in enumerate(zip(eager, moved)):
-        flat_e = jax.tree_util.tree_flatten_with_path(e)[0]
-        flat_m = jax.tree_util.tree_leaves(m)
-        for (path, x), y in zip(flat_e, flat_m):
-            x, y = np.asarray(x), np.asarray(y)
-            if _is_float0(x):
-                continue
-            with np.errstate(invalid="ignore", divide="ignore"):
-                tol = rtol * (np.abs(x) + np.mean(np.abs(x))) + atol
-                ratio = np.abs(x - y) / np.maximum(tol, np.finfo(np.float64).tiny)
-            ratio = np.where(np.isnan(ratio) & (np.isnan(x) != np.isnan(y)), np.inf, ratio)
-            ratio = np.nan_to_num(ratio, nan=0.0)
-            if ratio.size and ratio.max() > max(worst, 1.0):
-                i = int(np.argmax(ratio))
-                worst = float(ratio.max())
-                index = np.unravel_index(i, x.shape) if x.shape else ()
-                where = (
-                    f"differs from the eager values: output{jax.tree_util.keystr(path)}"
-                    f"{list(map(int, index)) if index else ''} is {y.reshape(-1)[i]:.6g}, "
-                    f"eagerly {x.reshape(-1)[i]:.6g} (direction {j})"
-                )
-    return where or "ok"

@@ -196,9 +196,12 @@ def judge(
     f0 = np.broadcast_to(np.asarray(f0, np.float64), (n,))
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         d, wsum = estimate(stencil, F, f0, method.primary)
-        d_check, _ = estimate(stencil, F, f0, method.check)
         extra = [stencil.row(o) for o in method.check if o != 0 and o not in method.primary]
         has_check = ~np.isnan(F[extra]).all(axis=0) if extra else np.ones(n, bool)
+        d_check = np.full(n, np.nan)
+        sub = np.flatnonzero(has_check)  # most elements skip the check points (`screen`)
+        if sub.size:
+            d_check[sub] = estimate(stencil.take(sub), F[:, sub], f0[sub], method.check)[0]
         fmax = np.maximum(np.fmax.reduce(np.abs(F), axis=0), np.abs(f0))
         r = [stencil.row(o) for o in method.noise_offsets]
         d4 = np.abs(F[r[0]] - 4 * F[r[1]] + 6 * f0 - 4 * F[r[2]] + F[r[3]]) / _SQRT70

@@ -178,10 +178,16 @@ def test_the_step_actually_applied_is_used_in_float32():
     # 100 ± 1e-3 is not representable in float32: the applied step is 0.9765625e-3, and
     # dividing by the nominal 1e-3 would make the derivative of the identity 0.977.
     result = jaxcheck.check_grad(
-        lambda p: p["w"], {"w": jnp.float32(100.0)}, eps=1e-3, precision="native"
+        lambda p: p["w"], {"w": jnp.float32(100.0)}, eps=1e-3, precision="native", method="central"
     )
     assert float(result.numeric["w"]) == 1.0
     assert result.passed
+    # the native default, Richardson: weights solved from the applied displacements
+    result = jaxcheck.check_grad(
+        lambda p: p["w"], {"w": jnp.float32(100.0)}, eps=1e-3, precision="native"
+    )
+    assert result.method == "richardson"
+    assert float(result.numeric["w"]) == pytest.approx(1.0, abs=1e-9)
 
 
 def test_rtol_and_atol_loosen_the_check():

@@ -279,3 +279,9 @@ def test_the_result_prints_and_serializes():
 def test_bad_input_is_refused_with_a_fix(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_check_jvp_with_an_integer_primal_runs_every_transform():
+    result = jaxcheck.check_jvp(lambda x, n: jnp.sin(x) * n, jnp.arange(3.0), 2)
+    assert result.passed, result
+    assert result.transforms == {"jit": "ok", "vmap": "ok"}
