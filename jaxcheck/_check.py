@@ -316,6 +316,8 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
                 engine, leaf, g, f_first, step, plan["directions"], rng, elements, **tol
             )
     bar.close()
+    if plan["step_rule"] == "auto" and len(steps) < len(coords.checked):
+        notes.append("steps chosen from the data per leaf (eps='auto'; eps='rule' for u^p·scale)")
     hint = _complex.conjugate_hint(coords, judged)
     notes += [hint] if hint else []
     steps_used = {path: float(np.median(s.h)) for path, s in stencils.items()}
@@ -326,14 +328,17 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
 
 def _default_method(coords: Coords, precision: str, order: int) -> str:
     """Central differences, except in native low precision: Richardson is ~10× more exact."""
-    low = any(jnp.finfo(leaf.dtype).bits < 64 for leaf in coords.checked)
-    return "richardson" if precision == "native" and low and order == 1 else "central"
+    return "richardson" if _native_low(coords, precision) and order == 1 else "central"
 
 
 def _default_rule(coords: Coords, precision: str) -> str:
-    """Steps from the data where the textbook rule is too coarse: native low precision."""
-    low = any(jnp.finfo(leaf.dtype).bits < 64 for leaf in coords.checked)
-    return "auto" if precision == "native" and low else "rule"
+    """Steps from the data where the rule of thumb is too coarse: native low precision."""
+    return "auto" if _native_low(coords, precision) else "rule"
+
+
+def _native_low(coords: Coords, precision: str) -> bool:
+    """Whether the check works in float32 or a lower precision."""
+    return precision == "native" and any(jnp.finfo(x.dtype).bits < 64 for x in coords.checked)
 
 
 def _tolerances(g_dtype, u_f: float | None, rtol, atol) -> dict[str, float]:
