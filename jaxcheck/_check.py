@@ -181,13 +181,7 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
     notes: list[str] = []
     leaves = jax.tree_util.tree_leaves(params)
     traced, why = loss.trace(fn, leaves, coords, args)
-    if precision == "float64":
-        dtype_of = lambda leaf: np.float64  # noqa: E731
-    elif traced is not None:  # what JAX itself computes in under the current config
-        dtype_of = lambda leaf: jax.dtypes.canonicalize_dtype(leaf.dtype)  # noqa: E731
-    else:
-        dtype_of = lambda leaf: leaf.dtype  # noqa: E731
-    values = coords.cast(leaves, dtype_of)
+    values = coords.cast(leaves, options.working_dtype(precision, traced=traced is not None))
     work_params, work_args = coords.unflatten(values), _cast_args(args, precision)
     coords.check_finite(values)
     if precision == "float64" and any(jnp.finfo(x.dtype).bits < 64 for x in coords.checked):

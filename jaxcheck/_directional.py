@@ -26,7 +26,6 @@ import math
 
 import numpy as np
 
-from . import _methods as methods
 from . import _stencils as st
 
 DIRECTIONS = 4  # default k: Gaussian directions per leaf
@@ -46,19 +45,17 @@ def probe(engine, leaf, g, f0, h, keys, labels, groups, *, u_f, u_g, rtol, atol)
     ts = np.array([h, -h, 2 * h, -2 * h])
     f, s, weights = engine.evaluate_along(leaf, g, keys, labels, groups, ts)
     # f, s: [B, 4] values and ⟨g, x − θ⟩ at θ ± h v, θ ± 2h v; weights: [B, 2] ⟨|g|, |v|⟩, Σ|v|.
-    h1, h2 = np.full(len(keys), h), np.full(len(keys), 2 * h)
     analytic = (s[:, 0] - s[:, 1]) / (2 * h)
-    # The ±2h chord differs from the ±h one by rounding: shift its difference by the same amount
-    # so that the truncation estimate compares derivatives along the same direction.
-    shift = (s[:, 2] - s[:, 3]) / (4 * h) - analytic
-    fp2, fm2 = f[:, 2] - 2 * h * shift, f[:, 3] + 2 * h * shift
-    F = np.stack([fm2, f[:, 1], f[:, 0], fp2])  # rows at −2h, −h, h, 2h
-    return st.judge(
+    shift = (s[:, 2] - s[:, 3]) / (4 * h) - analytic  # the ±2h chord's analytic derivative
+    return st.judge_chord(
         analytic,
+        shift,
         f0,
-        F,
-        st.uniform(h1, h2),
-        methods.get("central"),
+        f[:, 0],
+        f[:, 1],
+        f[:, 2],
+        f[:, 3],
+        h,
         u_f=u_f,
         u_g=u_g,
         rtol=0.0,

@@ -21,7 +21,6 @@ import numpy as np
 
 from . import _complex, _directional
 from . import _loss as loss
-from . import _methods as methods
 from . import _stencils as st
 from ._coords import Coords, Leaf
 from ._engine import split_arrays
@@ -45,9 +44,7 @@ class Derivatives:
     def gradients(self, leaf: Leaf, points: np.ndarray) -> list[dict[str, np.ndarray]]:
         """∇f with leaf set to each row of points [B, n]; one {path: flat gradient} per row."""
         if self.grad_fn is None:
-            out = self.jax_grads(leaf, points)
-            return [{p: np.asarray(g[b], np.float64).reshape(-1) for p, g in out.items()}
-                    for b in range(len(points))]  # fmt: skip
+            return _rows(self.jax_grads(leaf, points), len(points))
         rows = []
         for x in points:
             values = list(self.values)
@@ -58,19 +55,21 @@ class Derivatives:
     def hvps(self, leaf: Leaf, directions: np.ndarray) -> list[dict[str, np.ndarray]]:
         """H v for v = each row of directions [B, n] on leaf (zero elsewhere)."""
         if self.hvp_fn is None:
-            out = self.jax_hvps(leaf, directions)
-            return [{p: np.asarray(h[b], np.float64).reshape(-1) for p, h in out.items()}
-                    for b in range(len(directions))]  # fmt: skip
-        rows = []
+            return _rows(self.jax_hvps(leaf, directions), len(directions))
+        params, rows = self._params(self.values), []
         for v in directions:
             tangent = [
                 np.zeros(other.shape, np.asarray(x).dtype) if other.is_float else x
                 for other, x in zip(self.coords.leaves, self.values)
             ]
             tangent[leaf.position] = v.reshape(leaf.shape).astype(tangent[leaf.position].dtype)
-            params = self._params(self.values)
             rows.append(self._user(self.hvp_fn(params, self.given.unflatten(tangent), *self.args)))
         return rows
+
+
+def _rows(out: dict, n: int) -> list[dict[str, np.ndarray]]:
+    """{path: [n, ...] array} -> n dicts {path: flat float64 row}."""
+    return [{p: np.asarray(x[b], np.float64).reshape(-1) for p, x in out.items()} for b in range(n)]
 
 
 def jax_derivatives(fn_scalar, values, coords: Coords, args):
@@ -114,7 +113,6 @@ def check(derivatives: Derivatives, coords: Coords, grads, typical, steps, k, se
     exposed: dict[str, set[str]] = {leaf.path: set() for leaf in coords.checked}
     used_steps = {}
     g0 = {p: np.asarray(g, np.float64).reshape(-1) for p, g in grads.items()}
-    central = methods.get("central")
     for leaf in coords.checked:
         rng = np.random.default_rng([seed, leaf.position, 2])
         theta = np.asarray(derivatives.values[leaf.position]).reshape(-1)
@@ -132,14 +130,10 @@ def check(derivatives: Derivatives, coords: Coords, grads, typical, steps, k, se
             for out_leaf in coords.checked:
                 p = out_leaf.path
                 fp1, fm1, fp2, fm2 = (g[s * k + j][p] for s in range(4))
-                h1, h2 = hv[j][p], hv[k + j][p]
-                shift = h2 - h1  # the ±2t chord is a slightly different direction
-                n = out_leaf.size
-                F = np.stack([fm2 + 2 * t * shift, fm1, fp1, fp2 - 2 * t * shift])
-                verdict = st.judge(
-                    h1, g0[p], F, st.uniform(np.full(n, t), np.full(n, 2 * t)), central,
-                    **tol_of(out_leaf),
-                )  # fmt: skip
+                h1, h2 = hv[j][p], hv[k + j][p]  # H v along the ±t and the ±2t chord
+                verdict = st.judge_chord(
+                    h1, h2 - h1, g0[p], fp1, fm1, fp2, fm2, t, **tol_of(out_leaf)
+                )
                 verdicts[p].append(verdict)
                 if np.isin(verdict.status, st.FAILING).any():
                     exposed[p].add(leaf.path)

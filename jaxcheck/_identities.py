@@ -149,12 +149,8 @@ def _run(kind, fn, primals, rule, k, rtol, atol, precision, seed, transforms) ->
     _validate(kind, fn, rule, primals, k, rtol, atol, precision, seed, transforms)
     coords = Coords.build(tuple(primals))
     with options.numerics(precision):
-        dtype_of = (
-            (lambda leaf: np.float64)
-            if precision == "float64"
-            else (lambda leaf: jax.dtypes.canonicalize_dtype(leaf.dtype))
-        )
-        values = coords.cast(jax.tree_util.tree_leaves(tuple(primals)), dtype_of)
+        leaves = jax.tree_util.tree_leaves(tuple(primals))
+        values = coords.cast(leaves, options.working_dtype(precision, traced=True))
         coords.check_finite(values)
         return _Identity(kind, fn, coords, values, rule, k, rtol, atol, seed).run(
             transforms, precision
@@ -219,14 +215,14 @@ class _Identity:
 
     # ---- the sides of the identity: ⟨w, J u⟩ for a batch of directions u on one leaf -------
 
-    def _tangents(self, leaf: Leaf, u) -> tuple:
-        """Zero tangents everywhere (float0 for non-float leaves) except u on `leaf`."""
+    def _tangents(self, given: dict[int, Any]) -> tuple:
+        """Tangents: given[position] (flat) where given, zero elsewhere (float0 if not float)."""
         out = []
-        for other in self.coords.leaves:
-            x = self.values[other.position]
-            if other.position == leaf.position:
-                out.append(jnp.reshape(u, leaf.shape))
-            elif other.is_float or other.is_complex:
+        for leaf in self.coords.leaves:
+            x = self.values[leaf.position]
+            if leaf.position in given:
+                out.append(jnp.reshape(given[leaf.position], leaf.shape))
+            elif leaf.is_float or leaf.is_complex:
                 out.append(jnp.zeros(jnp.shape(x), jnp.asarray(x).dtype))
             else:
                 out.append(np.zeros(np.shape(x), jax.dtypes.float0))
@@ -237,7 +233,7 @@ class _Identity:
         w = jax.tree_util.tree_map(_stack, *self.w)
 
         def one(u, j):
-            tangent = _tangent_out(jvp(self.primals, self._tangents(leaf, u)))
+            tangent = _tangent_out(jvp(self.primals, self._tangents({leaf.position: u})))
             wj = jax.tree_util.tree_map(lambda x: x if _is_float0(x) else x[j], w)
             return _pair(tangent, wj)
 
@@ -274,26 +270,28 @@ class _Identity:
 
     def _sides(self):
         """(test side, reference side), each leaf -> (U, js) -> (values, scales)."""
-        if self.kind == "vjp":
-            test = self._explicit(self._vjp_vectors(self.rule, "vjp"))
+
+        def ref_forward(leaf):
             ref_jvp = lambda p, t: jax.jvp(self.reference, p, t)  # noqa: E731
-            return test, lambda leaf: self._forward(ref_jvp, leaf, vectorize=True)
+            return self._forward(ref_jvp, leaf, vectorize=True)
+
+        if self.kind == "vjp":
+            return self._explicit(self._vjp_vectors(self.rule, "vjp")), ref_forward
+        first = self.coords.checked[0]
         try:
-            self._test_vectorizes = True
-            self._forward(self.rule, self.coords.checked[0], True)(
-                np.zeros((1, self.coords.checked[0].size), self._dtype(self.coords.checked[0])),
-                np.zeros(1, np.int32),
+            self._forward(self.rule, first, True)(
+                np.zeros((1, first.size), self._dtype(first)), np.zeros(1, np.int32)
             )
+            vec = True
         except TypeError as e:
             if "custom_vjp" in str(e):
                 raise TypeError(
                     "fn contains a custom_vjp function, which JAX cannot run in forward mode "
                     "(jax.jvp): check that rule with jaxcheck.check_vjp."
                 ) from e
-            self._test_vectorizes = False
+            vec = False
         except Exception:  # noqa: BLE001 - a rule that cannot be vmapped still gets checked
-            self._test_vectorizes = False
-        vec = self._test_vectorizes
+            vec = False
 
         def test(leaf):
             return self._forward(self.rule, leaf, vec)
@@ -308,8 +306,7 @@ class _Identity:
                 f"JAX's reverse mode fails on fn ({type(e).__name__}): the JVP under test is "
                 "compared with jax.jvp of the primal computation directly"
             )
-            ref_jvp = lambda p, t: jax.jvp(self.reference, p, t)  # noqa: E731
-            return test, lambda leaf: self._forward(ref_jvp, leaf, vectorize=True)
+            return test, ref_forward
 
     def _dtype(self, leaf: Leaf):
         return np.asarray(self.values[leaf.position]).dtype
@@ -409,21 +406,12 @@ class _Identity:
             inputs = self.w
             call = lambda p, x: self.rule(*p, x)  # noqa: E731
         else:
-            inputs = [self._tangents_all() for _ in range(self.k)]
+            inputs = [
+                self._tangents({x.position: self._gaussian(x, 1)[0] for x in self.coords.checked})
+                for _ in range(self.k)
+            ]
             call = lambda p, x: _tangent_out(self.rule(p, x))  # noqa: E731
         return _transforms.consistency(name, call, self.primals, inputs, self.rtol, self.atol)
-
-    def _tangents_all(self) -> tuple:
-        out = []
-        for leaf in self.coords.leaves:
-            x = self.values[leaf.position]
-            if leaf.checked:
-                out.append(jnp.asarray(self._gaussian(leaf, 1)[0].reshape(leaf.shape)))
-            elif leaf.is_float or leaf.is_complex:
-                out.append(jnp.zeros(jnp.shape(x), jnp.asarray(x).dtype))
-            else:
-                out.append(np.zeros(np.shape(x), jax.dtypes.float0))
-        return tuple(self.coords.unflatten(out))
 
 
 def _tangent_out(result: Any) -> Any:

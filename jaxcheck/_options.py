@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax
+import numpy as np
 
 from ._coords import Coords
 from ._errors import list_paths
@@ -96,6 +97,17 @@ def validate_numerics(rtol, atol, precision, seed) -> None:
             )
     if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
         raise TypeError(f"seed={seed!r}: pass an integer.")
+
+
+def working_dtype(precision: str, *, traced: bool) -> Any:
+    """leaf -> the dtype a check works in: float64; or under "native" the leaf's own, as JAX
+    computes it under the current config when fn is traced (float64 becomes float32 without
+    x64). Complex leaves get the complex counterpart (`Coords.cast`)."""
+    if precision == "float64":
+        return lambda leaf: np.float64
+    if traced:
+        return lambda leaf: jax.dtypes.canonicalize_dtype(leaf.dtype)
+    return lambda leaf: leaf.dtype
 
 
 @contextlib.contextmanager

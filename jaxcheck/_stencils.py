@@ -90,13 +90,6 @@ def make_stencil(theta: np.ndarray, h: np.ndarray, method: Method) -> Stencil:
     return Stencil(theta, method.offsets, points, disp, np.asarray(h, np.float64))
 
 
-def uniform(h1: np.ndarray, h2: np.ndarray) -> Stencil:
-    """A central-difference stencil with exact displacements ±h1, ±h2 (along directions)."""
-    disp = np.stack([-h2, -h1, h1, h2]).astype(np.float64)
-    offsets = methods.get("central").offsets
-    return Stencil(np.zeros_like(h1), offsets, disp, disp, np.asarray(h1, np.float64))
-
-
 @dataclasses.dataclass(frozen=True)
 class Verdict:
     """Per-element outcome for one leaf (all arrays flat, float64)."""
@@ -228,6 +221,23 @@ def judge(
     with np.errstate(invalid="ignore", divide="ignore"):
         excess = noise / (u_f * fmax)
     return Verdict(g, d, abs_error, tolerance, resolution, excess, status)
+
+
+def judge_chord(g, shift, f0, fp1, fm1, fp2, fm2, h: float, **tol) -> Verdict:
+    """Central differences along chords through θ at ±h and ±2h (random directions, H·v).
+
+    The ±2h chord differs from the ±h one by rounding: `shift`, the change of the analytic
+    derivative between the two chords, is taken out of its values so that the truncation
+    estimate compares derivatives along the same direction. g: the analytic derivative along
+    the ±h chord. tol: u_f, u_g, rtol, atol.
+    """
+    n = len(g)
+    h1, h2 = np.full(n, h, np.float64), np.full(n, 2 * h, np.float64)
+    disp = np.stack([-h2, -h1, h1, h2])
+    method = methods.get("central")
+    stencil = Stencil(np.zeros(n), method.offsets, disp, disp, h1)
+    F = np.stack([fm2 + 2 * h * shift, fm1, fp1, fp2 - 2 * h * shift])  # at −2h, −h, h, 2h
+    return judge(g, f0, F, stencil, method, **tol)
 
 
 def _kinks(f0, F, stencil: Stencil, o: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
