@@ -180,8 +180,7 @@ class _Identity:
             out = jax.eval_shape(fn, *self.primals)
         except Exception as e:  # noqa: BLE001 - any failure to trace is the user's to fix
             raise _trace_error(kind, e) from e
-        dtypes = [c.dtype for c in coords.checked]
-        u = max(float(jnp.finfo(d).eps) for d in dtypes)
+        u = max(float(jnp.finfo(self._dtype(leaf)).eps) for leaf in coords.checked)
         self.rtol = math.sqrt(u) if rtol is None else rtol
         if rule is None and n_rules == 0:
             self.notes.append(
