@@ -49,3 +49,11 @@ def multiplier(engine, leaf, stencil: st.Stencil, method, g, tol, cap) -> float:
     # and the truncation estimate is less reliable at the larger steps.
     best = min(scores.values())
     return min(m for m, score in scores.items() if score <= NEAR_BEST * best)
+
+
+def tuned(engine, leaf, stencil: st.Stencil, method, g, tol, typical: float) -> st.Stencil:
+    """The leaf's stencil at the data-chosen step (steps at most 4× the parameter scale)."""
+    cap = 4 * np.maximum(np.abs(stencil.theta.astype(np.float64)), typical)
+    m = multiplier(engine, leaf, stencil, method, g, tol, cap)
+    wider = st.make_stencil(stencil.theta, m * stencil.h, method)
+    return stencil if wider.lost().size else wider

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _autostep, _complex, _directional, _hessian, _progress
+from . import _autostep, _complex, _complex_step, _directional, _hessian, _progress
 from . import _elementwise as elementwise
 from . import _loss as loss
 from . import _methods as methods
@@ -70,6 +70,9 @@ def check_grad(
             (extrapolation over h, h/2, h/4) or "forward" (n + 1 evaluations for a correct
             gradient); each with its own default step and error estimate. None: "central",
             or "richardson" when precision="native" checks float32 or lower-precision leaves.
+            "complex_step": Im f(θ + i·h·e_i)/h, exact for complex-analytic losses; each leaf
+            is verified against central differences along random directions first and falls
+            back to the default method (with a note) where it disagrees.
         kinks: "report" (default): an element whose g lies between the one-sided slopes
             (ReLU, max, abs at θ) while D disagrees gets status "kink" and does not fail the
             check; "fail": kinks fail it.
@@ -124,7 +127,7 @@ def check_grad(
         "progress": _progress.ask(progress),
     }
     options.validate_order(order, hvp_fn, mode)
-    options.validate_method(method, kinks, order)
+    options.validate_method(method, kinks, order, mode)
     plan = {
         "mode": mode,
         "method": method or _default_method(coords, precision, order),
@@ -262,7 +265,11 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
         )
         engine_name = "jax" if grad_fn is None and plan["hvp_fn"] is None else "host"
         return assemble(coords, judged, used, notes + hvp_notes, precision, engine_name, order=2)
-    method = methods.get(plan["method"])
+    # The complex step falls back to the default method (leaves where it is unusable).
+    is_cs = plan["method"] == _complex_step.NAME
+    method = methods.get(_default_method(given, precision, 1) if is_cs else plan["method"])
+    if is_cs:
+        _complex_step.validate(given)
     # Raises on a vanishing step, before the long part.
     stencils = elementwise.stencils(coords, values, steps, typical, method)
 
@@ -278,30 +285,51 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
     judged = {}
     bar = _progress.bar(engine_options["progress"], _expected_points(coords, plan))
     engine.progress = bar.update
+    cs, cs_name = None, _complex_step.NAME
+    if plan["method"] == cs_name:
+        cs = _complex_step.ComplexStep(
+            fn_scalar, values, coords, work_args, key, engine_options, traced is None
+        )
+        cs.progress = bar.update
+    tuned: set[str] = set()  # leaves whose data-chosen step is settled
+    used: dict[str, str] = {}  # leaf path -> the method that judged it
+    steps_used: dict[str, float] = {}
     for leaf in coords.checked:
         g = np.asarray(grads[leaf.path])
         tol = _tolerances(g.dtype, u_f, rtol, atol)
         g = g.astype(np.float64).reshape(-1)
-        s = stencils[leaf.path]
-        if plan["step_rule"] == "auto" and leaf.path not in steps:
-            cap = 4 * np.maximum(np.abs(s.theta.astype(np.float64)), typical[leaf.path])
-            m = _autostep.multiplier(engine, leaf, s, method, g, tol, cap)
-            wider = st.make_stencil(s.theta, m * s.h, method)
-            s = stencils[leaf.path] = s if wider.lost().size else wider
         rng = np.random.default_rng([seed, leaf.position])
 
-        def elements(subset=None, leaf=leaf, s=s, g=g, tol=tol):
+        def elements(subset=None, leaf=leaf, g=g, tol=tol):
+            if leaf.path not in tuned and plan["step_rule"] == "auto" and leaf.path not in steps:
+                stencils[leaf.path] = _autostep.tuned(
+                    engine, leaf, stencils[leaf.path], method, g, tol, typical[leaf.path]
+                )
+            tuned.add(leaf.path)
+            s = stencils[leaf.path]
             verdict = elementwise.judge_leaf(engine, leaf, s, method, g, tol, subset=subset)
             if plan["kinks"] == "fail":
                 verdict.status[verdict.status == st.KINK] = st.MISMATCH
             return verdict
 
-        if mode == "full":
-            judged[leaf.path] = elements()
-        elif mode == "sample":
-            judged[leaf.path] = elements(
-                np.sort(rng.choice(leaf.size, min(leaf.size, plan["samples"]), replace=False))
+        subset = None
+        if mode == "sample":
+            subset = np.sort(rng.choice(leaf.size, min(leaf.size, plan["samples"]), replace=False))
+        if cs is not None:
+            verdict, h, why = _complex_step_leaf(cs, engine, leaf, g, f_first, typical, steps,
+                                                 seed, tol, subset, elements)  # fmt: skip
+            if verdict is not None:
+                judged[leaf.path], used[leaf.path] = verdict, cs_name
+                steps_used[leaf.path] = h
+                notes += [why] if why else []
+                continue
+            notes.append(
+                f"complex step not used on {leaf.path or 'params'}: {why}; checked with "
+                f"{method.name} differences"
             )
+        used[leaf.path] = method.name
+        if mode != "directional":
+            judged[leaf.path] = elements(subset)
         else:
             theta = np.asarray(values[leaf.position]).reshape(-1)
             step = _directional.direction_step(theta, typical[leaf.path], steps.get(leaf.path))
@@ -309,14 +337,37 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
                 engine, leaf, g, f_first, step, plan["directions"], rng, elements, **tol
             )
     bar.close()
-    if plan["step_rule"] == "auto" and len(steps) < len(coords.checked):
+    if plan["step_rule"] == "auto" and tuned - set(steps):
         notes.append("steps chosen from the data per leaf (eps='auto'; eps='rule' for u^p·scale)")
     hint = _complex.conjugate_hint(coords, judged)
     notes += [hint] if hint else []
-    steps_used = {path: float(np.median(s.h)) for path, s in stencils.items()}
+    for path, s in stencils.items():
+        steps_used.setdefault(path, float(np.median(s.h)))
     return assemble(
-        coords, judged, steps_used, notes, precision, engine.name, mode, method=method.name
-    )
+        coords, judged, steps_used, notes, precision, engine.name, mode,
+        method=plan["method"], leaf_methods=used,
+    )  # fmt: skip
+
+
+def _complex_step_leaf(cs, engine, leaf, g, f0, typical, steps, seed, tol, subset, elements):
+    """(verdict, median step, note) by the complex step, or (None, None, why not)."""
+    theta = np.asarray(cs.values[leaf.position]).reshape(-1)
+    scale, eps = typical[leaf.path], steps.get(leaf.path)
+    t = _directional.direction_step(theta, scale, eps)
+    along = _complex_step.direction_step(theta, scale, eps)
+    rng = np.random.default_rng([seed, leaf.position, 1])
+    cs_engine, why = cs.verify(leaf, engine, g, f0, t, along, rng, tol)
+    if cs_engine is None:
+        return None, None, why
+    h = np.full(theta.shape, eps) if eps else _complex_step.default_steps(theta, scale)
+    verdict, overruled = cs.judge(cs_engine, leaf, g, h, tol, subset, confirm=elements)
+    note = ""
+    if overruled:
+        note = (
+            f"complex step and finite differences disagree at {overruled} element(s) of "
+            f"{leaf.path or 'params'} ({_complex_step.WHY_WRONG}): judged by finite differences"
+        )
+    return verdict, float(np.median(h)), note
 
 
 def _default_method(coords: Coords, precision: str, order: int) -> str:
@@ -350,11 +401,13 @@ def _expected_points(coords: Coords, plan: dict) -> int:
     """Evaluations of a passing check: the first points everywhere, the rest on each sample."""
     if plan["mode"] == "directional":
         return 4 * plan["directions"] * len(coords.checked)
-    method = methods.get(plan["method"])
-    first, rest = len(method.first), len(method.offsets) - len(method.first)
     sizes = [leaf.size for leaf in coords.checked]
     if plan["mode"] == "sample":
         sizes = [min(n, plan["samples"]) for n in sizes]
+    if plan["method"] == _complex_step.NAME:  # h and 3h per element, and the verification
+        return sum(2 * n + 6 * _complex_step.VERIFY_DIRECTIONS for n in sizes)
+    method = methods.get(plan["method"])
+    first, rest = len(method.first), len(method.offsets) - len(method.first)
     return sum(first * n + 1 + rest * min(n, elementwise.NOISE_SAMPLE) for n in sizes)
 
 

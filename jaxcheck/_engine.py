@@ -310,6 +310,22 @@ class JaxEngine:
         )
         return f.reshape(-1)
 
+    def evaluate_leaf(self, leaf: Leaf, rows: np.ndarray) -> np.ndarray:
+        """f with the whole leaf set to each of rows ([B, n], in any dtype fn accepts, complex
+        included), float64 on the host. One compiled batch: for the few dense points of a
+        verification, not for sweeps."""
+        g = self._with_leaf(leaf)
+
+        def batch(rows, params_dyn, args_dyn):
+            return jax.vmap(lambda x: g(x.reshape(leaf.shape), params_dyn, args_dyn))(rows)
+
+        slot = ("rows", self._key, leaf.position)
+        run = jax.jit(batch) if self._key is None else cached_jit(slot, lambda: batch)
+        out = np.asarray(run(rows, self._params_dyn, self._args_dyn))
+        if self.progress is not None:
+            self.progress(len(rows))
+        return out.astype(np.float64)
+
     def _run_chunks(self, program, residuals, fixed, batched, points) -> tuple[np.ndarray, ...]:
         """program.run over the batched inputs, chunk by chunk; each output in float64.
 

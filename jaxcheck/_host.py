@@ -45,6 +45,18 @@ class HostEngine:
                 self.progress(1)
         return out
 
+    def evaluate_leaf(self, leaf: Leaf, rows: np.ndarray) -> np.ndarray:
+        """As `JaxEngine.evaluate_leaf`: f with the whole leaf set to each row, one call each."""
+        values = list(self._values)
+        shape = np.shape(values[leaf.position])
+        out = []
+        for x in rows:
+            values[leaf.position] = np.asarray(x).reshape(shape)
+            out.append(float(self._fn(self._coords.unflatten(values), *self._args)))
+            if self.progress is not None:
+                self.progress(1)
+        return np.asarray(out, np.float64)
+
     def evaluate_along(self, leaf, grad, keys, labels, groups, ts):
         """As `JaxEngine.evaluate_along`, with directions drawn by NumPy from the same keys."""
         theta = np.asarray(self._values[leaf.position])

@@ -48,12 +48,18 @@ def validate(fn, grad_fn, mode, rtol, atol, precision, seed, chunk_size, progres
         )
 
 
-def validate_method(method, kinks, order) -> None:
-    if method is not None and method not in METHODS:
+def validate_method(method, kinks, order, mode) -> None:
+    if method is not None and method not in (*METHODS, "complex_step"):
         raise ValueError(
-            f"method={method!r} is not available; choose one of {METHODS}: 'central', "
-            "'central4'/'central6' (higher order), 'richardson' (extrapolated, most accurate in "
-            "float32), 'forward' (cheapest: n + 1 evaluations)."
+            f"method={method!r} is not available; choose one of {(*METHODS, 'complex_step')}: "
+            "'central', 'central4'/'central6' (higher order), 'richardson' (extrapolated, most "
+            "accurate in float32), 'forward' (cheapest: n + 1 evaluations), 'complex_step' "
+            "(no subtraction error, for complex-analytic losses)."
+        )
+    if method == "complex_step" and mode == "directional":
+        raise ValueError(
+            "method='complex_step' checks elements (mode='full' or 'sample'); "
+            "mode='directional' uses central differences: leave method=None with it."
         )
     if kinks not in ("report", "fail"):
         raise ValueError(

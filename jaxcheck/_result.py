@@ -57,6 +57,7 @@ class LeafReport:
     max_abs_error: float
     step: float  # median step h over the leaf (directional: the step along unit directions)
     passed: bool
+    method: str = "central"  # the method that judged this leaf
     # mode="directional" only:
     directions: int = 0  # random directions over the whole leaf
     probes: int = 0  # further directions spent locating wrong elements
@@ -172,7 +173,15 @@ class CheckResult:
         engine = "batched JAX engine" if self.engine == "jax" else "NumPy host loop"
         mode = {"full": "", "sample": ", sampled elements", "directional": ", random directions"}
         what = "" if self.order == 1 else " of the gradient against Hessian-vector products"
-        return f"{self.method} differences{what} in {self.precision}{mode[self.mode]}, {engine}"
+        name = f"{self.method} differences"
+        if self.method == "complex_step":
+            name = "complex-step derivatives"
+            others = sorted({leaf.method for leaf in self.leaves.values()} - {self.method})
+            n = sum(leaf.method != self.method for leaf in self.leaves.values())
+            name += "".join(
+                f" ({m} differences on {n} of {len(self.leaves)} leaves)" for m in others
+            )
+        return f"{name}{what} in {self.precision}{mode[self.mode]}, {engine}"
 
     def _leaf_header(self) -> list[str]:
         return _DIRECTIONAL_HEADER if self.mode == "directional" else _LEAF_HEADER
@@ -307,12 +316,23 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def assemble(
-    coords, judged, steps, notes, precision, engine, mode="full", order=1, method="central"
+    coords,
+    judged,
+    steps,
+    notes,
+    precision,
+    engine,
+    mode="full",
+    order=1,
+    method="central",
+    leaf_methods=None,
 ) -> CheckResult:
     """Build the result from each checked leaf's `Verdict` or `DirectionalVerdict`.
 
-    steps: {leaf path: the median step} (directional verdicts carry their own).
+    steps: {leaf path: the median step} (directional verdicts carry their own). method: the
+    check's; leaf_methods: {leaf path: the method that judged it} where that differs.
     """
+    leaf_methods = leaf_methods or {}
     numeric, analytic, resolution, reports = [], [], [], {}
     failures, unverifiable, kinks = [], [], []
     totals = np.zeros(3)  # Σ(g − d)², Σg², Σd² over finite elements (or directions)
@@ -372,6 +392,7 @@ def assemble(
             max_abs_error=float(np.max(compared.abs_error, initial=0.0, where=ok)),
             step=step,
             passed=passed,
+            method=leaf_methods.get(leaf.path, method),
             **extra,
         )
     failures.sort(key=lambda e: -_badness(e))

@@ -20,7 +20,7 @@ from ._methods import Method
 KAPPA = 4.0  # safety factor on the estimated finite-difference error
 GRAD_FLOOR = 10.0  # × u(gradient dtype) × max|g| of the leaf: rounding in the tested gradient
 _SQRT70 = float(np.sqrt(70.0))  # ‖(1, −4, 6, −4, 1)‖: std of the 4th difference of white noise
-_HALF_NORMAL_MEDIAN = 0.6745  # median of |N(0, 1)|
+HALF_NORMAL_MEDIAN = 0.6745  # median of |N(0, 1)|
 SCREEN_MARGIN = 64.0  # |g| above this many resolutions: more points cannot make it unverifiable
 
 STATUSES = ("ok", "unverifiable", "mismatch", "nonfinite", "nondeterministic", "kink")
@@ -144,14 +144,15 @@ def screen(g, f0, F, stencil: Stencil, method: Method, *, u_f, u_g, rtol, atol) 
         first = [stencil.row(o) for o in method.first]
         fmax = np.maximum(np.max(np.abs(F[first]), axis=0), np.abs(f0))
         resolution = KAPPA * u_f * fmax * wsum
-        tolerance = atol + resolution + rtol * np.abs(g) + _g_floor(g, u_g)
+        tolerance = atol + resolution + rtol * np.abs(g) + gradient_floor(g, u_g)
         clear = (np.abs(g - d) <= tolerance) & (
             np.maximum(np.abs(g), np.abs(d)) > SCREEN_MARGIN * resolution
         )
     return ~(clear & np.isfinite(d) & np.isfinite(g))
 
 
-def _g_floor(g, u_g) -> float:
+def gradient_floor(g, u_g) -> float:
+    """GRAD_FLOOR·u_g·max|g|: the rounding a computed gradient carries."""
     finite_g = np.abs(g[np.isfinite(g)])
     return GRAD_FLOOR * u_g * (finite_g.max() if finite_g.size else 0.0)
 
@@ -201,13 +202,13 @@ def judge(
         lo, hi, jumps = _kinks(f0, F, stencil, method.kink)
         has4 = ~np.isnan(d4) & ~jumps  # a kink's fourth difference is not noise
         finite_d4 = d4[has4 & np.isfinite(d4)]
-        leaf_noise = np.median(finite_d4) / _HALF_NORMAL_MEDIAN if finite_d4.size else 0.0
+        leaf_noise = np.median(finite_d4) / HALF_NORMAL_MEDIAN if finite_d4.size else 0.0
         noise = np.maximum(np.maximum(u_f * fmax, np.where(has4, d4, 0.0)), leaf_noise)
         trunc = np.abs(d_check - d)
         trunc = np.where(np.isfinite(trunc), trunc, np.inf)  # unknown: nothing can be resolved
         trunc = np.where(has_check, trunc, 0.0)
         resolution = KAPPA * (noise * wsum + trunc)
-        tolerance = atol + resolution + rtol * np.abs(g) + _g_floor(g, u_g)
+        tolerance = atol + resolution + rtol * np.abs(g) + gradient_floor(g, u_g)
         abs_error = np.abs(g - d)
 
     status = np.full(g.shape, OK, dtype=np.int8)

@@ -11,6 +11,7 @@ with it.
 from __future__ import annotations
 
 import dataclasses
+import html
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from ._result import _table
+from ._result import _html_table, _table
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -62,7 +63,8 @@ class SweepResult:
             "best_step": self.best_step,
         }
 
-    def __str__(self) -> str:
+    def _parts(self) -> tuple[str, list[str], list[list[str]], list[str]]:
+        """Title, table header and rows, and the per-leaf summary lines."""
         paths = list(self.difference)
         header = ["step", *(p or "params" for p in paths)]
         rows = [
@@ -70,13 +72,27 @@ class SweepResult:
             for k, h in enumerate(self.steps)
         ]
         best = self.best_step
-        lines = [f"jaxcheck.sweep_eps: {self.method} differences, ‖g − D‖ / (‖g‖ + ‖D‖) per leaf"]
-        lines += ["", *_table(header, rows), ""]
-        lines += [
+        title = f"jaxcheck.sweep_eps: {self.method} differences, ‖g − D‖ / (‖g‖ + ‖D‖) per leaf"
+        summary = [
             f"{p or 'params'}: best step {best[p]:.1e}, default step {self.default_step[p]:.1e}"
             for p in paths
         ]
-        return "\n".join(lines)
+        return title, header, rows, summary
+
+    def __str__(self) -> str:
+        title, header, rows, summary = self._parts()
+        return "\n".join([title, "", *_table(header, rows), "", *summary])
+
+    def __repr__(self) -> str:
+        return f"SweepResult({len(self.steps)} steps, best {self.best_step})"
+
+    def _repr_html_(self) -> str:
+        title, header, rows, summary = self._parts()
+        lines = "".join(f"<li>{html.escape(s)}</li>" for s in summary)
+        return (
+            f"<div><p><b>{html.escape(title)}</b></p>{_html_table(header, rows)}"
+            f"<ul>{lines}</ul></div>"
+        )
 
     def plot(self, ax=None):
         """The V-shaped curves, one per leaf, on log-log axes (needs matplotlib).

@@ -7,6 +7,8 @@ Prints, per corpus model (float32 parameters):
   differences at the rule-of-thumb step u^(1/3)·scale (eps="rule"), with central differences at
   the step chosen from the data (eps="auto"), and with Richardson extrapolation (the native
   default: eps="auto"), and the ratios (target: ≥ 10×);
+- the same with method="complex_step" (opt-in), and on how many leaves it was used (the rest
+  fall back to finite differences: non-analytic or real-only code);
 - false failures of the correct gradient in both precisions with the default method
   (target: 0);
 - planted bugs in float32 native mode, one per leaf, of relative size 1.5e-3 of the leaf's
@@ -43,7 +45,8 @@ def median_relative_error(result) -> float:
 def main() -> None:
     print(f"jaxcheck {jaxcheck.__version__} · jax {jax.__version__} · {jax.devices()[0]}")
     header = ["model", "central rule", "central auto", "richardson", "ratio rule",
-              "ratio auto", "false fail f64", "false fail f32", "planted caught"]  # fmt: skip
+              "ratio auto", "complex step", "(leaves)", "false fail f64", "false fail f32",
+              "planted caught"]  # fmt: skip
     rows = []
     ratios, false_failures, caught_all, missed = [], 0, True, []
     for name, make in CORPUS.items():
@@ -56,6 +59,9 @@ def main() -> None:
             )
             for k, (m, e) in runs.items()
         }
+        cs = jaxcheck.check_grad(loss, params, *args, precision="native", method="complex_step")
+        false_failures += cs.n_failed
+        used = sum(leaf.method == "complex_step" for leaf in cs.leaves.values())
         ratio = errors["rule"] / errors["richardson"]
         ratios.append(ratio)
         f64 = jaxcheck.check_grad(loss, params, *args)
@@ -83,7 +89,9 @@ def main() -> None:
         caught_all &= caught == planted
         rows.append([name, f"{errors['rule']:.1e}", f"{errors['auto']:.1e}",
                      f"{errors['richardson']:.1e}", f"{ratio:.0f}×",
-                     f"{errors['auto'] / errors['richardson']:.1f}×", str(f64.n_failed),
+                     f"{errors['auto'] / errors['richardson']:.1f}×",
+                     f"{median_relative_error(cs):.1e}", f"{used}/{len(cs.leaves)}",
+                     str(f64.n_failed),
                      str(f32.n_failed), f"{caught}/{planted}"])  # fmt: skip
     widths = [max(len(r[k]) for r in [header, *rows]) for k in range(len(header))]
     for r in [header, *rows]:

@@ -26,6 +26,8 @@ def test_the_curve_is_a_v_with_its_bottom_near_the_default_step():
         ratio = sweep.best_step[path] / sweep.default_step[path]
         assert 1e-2 < ratio < 1e2, (path, sweep.best_step[path], sweep.default_step[path])
     assert "best step" in str(sweep)
+    assert "<table>" in sweep._repr_html_() and "best step" in sweep._repr_html_()
+    assert repr(sweep).startswith("SweepResult(")
     assert sweep.to_dict()["best_step"] == sweep.best_step
 
 
