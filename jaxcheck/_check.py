@@ -1,4 +1,4 @@
-"""check_grad and assert_grad: validate the input, pick the engine, judge, assemble the result."""
+"""check_grad: validate the input, pick the engine, judge, assemble the result."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from . import _options as options
 from . import _stencils as st
 from ._coords import Coords, OnlySpec
 from ._engine import JaxEngine, cached_jit, split_arrays
-from ._errors import GradCheckError
 from ._host import HostEngine
 from ._result import CheckResult, assemble
 
@@ -143,18 +142,6 @@ def check_grad(
         return _check(
             fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan, engine_options
         )
-
-
-def assert_grad(fn: Callable[..., Any], params: Any, *args: Any, **options: Any) -> CheckResult:
-    """`check_grad`, raising `jaxcheck.GradCheckError` (an AssertionError) when it fails.
-
-    Returns the `CheckResult` when the check passes. The error's message is the report, and
-    the result is in its `.result`.
-    """
-    result = check_grad(fn, params, *args, **options)
-    if not result.passed:
-        raise GradCheckError(result)
-    return result
 
 
 # ---- options and context ---------------------------------------------------------------------

@@ -14,7 +14,8 @@ class GradCheckError(AssertionError):
 
     def __init__(self, result):
         self.result = result
-        super().__init__(str(result))
+        message = getattr(result, "failure_message", None)
+        super().__init__(message() if message else str(result))
 
 
 GradCheckError.__module__ = "jaxcheck"

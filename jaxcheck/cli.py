@@ -1,13 +1,17 @@
-"""The `jaxcheck` command line: `jaxcheck demo`, `jaxcheck --version`.
+"""The `jaxcheck` command line: `jaxcheck check FILE.py:make_spec`, `jaxcheck demo`.
 
-Exit codes: 0 success, 1 a gradient check failed, 2 usage error (argparse's convention).
+Exit codes: 0 passed, 1 a gradient check failed (or a leaf got worse than --baseline allows),
+2 usage or spec error, with a message saying what to fix and no traceback (--traceback shows
+it). argparse (the standard library) keeps the runtime dependencies to jax and numpy.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def _version() -> str:
@@ -35,14 +39,73 @@ def _demo(args: argparse.Namespace) -> int:
             f"\nThe report points into {worst.path}: every element fails, with analytic = "
             f"{ratio:.2f} x numeric, the factor 4 of the bug. The other leaves pass."
         )
-    print("\nOn your own code:  jaxcheck.check_grad(loss, params, X, y, grad_fn=backward)")
+    print("\nOn your own code:  jaxcheck check checks.py:make_spec  (see the README)")
     return 0  # the demo worked: it found the bug it planted
+
+
+# check_grad's options as flags: (flag, type, help); None for the spec's (or the default)
+_OPTIONS = [
+    ("--mode", str, "full, directional or sample"),
+    ("--method", str, "central, central4, central6, richardson, forward or complex_step"),
+    ("--kinks", str, "report (default) or fail"),
+    ("--order", int, "1 checks the gradient, 2 Hessian-vector products"),
+    ("--eps", str, "the step: a number, 'auto' or 'rule'"),
+    ("--rtol", float, "relative tolerance"),
+    ("--atol", float, "absolute tolerance"),
+    ("--precision", str, "float64 (default) or native"),
+    ("--seed", int, "seed of random directions, samples and projections"),
+    ("--directions", int, "random directions per leaf (mode=directional, order=2)"),
+    ("--samples", int, "elements per leaf (mode=sample)"),
+    ("--chunk-size", int, "perturbations per compiled batch"),
+    ("--max-memory", str, "memory for the batches, e.g. 2GB"),
+]
+
+
+def _check(args: argparse.Namespace) -> int:
+    from . import _baseline, _spec
+
+    spec = _spec.load(args.target)
+    overrides = {}
+    for flag, _, _ in _OPTIONS:
+        key = flag[2:].replace("-", "_")
+        value = getattr(args, key)
+        if value is not None:
+            overrides[key] = _number_or_text(value) if key == "eps" else value
+    if args.only:
+        overrides["only"] = args.only
+    if args.progress is not None:
+        overrides["progress"] = args.progress
+    result = spec.check(**overrides)
+    print(result)
+    report = result.to_dict()
+    if args.json:
+        Path(args.json).write_text(result.to_json(indent=1) + "\n")
+        print(f"\nreport written to {args.json}")
+    worse = []
+    if args.baseline:
+        worse, remarks = _baseline.compare(report, _baseline.read(args.baseline), args.factor)
+        print(f"\nagainst the baseline {args.baseline} (a leaf fails at {args.factor:g}x worse):")
+        for line in worse:
+            print(f"  WORSE {line}")
+        for line in remarks:
+            print(f"  note: {line}")
+        if not worse:
+            print("  no leaf got worse")
+    return 0 if result.passed and not worse else 1
+
+
+def _number_or_text(value: str):
+    try:
+        return float(value)
+    except ValueError:
+        return value
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jaxcheck",
         description="Verify gradients against finite differences, element by element.",
+        epilog="Exit codes: 0 passed, 1 a check failed, 2 usage or spec error.",
     )
     parser.add_argument("--version", action="version", version=f"jaxcheck {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -50,6 +113,35 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="check a small network whose handwritten backward has a planted bug"
     )
     demo.set_defaults(run=_demo)
+    check = commands.add_parser(
+        "check",
+        help="run the check a spec function describes",
+        description="Run jaxcheck.check_grad as described by FUNCTION() -> jaxcheck.Spec. "
+        "Flags override the spec's options.",
+        epilog="Exit codes: 0 passed, 1 a check failed or a leaf got worse than the baseline "
+        "allows, 2 usage or spec error.",
+    )
+    check.add_argument("target", metavar="FILE.py:FUNCTION | module:FUNCTION")
+    for flag, kind, text in _OPTIONS:
+        check.add_argument(flag, type=kind, help=text)
+    check.add_argument(
+        "--only", action="append", metavar="REGEX", help="check only matching leaves (repeatable)"
+    )
+    check.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, help="a progress bar on stderr"
+    )
+    check.add_argument("--json", metavar="PATH", help="write the JSON report here")
+    check.add_argument(
+        "--baseline", metavar="PATH", help="a JSON report to compare with, leaf by leaf"
+    )
+    check.add_argument(
+        "--factor",
+        type=float,
+        default=10.0,
+        help="with --baseline: fail a leaf whose difference grew more than this (default 10)",
+    )
+    check.add_argument("--traceback", action="store_true", help="show tracebacks of errors")
+    check.set_defaults(run=_check)
     return parser
 
 
@@ -59,7 +151,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
-    return args.run(args)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print("jaxcheck: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the output was piped into head or similar: not an error
+        sys.stdout = None
+        return 0
+    except Exception as e:  # noqa: BLE001 - a user's mistake: say what, without a traceback
+        show = getattr(args, "traceback", False)
+        if show:
+            traceback.print_exc()
+        if _is_ours(e):
+            print(f"jaxcheck: error: {e}", file=sys.stderr)
+        else:
+            print(
+                f"jaxcheck: error: {type(e).__name__} raised at {_origin(e)}: {e}"
+                + ("" if show else "\n(--traceback shows the full traceback)"),
+                file=sys.stderr,
+            )
+        return 2
+
+
+def _is_ours(e: Exception) -> bool:
+    from ._spec import SpecError
+
+    if isinstance(e, SpecError):
+        return True
+    frames = traceback.extract_tb(e.__traceback__)
+    return bool(frames) and "jaxcheck" in Path(frames[-1].filename).parts
+
+
+def _origin(e: Exception) -> str:
+    frame = traceback.extract_tb(e.__traceback__)[-1]
+    return f"{Path(frame.filename).name}:{frame.lineno}"
 
 
 if __name__ == "__main__":

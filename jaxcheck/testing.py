@@ -1,0 +1,53 @@
+"""Gradient checks in a test suite: `assert_grad`, `assert_vjp`, `assert_jvp`.
+
+    from jaxcheck.testing import assert_grad
+
+    def test_backward():
+        assert_grad(loss, params, x, y, grad_fn=backward)
+
+Each runs the check and raises `jaxcheck.GradCheckError` (an AssertionError) when it fails,
+with a message written for pytest's output: the verdict, the worst elements with their leaf
+paths, values and tolerances, then the per-leaf table. jaxcheck's own frames are hidden from
+pytest's traceback, so the failure points at the test's line. On success the result is
+returned for further assertions. No plugin or fixture: a plain function is all a test needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ._check import check_grad
+from ._errors import GradCheckError
+from ._identities import check_jvp, check_vjp
+
+__all__ = ["assert_grad", "assert_jvp", "assert_vjp"]
+
+
+def assert_grad(fn: Callable[..., Any], params: Any, *args: Any, **options: Any):
+    """`jaxcheck.check_grad(fn, params, *args, **options)`, raising when it fails.
+
+    Returns the `CheckResult` when the check passes; the error carries it in `.result`.
+    Also available as `jaxcheck.assert_grad`.
+    """
+    __tracebackhide__ = True
+    return _passed_or_raise(check_grad(fn, params, *args, **options))
+
+
+def assert_vjp(fn: Callable[..., Any], *primals: Any, **options: Any):
+    """`jaxcheck.check_vjp(fn, *primals, **options)`, raising when it fails."""
+    __tracebackhide__ = True
+    return _passed_or_raise(check_vjp(fn, *primals, **options))
+
+
+def assert_jvp(fn: Callable[..., Any], *primals: Any, **options: Any):
+    """`jaxcheck.check_jvp(fn, *primals, **options)`, raising when it fails."""
+    __tracebackhide__ = True
+    return _passed_or_raise(check_jvp(fn, *primals, **options))
+
+
+def _passed_or_raise(result):
+    __tracebackhide__ = True
+    if not result.passed:
+        raise GradCheckError(result)
+    return result

@@ -1,0 +1,94 @@
+"""GradMonitor: checks every N steps of an optax training loop without changing the training."""
+
+import jax
+import jax.numpy as jnp
+import matplotlib
+import numpy as np
+import pytest
+
+import jaxcheck
+
+matplotlib.use("Agg")
+optax = pytest.importorskip("optax")
+
+X = np.array([[3, 5], [5, 1], [10, 2]], dtype=float) / np.array([10, 5])
+Y = np.array([[75], [82], [93]], dtype=float) / 100
+
+
+def loss(p, x, y):
+    yhat = jax.nn.sigmoid(jax.nn.sigmoid(x @ p["W1"]) @ p["W2"])
+    return 0.5 * jnp.sum((y - yhat) ** 2)
+
+
+def train(monitor=None, steps=120):
+    rng = np.random.default_rng(0)
+    params = {"W1": jnp.asarray(rng.random((2, 3)) / 100), "W2": jnp.asarray(rng.random((3, 1)))}
+    opt = optax.sgd(0.5, momentum=0.5)
+    state = opt.init(params)
+    for step in range(steps):
+        value, grads = jax.value_and_grad(loss)(params, X, Y)
+        if monitor is not None:
+            monitor(step, params, X, Y, loss=value)
+        updates, state = opt.update(grads, state, params)
+        params = optax.apply_updates(params, updates)
+    return params
+
+
+def test_the_monitor_checks_every_n_steps_and_never_changes_the_training():
+    monitor = jaxcheck.GradMonitor(loss, every=40)
+    with_monitor, without = train(monitor), train()
+    for k in with_monitor:
+        assert np.array_equal(with_monitor[k], without[k])  # bit for bit
+    assert [r.step for r in monitor.checks] == [0, 40, 80]
+    assert len(monitor.history) == 120
+    assert monitor.passed and monitor.last.passed
+    first, last = monitor.checks[0], monitor.checks[-1]
+    assert set(first.leaf_difference) == {"['W1']", "['W2']"}
+    assert last.loss < first.loss
+    assert 0 < last.min_abs_grad < np.inf
+    assert not jax.config.jax_enable_x64
+    assert monitor.to_dict()[1]["difference"] is None  # unchecked steps carry no check
+
+
+def test_a_wrong_gradient_is_caught_during_training():
+    def wrong(p, x, y):
+        g = jax.grad(loss)(p, x, y)
+        return {**g, "W2": g["W2"] * 1.01}
+
+    monitor = jaxcheck.GradMonitor(loss, every=50, grad_fn=wrong, on_failure="ignore")
+    train(monitor, steps=60)
+    assert not monitor.passed
+    assert all(r.n_failed == 3 for r in monitor.checks)
+    with pytest.warns(UserWarning, match="jaxcheck at step 0: CheckResult\\(FAILED"):
+        jaxcheck.GradMonitor(loss, every=50, grad_fn=wrong)(
+            0, {"W1": jnp.ones((2, 3)) / 10, "W2": jnp.ones((3, 1))}, X, Y
+        )
+    raising = jaxcheck.GradMonitor(loss, every=50, grad_fn=wrong, on_failure="raise")
+    with pytest.raises(jaxcheck.GradCheckError):
+        train(raising, steps=1)
+
+
+def test_large_models_are_checked_in_directional_mode_by_default():
+    params = {"W": jnp.ones((200, 120)) / 100}
+    x = jnp.ones((4, 200))
+    monitor = jaxcheck.GradMonitor(lambda p, x: jnp.sum(jnp.tanh(x @ p["W"]) ** 2), every=1)
+    result = monitor(0, params, x)
+    assert result.mode == "directional" and result.passed
+    assert monitor.checks[0].min_abs_grad > 0
+
+
+def test_plots():
+    monitor = jaxcheck.GradMonitor(loss, every=20)
+    train(monitor, steps=41)
+    fig = monitor.plot()
+    assert [ax.get_title() for ax in fig.axes] == [
+        "cost", "gradient difference (red: failed)", "min |g|",
+    ]  # fmt: skip
+    ax = monitor.last.plot()
+    assert len(ax.get_xticklabels()) == 2
+
+
+@pytest.mark.parametrize("kwargs", [{"every": 0}, {"on_failure": "explode"}])
+def test_bad_monitor_options(kwargs):
+    with pytest.raises(ValueError):
+        jaxcheck.GradMonitor(loss, **kwargs)
