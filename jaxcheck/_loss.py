@@ -22,6 +22,10 @@ from ._engine import cached_jit, split_arrays
 def trace(fn, leaves, coords, args) -> tuple[Any, str]:
     """The abstract output of fn if JAX can trace it, else (None, the reason)."""
     checked = [leaves[leaf.position] for leaf in coords.checked]
+    # Copies of the NumPy data: a trace that fails inside jax.enable_x64 can leave JAX holding
+    # a float64 version of a NumPy constant, which later breaks the user's own float32 code
+    # (jax 0.10: "RuntimeProgramInputMismatch ... expected f32 but got f64").
+    args = jax.tree_util.tree_map(lambda x: x.copy() if isinstance(x, np.ndarray) else x, args)
 
     def with_checked(sel):
         values = list(leaves)

@@ -389,3 +389,18 @@ def test_a_single_array_as_params_and_empty_leaves():
     result = jaxcheck.check_grad(lambda p: jnp.sum(jnp.sin(p["w"])) + jnp.sum(p["e"]), params)
     assert result.passed and result.engine == "jax"
     assert ("['e']", "empty") in result.skipped
+
+
+def test_a_numpy_loss_leaves_the_users_float32_jax_code_working():
+    # jax 0.10: a trace that fails inside enable_x64 could leave a float64 copy of a NumPy
+    # argument behind, and the user's next float32 X @ W failed with an XLA input mismatch.
+    X = np.ones((3, 2))
+    params = {"W": np.full((2, 3), 0.1)}
+
+    def loss(p, X):
+        return float(np.sum(np.exp(X @ p["W"])))
+
+    assert jaxcheck.check_grad(
+        loss, params, X, grad_fn=lambda p, X: {"W": X.T @ np.exp(X @ p["W"])}
+    ).passed
+    assert (X @ jnp.ones((2, 3), jnp.float32)).dtype == jnp.float32
