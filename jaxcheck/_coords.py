@@ -1,6 +1,7 @@
 """The coordinate system over a parameter pytree.
 
-Every array leaf gets its key path (as `jax.tree_util.keystr` writes it) and its offset in
+Every array leaf gets its key path (as `jax.tree_util.keystr` writes it, less the `.value` of
+flax.nnx Variables: see `leaf_paths`) and its offset in
 `ravel_pytree(params)` order, so an element is named three ways: leaf path, multi-index
 within the leaf, and flat coordinate. Only floating-point leaves are checked; the rest are
 listed with the reason they were skipped, never silently cast (`ravel_pytree` would promote
@@ -17,11 +18,42 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.tree_util import keystr, tree_flatten_with_path
+from jax.tree_util import GetAttrKey, keystr, tree_flatten_with_path
 
 from ._errors import format_index, list_paths
 
 OnlySpec = str | Sequence[str] | Callable[[str], bool] | None
+
+
+def _is_nnx_variable(x: Any) -> bool:
+    """A flax.nnx Variable (Param, BatchStat, ...) or VariableState, found without importing
+    flax (an optional dependency): by the name and module of a class in its MRO."""
+    return any(
+        c.__name__ in ("Variable", "VariableState")
+        and c.__module__.startswith(("flax.nnx", "flax.experimental.nnx"))
+        for c in type(x).__mro__
+    )
+
+
+def leaf_paths(tree: Any) -> list[tuple[str, Any]]:
+    """(path, leaf) for every leaf of `tree`, in `tree_leaves` order.
+
+    The path is `keystr` of the leaf's key path, except that the `.value` attribute of a
+    flax.nnx Variable is left out, so an nnx State reads `['l1']['kernel']` (not
+    `['l1']['kernel'].value`) like linen variables do. Only a key that is the `value`
+    attribute of a Variable is dropped; a user field called `value` keeps its name. The one
+    naming of paths for params, gradients, only= and eps=.
+    """
+    out = []
+    for key_path, node in tree_flatten_with_path(tree, is_leaf=_is_nnx_variable)[0]:
+        if not _is_nnx_variable(node):
+            out.append((keystr(key_path), node))
+            continue
+        for sub_path, x in tree_flatten_with_path(node)[0]:
+            if sub_path and isinstance(sub_path[0], GetAttrKey) and sub_path[0].name == "value":
+                sub_path = sub_path[1:]
+            out.append((keystr((*key_path, *sub_path)), x))
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,11 +152,10 @@ class Coords:
 
     @classmethod
     def build(cls, params: Any, only: OnlySpec = None) -> Coords:
-        flat, treedef = tree_flatten_with_path(params)
+        treedef = jax.tree_util.tree_structure(params)
         match = _only_matcher(only)
         leaves, offset = [], 0
-        for position, (key_path, x) in enumerate(flat):
-            path = keystr(key_path)
+        for position, (path, x) in enumerate(leaf_paths(params)):
             shape, dtype, reason = _describe(x)
             if not reason and not match(path):
                 reason = "excluded by only="
@@ -203,7 +234,7 @@ class Coords:
         flat = self._flat_vector(grad)
         if flat is not None:
             return self._split_flat(flat)
-        entries = {keystr(k): v for k, v in tree_flatten_with_path(grad)[0]}
+        entries = dict(leaf_paths(grad))
         by_path = {leaf.path: leaf for leaf in self.leaves}
         extra = [p for p in entries if p not in by_path]
         missing = [leaf.path for leaf in self.checked if leaf.path not in entries]

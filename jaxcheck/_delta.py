@@ -186,6 +186,16 @@ def _common(invals) -> list[Any]:
 
 def _elementwise(eqn, invals) -> Slab:
     shape = tuple(eqn.outvars[0].aval.shape)
+    # An operand broadcast along a selected axis of size 1 ((1, 1) + (B, 1), as a Dense(1)
+    # bias enters): its one selected element reaches every output row, so it goes dense.
+    invals = [
+        x.dense()
+        if isinstance(x, Slab)
+        and np.ndim(x.base) == len(shape)
+        and any(np.shape(x.base)[a] != shape[a] for a in x.axes)
+        else x
+        for x in invals
+    ]
     invals = _common([_lift(x, shape) if isinstance(x, Slab) else x for x in invals])
     first = next(x for x in invals if isinstance(x, Slab))
     shape = (first.sel.shape[0], *(np.shape(first.base)[a] for a in first.free))

@@ -30,7 +30,7 @@ import numpy as np
 
 from . import _directional, _rules, _transforms
 from . import _options as options
-from ._coords import Coords, Leaf
+from ._coords import Coords, Leaf, leaf_paths
 from ._identity_report import IdentityLeaf, IdentityResult, element_record
 from ._transforms import is_float0 as _is_float0
 from ._transforms import stack as _stack
@@ -442,7 +442,7 @@ def _cotangent_leaves(coords: Coords, ct: Any, who: str) -> dict[str, np.ndarray
     """{leaf path: flat cotangent} from a VJP's output, with its shape checked."""
     if isinstance(ct, list):
         ct = tuple(ct)
-    flat = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_flatten_with_path(ct)[0]}
+    flat = dict(leaf_paths(ct))
     out = {}
     for leaf in coords.checked:
         if leaf.path not in flat:

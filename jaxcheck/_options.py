@@ -148,7 +148,7 @@ def steps_option(eps: Any, coords: Coords) -> dict[str, float]:
         if unknown:
             raise ValueError(
                 f"eps= names {list_paths([str(k) for k in unknown])}, which are not checked "
-                "leaves. Use key paths as jax.tree_util.keystr writes them: "
+                "leaves. Use key paths as the report writes them: "
                 f"{list_paths(sorted(known))}."
             )
         items = dict(eps)

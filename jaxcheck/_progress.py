@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import warnings
 
 DELAY_S = 2.0
 
@@ -35,7 +36,9 @@ def bar(progress: bool | None, total: int):
     """An object with update(n) and close(): a tqdm bar, or a silent stand-in."""
     if progress is False or importlib.util.find_spec("tqdm") is None:
         return _Silent()
-    from tqdm.auto import tqdm
+    with warnings.catch_warnings():  # in Jupyter without ipywidgets: the text bar, no warning
+        warnings.simplefilter("ignore")
+        from tqdm.auto import tqdm
 
     return tqdm(
         total=total,

@@ -9,10 +9,10 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import jax
 import numpy as np
 
 from . import _complex, _stencils
+from ._coords import leaf_paths
 from ._errors import format_index
 
 WORST_SHOWN = 10
@@ -138,9 +138,9 @@ class CheckResult:
         }
         if arrays:
             for name in ("numeric", "analytic"):
-                flat = jax.tree_util.tree_flatten_with_path(getattr(self, name))[0]
                 d[name] = {
-                    jax.tree_util.keystr(k): [_json_float(x) for x in np.ravel(v)] for k, v in flat
+                    p: [_json_float(x) for x in np.ravel(v)]
+                    for p, v in leaf_paths(getattr(self, name))
                 }
         return d
 
@@ -274,10 +274,9 @@ class CheckResult:
         if ax is None:
             _, ax = plt.subplots(figsize=(max(6, 1 + 0.8 * len(self.leaves)), 3.5))
         flat = {
-            name: {jax.tree_util.keystr(k): np.ravel(np.asarray(v)) for k, v in
-                   jax.tree_util.tree_flatten_with_path(getattr(self, name))[0]}
+            name: {p: np.ravel(np.asarray(v)) for p, v in leaf_paths(getattr(self, name))}
             for name in ("analytic", "numeric", "resolution")
-        }  # fmt: skip
+        }
         failing = {
             (e.path, int(np.ravel_multi_index(e.index, self.leaves[e.path].shape)))
             for e in self.failures

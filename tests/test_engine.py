@@ -250,3 +250,15 @@ def test_memory_strings():
     assert memory_option("512MB") == 512 * 10**6
     assert memory_option(3_000_000) == 3_000_000
     assert memory_option(None) is None
+
+
+def test_a_size_one_bias_broadcast_over_the_batch_is_perturbed_in_every_row():
+    # flax's Dense(1): y + bias.reshape(1, 1), an add of (B, 1) and (1, 1) in the jaxpr
+    params = {"w": jnp.array([[0.3], [-0.2], [0.5]]), "b": jnp.array([0.1])}
+    x = jnp.arange(12.0).reshape(4, 3) / 10
+
+    def loss(p, x):
+        return jnp.sum(jnp.tanh(x @ p["w"] + p["b"].reshape(1, 1)) ** 2)
+
+    result = jaxcheck.check_grad(loss, params, x)
+    assert result.passed, result
