@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -9,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _autostep, _complex, _complex_step, _directional, _hessian, _progress
+from . import _autostep, _complex, _complex_step, _directional, _hessian, _journal, _progress
 from . import _elementwise as elementwise
 from . import _loss as loss
 from . import _methods as methods
@@ -44,6 +45,7 @@ def check_grad(
     chunk_size: int | None = None,
     max_memory: int | str | None = None,
     progress: bool | None = None,
+    journal: str | os.PathLike | None = None,
 ) -> CheckResult:
     """Check a gradient against central finite differences, element by element.
 
@@ -102,6 +104,9 @@ def check_grad(
             quarter of an accelerator's memory, on CPU the smaller of 2 GiB and RAM/8.
         progress: a progress bar on stderr (needs `jaxcheck[progress]`, i.e. tqdm): None
             shows it on a terminal once a check has run two seconds; True always; False never.
+        journal: a file that records every finished chunk of evaluations, so that a check
+            killed at any moment resumes there when run again with the same journal; a
+            journal made for other parameters, data, options or fn is refused.
 
     Returns:
         A `CheckResult`.
@@ -124,6 +129,7 @@ def check_grad(
         "chunk": chunk_size,
         "max_memory": options.memory_option(max_memory),
         "progress": _progress.ask(progress),
+        "journal": options.journal_option(journal, order),
     }
     options.validate_order(order, hvp_fn, mode)
     options.validate_method(method, kinks, order, mode)
@@ -272,12 +278,14 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
     judged = {}
     bar = _progress.bar(engine_options["progress"], _expected_points(coords, plan))
     engine.progress = bar.update
+    engine.journal = _open_journal(engine_options["journal"], fn, values, work_args, plan, steps,
+                                   (rtol, atol, precision), coords)  # fmt: skip
     cs, cs_name = None, _complex_step.NAME
     if plan["method"] == cs_name:
         cs = _complex_step.ComplexStep(
             fn_scalar, values, coords, work_args, key, engine_options, traced is None
         )
-        cs.progress = bar.update
+        cs.progress, cs.journal = bar.update, engine.journal
     tuned: set[str] = set()  # leaves whose data-chosen step is settled
     used: dict[str, str] = {}  # leaf path -> the method that judged it
     steps_used: dict[str, float] = {}
@@ -324,6 +332,9 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
                 engine, leaf, g, f_first, step, plan["directions"], rng, elements, **tol
             )
     bar.close()
+    if engine.journal is not None:
+        engine.journal.close()
+        notes.append(engine.journal.note())
     if plan["step_rule"] == "auto" and tuned - set(steps):
         notes.append("steps chosen from the data per leaf (eps='auto'; eps='rule' for u^p·scale)")
     hint = _complex.conjugate_hint(coords, judged)
@@ -355,6 +366,15 @@ def _complex_step_leaf(cs, engine, leaf, g, f0, typical, steps, seed, tol, subse
             f"{leaf.path or 'params'} ({_complex_step.WHY_WRONG}): judged by finite differences"
         )
     return verdict, float(np.median(h)), note
+
+
+def _open_journal(path, fn, values, args, plan, steps, numerics, coords):
+    """The `_journal.Journal` at path (None: no journal), fingerprinted for this check."""
+    if path is None:
+        return None
+    settings = {k: v for k, v in plan.items() if k != "hvp_fn"}
+    settings.update(steps=steps, numerics=numerics, leaves=[leaf.path for leaf in coords.checked])
+    return _journal.Journal(path, _journal.fingerprint(fn, values, args, settings))
 
 
 def _default_method(coords: Coords, precision: str, order: int) -> str:
@@ -403,7 +423,7 @@ def _batched_or_host(fn_scalar, values, coords, args, key, engine_options, notes
 
     Compiling the first leaf is the probe; its executable is kept for the check itself.
     """
-    opts = {k: v for k, v in engine_options.items() if k != "progress"}
+    opts = {k: v for k, v in engine_options.items() if k not in ("progress", "journal")}
     engine = JaxEngine(fn_scalar, values, coords, args, cache_key=key, **opts)
     try:
         engine.prepare(coords.checked[0])

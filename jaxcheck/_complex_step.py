@@ -75,8 +75,11 @@ class ComplexStep:
         self._imag = lambda params, *a: xp.imag(fn_scalar(params, *a))
         self.values, self._coords, self._args = list(values), coords, args
         self._key, self._host = key, host
-        self._engine_options = {k: v for k, v in engine_options.items() if k != "progress"}
+        self._engine_options = {
+            k: v for k, v in engine_options.items() if k not in ("progress", "journal")
+        }
         self.progress = None
+        self.journal = None
 
     def _engine(self, leaf: Leaf):
         """An engine of Im f, with this leaf complex."""
@@ -91,7 +94,7 @@ class ComplexStep:
                 self._imag, values, self._coords, self._args, cache_key=key,
                 **self._engine_options,
             )  # fmt: skip
-        engine.progress = self.progress
+        engine.progress, engine.journal = self.progress, self.journal
         return engine
 
     def verify(self, leaf, real_engine, g, f0, t, h, rng, tol) -> tuple[object, str]:

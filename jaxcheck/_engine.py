@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from . import _delta, _stage
+from . import _delta, _journal, _stage
 from ._coords import Coords, Leaf
 
 MAX_CHUNK = {True: 4096, False: 1024}  # points per chunk on the fast and the plain path
@@ -155,6 +155,7 @@ class JaxEngine:
         self._cache: dict[tuple, Compiled] = {}  # (leaf position, kind) -> compiled program
         self._residuals: dict[tuple, list] = {}  # the current leaf -> what its chunks read
         self.progress = progress
+        self.journal = None  # a `_journal.Journal`: chunks recorded there are not run again
         self.n_compiles = 0
         self.paths: dict[str, str] = {}  # leaf path -> "sparse" or "vmap"
         self._stats: dict[str, int] = {}
@@ -307,6 +308,7 @@ class JaxEngine:
             (),
             [(idx, np.int32, 0), (vals, base.dtype, np.asarray(base[0]))],
             points=1,
+            tag=(leaf.position, "element"),
         )
         return f.reshape(-1)
 
@@ -326,12 +328,15 @@ class JaxEngine:
             self.progress(len(rows))
         return out.astype(np.float64)
 
-    def _run_chunks(self, program, residuals, fixed, batched, points) -> tuple[np.ndarray, ...]:
+    def _run_chunks(
+        self, program, residuals, fixed, batched, points, tag
+    ) -> tuple[np.ndarray, ...]:
         """program.run over the batched inputs, chunk by chunk; each output in float64.
 
         batched: (array, dtype, fill) triples, one row per batch member; the last chunk is
         padded with fill. fixed: inputs passed whole to every chunk. points: evaluations of f
-        per member, for the progress bar.
+        per member, for the progress bar. tag: (leaf position, kind), naming the chunks in
+        the journal, where a chunk already recorded is read instead of run.
         """
         size, n = program.size, len(batched[0][0])
         pad = (-n) % size
@@ -341,8 +346,18 @@ class JaxEngine:
         ]
         outs = []
         for s in range(0, n + pad, size):
-            out = program.run(residuals, *fixed, *(x[s : s + size] for x in padded))
-            outs.append([np.asarray(x, dtype=np.float64) for x in out])
+            inputs = [x[s : s + size] for x in padded]
+            key = out = None
+            if self.journal is not None:
+                key = _journal.chunk_key((tag, size), [*fixed, *inputs])
+                out = self.journal.lookup(key)
+            if out is None:
+                out = [
+                    np.asarray(x, dtype=np.float64) for x in program.run(residuals, *fixed, *inputs)
+                ]
+                if key is not None:
+                    self.journal.record(key, out)
+            outs.append(out)
             if self.progress is not None:
                 self.progress(min(size, n - s) * points)
         return tuple(np.concatenate(parts)[:n] for parts in zip(*outs))
@@ -379,7 +394,8 @@ class JaxEngine:
             np.asarray(ts, base.dtype),
         )
         batched = [(keys, np.uint32, 0), (groups, np.int32, -1)]
-        return self._run_chunks(program, residuals, fixed, batched, points=len(ts))
+        tag = (leaf.position, "direction")
+        return self._run_chunks(program, residuals, fixed, batched, points=len(ts), tag=tag)
 
 
 def _working_memory(compiled) -> int:

@@ -12,7 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from . import _journal
 from ._coords import Coords, Leaf
+
+BLOCK = 64  # points per journal entry
 
 
 class HostEngine:
@@ -28,8 +31,27 @@ class HostEngine:
         self._values = list(values)
         self._args = args
         self.progress = None
+        self.journal = None  # a `_journal.Journal`: blocks recorded there are not run again
 
     def evaluate(self, leaf: Leaf, idx: np.ndarray, vals: np.ndarray) -> np.ndarray:
+        """f at the points where leaf element idx[k] is set to vals[k], in blocks of BLOCK
+        points (the journal's unit)."""
+        parts = []
+        for s in range(0, len(idx), BLOCK):
+            block = (idx[s : s + BLOCK], vals[s : s + BLOCK])
+            key = out = None
+            if self.journal is not None:
+                key = _journal.chunk_key((leaf.position, "element"), block)
+                found = self.journal.lookup(key)
+                out = None if found is None else found[0]
+            if out is None:
+                out = self._evaluate(leaf, *block)
+                if key is not None:
+                    self.journal.record(key, [out])
+            parts.append(out)
+        return np.concatenate(parts) if parts else np.empty(0)
+
+    def _evaluate(self, leaf: Leaf, idx: np.ndarray, vals: np.ndarray) -> np.ndarray:
         arr = np.array(self._values[leaf.position], copy=True)
         flat = arr.reshape(-1)  # a view of the private copy
         values = list(self._values)

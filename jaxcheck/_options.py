@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
+import os
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -187,3 +188,14 @@ def count_option(name: str, value: Any, what: str) -> int:
     if not (isinstance(value, numbers.Integral) and not isinstance(value, bool) and value > 0):
         raise ValueError(f"{name}={value!r}: pass a positive integer, the number of {what}.")
     return int(value)
+
+
+def journal_option(journal: Any, order: int):
+    """The journal path, validated (None: no journal)."""
+    if journal is None:
+        return None
+    if not isinstance(journal, (str, os.PathLike)):
+        raise TypeError(f"journal={journal!r}: pass a file path (str or pathlib.Path), or None.")
+    if order == 2:
+        raise ValueError("journal= records order=1 checks; run order=2 without a journal.")
+    return journal

@@ -58,6 +58,7 @@ _OPTIONS = [
     ("--samples", int, "elements per leaf (mode=sample)"),
     ("--chunk-size", int, "perturbations per compiled batch"),
     ("--max-memory", str, "memory for the batches, e.g. 2GB"),
+    ("--journal", str, "record finished chunks here; run again with it to resume a killed check"),
 ]
 
 
