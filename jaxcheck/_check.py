@@ -46,6 +46,7 @@ def check_grad(
     max_memory: int | str | None = None,
     progress: bool | None = None,
     journal: str | os.PathLike | None = None,
+    devices: Any = None,
 ) -> CheckResult:
     """Check a gradient against central finite differences, element by element.
 
@@ -107,6 +108,9 @@ def check_grad(
         journal: a file that records every finished chunk of evaluations, so that a check
             killed at any moment resumes there when run again with the same journal; a
             journal made for other parameters, data, options or fn is refused.
+        devices: the devices each chunk of perturbations is split over (a jax.sharding
+            Mesh over them; parameters and data replicated). None: every local device when
+            there are several. The results are those of a single-device run.
 
     Returns:
         A `CheckResult`.
@@ -130,6 +134,7 @@ def check_grad(
         "max_memory": options.memory_option(max_memory),
         "progress": _progress.ask(progress),
         "journal": options.journal_option(journal, order),
+        "devices": options.devices_option(devices),
     }
     options.validate_order(order, hvp_fn, mode)
     options.validate_method(method, kinks, order, mode)
@@ -278,6 +283,8 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
     judged = {}
     bar = _progress.bar(engine_options["progress"], _expected_points(coords, plan))
     engine.progress = bar.update
+    if getattr(engine, "n_devices", 1) > 1:
+        notes.append(f"each chunk of perturbations split over {engine.n_devices} devices")
     engine.journal = _open_journal(engine_options["journal"], fn, values, work_args, plan, steps,
                                    (rtol, atol, precision), coords)  # fmt: skip
     cs, cs_name = None, _complex_step.NAME

@@ -69,6 +69,17 @@ def default_max_memory() -> int:
     return min(CPU_MEMORY_CAP, ram // 8)
 
 
+def mesh(devices: Sequence[Any] | None):
+    """The 1-D mesh the perturbations are split over: all local devices by default when
+    there are several, the given ones, or None for one device (no sharding)."""
+    if devices is None:
+        devices = jax.local_devices()
+    devices = list(devices)
+    if len(devices) <= 1:
+        return None
+    return jax.sharding.Mesh(np.array(devices), ("p",))
+
+
 def cached_jit(key: Any, make: Callable[[], Callable]) -> Callable:
     """jax.jit(make()), kept across calls under `key` (jit's own cache is per function object)."""
     if key not in _JITS:
@@ -129,6 +140,7 @@ class JaxEngine:
         max_memory: int | None = None,
         cache_key: Any = None,
         progress: Callable[[int], None] | None = None,
+        devices: Sequence[Any] | None = None,
     ):
         self._fn = fn_scalar
         self._coords = coords
@@ -140,6 +152,11 @@ class JaxEngine:
         self._chunk = chunk
         self._delta = delta
         self._budget = max_memory or default_max_memory()
+        self._mesh = mesh(devices)
+        # Each device evaluates chunks of the size one device would: the same program on the
+        # same shapes, so the values are bit-identical to a single-device run.
+        self._n = 1 if self._mesh is None else self._mesh.devices.size
+        self.n_devices = self._n
         self._key = None
         if cache_key is not None:
             self._key = (
@@ -151,6 +168,7 @@ class JaxEngine:
                 self._budget,
                 jax.config.jax_enable_x64,
                 str(jax.config.jax_default_matmul_precision),
+                None if self._mesh is None else tuple(d.id for d in self._mesh.devices.flat),
             )
         self._cache: dict[tuple, Compiled] = {}  # (leaf position, kind) -> compiled program
         self._residuals: dict[tuple, list] = {}  # the current leaf -> what its chunks read
@@ -217,6 +235,7 @@ class JaxEngine:
             return _CACHE[key]
 
         def first_size(sparse: bool) -> int:
+            # The single-device chunk size on every device (identical values), not 1/n of it.
             n_points = 2 * leaf.size + 1
             itemsize = base.dtype.itemsize
             return self._chunk or first_chunk(leaf, itemsize, n_points, self._budget, sparse)
@@ -224,7 +243,11 @@ class JaxEngine:
         staged = None
         if kind == "direction":
             size = self._chunk or first_chunk(
-                leaf, base.dtype.itemsize * len(ALONG), DIRECTION_CHUNK, self._budget, False
+                leaf,
+                base.dtype.itemsize * len(ALONG),
+                -(-DIRECTION_CHUNK // self._n),
+                self._budget,
+                False,
             )
             path, chunk_fn = "direction", self._along(leaf)
             staged = self._stage(chunk_fn, base, size, kind)
@@ -244,7 +267,9 @@ class JaxEngine:
             staged = self._stage(chunk_fn, base, size, kind)
         limit = self._budget // 2
         while True:
-            run = staged.run.lower(staged.residual_avals, *self._inputs(base, size, kind))
+            run = self._jit_run(staged, kind).lower(
+                staged.residual_avals, *self._inputs(base, size * self._n, kind)
+            )
             run = run.compile()
             self._count_compile()
             used = _working_memory(run)
@@ -254,7 +279,7 @@ class JaxEngine:
             size = max(1, min(size // 2, 1 << (int(size * limit / used).bit_length() - 1)))
             staged = self._stage(chunk_fn, base, size, kind)
         prepare = staged.prepare.lower(base, self._params_dyn, self._args_dyn).compile()
-        program = Compiled(prepare, run, size, path)
+        program = Compiled(prepare, run, size * self._n, path)
         self._cache[slot] = program
         if kind == "element":
             self.paths[leaf.path] = path
@@ -264,9 +289,24 @@ class JaxEngine:
                 _CACHE.popitem(last=False)
         return program
 
+    def _jit_run(self, staged: _stage.Staged, kind: str):
+        """The chunk program: on one device as staged, or with the perturbations (and every
+        output) split over the mesh's devices and the residuals replicated."""
+        if self._mesh is None:
+            return staged.run
+        from jax.sharding import NamedSharding, PartitionSpec
+
+        replicated = NamedSharding(self._mesh, PartitionSpec())
+        split = NamedSharding(self._mesh, PartitionSpec("p"))
+        n_fixed = 0 if kind == "element" else 3  # labels, gradient, steps: whole in every chunk
+        n_batched = 2  # element: indices, values; direction: keys, groups
+        shardings = (replicated, *[replicated] * n_fixed, *[split] * n_batched)
+        return jax.jit(staged.run_fn, in_shardings=shardings, out_shardings=split)
+
     def _stage(self, chunk_fn: Callable, base, size: int, kind: str) -> _stage.Staged:
+        """The chunk traced for `size` points per device (size × devices in all)."""
         known = (base, self._params_dyn, self._args_dyn)
-        return _stage.split(chunk_fn, known, self._inputs(base, size, kind))
+        return _stage.split(chunk_fn, known, self._inputs(base, size * self._n, kind))
 
     def _count_compile(self) -> None:
         global compilations
@@ -295,6 +335,10 @@ class JaxEngine:
         if slot not in self._residuals:
             # One leaf at a time: a check finishes a leaf before it starts the next.
             residuals = program.prepare(base, self._params_dyn, self._args_dyn)
+            if self._mesh is not None:  # every device reads them
+                from jax.sharding import NamedSharding, PartitionSpec
+
+                residuals = jax.device_put(residuals, NamedSharding(self._mesh, PartitionSpec()))
             self._residuals = {k: v for k, v in self._residuals.items() if k[0] == slot[0]}
             self._residuals[slot] = residuals
         return base, program, self._residuals[slot]

@@ -199,3 +199,23 @@ def journal_option(journal: Any, order: int):
     if order == 2:
         raise ValueError("journal= records order=1 checks; run order=2 without a journal.")
     return journal
+
+
+def devices_option(devices: Any):
+    """None, or a non-empty list of distinct jax devices."""
+    if devices is None:
+        return None
+    if isinstance(devices, jax.Device):
+        devices = [devices]
+    devices = list(devices) if isinstance(devices, (list, tuple)) else devices
+    if (
+        not isinstance(devices, list)
+        or not devices
+        or not all(isinstance(d, jax.Device) for d in devices)
+        or len({d.id for d in devices}) != len(devices)
+    ):
+        raise ValueError(
+            f"devices={devices!r}: pass a list of distinct jax devices (e.g. jax.devices()[:4]), "
+            "or None for every local device."
+        )
+    return devices

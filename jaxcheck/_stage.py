@@ -29,8 +29,9 @@ from ._delta import read, run_eqns
 class Staged:
     """`prepare(*known) -> residuals` and `run(residuals, *perturbation) -> out`, both jitted."""
 
-    def __init__(self, prepare: Callable, run: Callable, residual_avals: list):
+    def __init__(self, prepare: Callable, run: Callable, residual_avals: list, run_fn=None):
         self.prepare, self.run, self.residual_avals = prepare, run, residual_avals
+        self.run_fn = run_fn  # run, not jitted: to jit again with shardings
 
 
 def split(fn: Callable, known: Sequence[Any], unknown: Sequence[Any]) -> Staged:
@@ -82,7 +83,7 @@ def split(fn: Callable, known: Sequence[Any], unknown: Sequence[Any]) -> Staged:
         return [read(env, v) for v in jaxpr.outvars]
 
     avals = [jax.ShapeDtypeStruct(v.aval.shape, v.aval.dtype) for v in needed]
-    return Staged(jax.jit(prepare), jax.jit(run), avals)
+    return Staged(jax.jit(prepare), jax.jit(run), avals, run)
 
 
 def _grows(eqn) -> bool:
