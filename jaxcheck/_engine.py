@@ -70,10 +70,11 @@ def default_max_memory() -> int:
 
 
 def mesh(devices: Sequence[Any] | None):
-    """The 1-D mesh the perturbations are split over: all local devices by default when
-    there are several, the given ones, or None for one device (no sharding)."""
-    if devices is None:
-        devices = jax.local_devices()
+    """The 1-D mesh the perturbations are split over: all devices by default (every
+    process's, after jax.distributed.initialize) when there are several, the given ones, or
+    None for one device (no sharding)."""
+    if devices is None:  # with jax.distributed: every process's devices
+        devices = jax.devices()
     devices = list(devices)
     if len(devices) <= 1:
         return None
@@ -157,6 +158,11 @@ class JaxEngine:
         # same shapes, so the values are bit-identical to a single-device run.
         self._n = 1 if self._mesh is None else self._mesh.devices.size
         self.n_devices = self._n
+        # A mesh over several processes (jax.distributed): inputs become global arrays and
+        # outputs are gathered from every process.
+        self._global = self._mesh is not None and any(
+            d.process_index != jax.process_index() for d in self._mesh.devices.flat
+        )
         self._key = None
         if cache_key is not None:
             self._key = (
@@ -267,9 +273,10 @@ class JaxEngine:
             staged = self._stage(chunk_fn, base, size, kind)
         limit = self._budget // 2
         while True:
-            run = self._jit_run(staged, kind).lower(
-                staged.residual_avals, *self._inputs(base, size * self._n, kind)
-            )
+            example = self._inputs(base, size * self._n, kind)
+            if self._global:
+                example = self._global_inputs(example, kind)
+            run = self._jit_run(staged, kind).lower(staged.residual_avals, *example)
             run = run.compile()
             self._count_compile()
             used = _working_memory(run)
@@ -303,6 +310,25 @@ class JaxEngine:
         shardings = (replicated, *[replicated] * n_fixed, *[split] * n_batched)
         return jax.jit(staged.run_fn, in_shardings=shardings, out_shardings=split)
 
+    def _global_array(self, x, split: bool):
+        """x (the same on every process) as an array over the whole mesh."""
+        from jax.sharding import NamedSharding, PartitionSpec
+
+        x = np.asarray(x)
+        sharding = NamedSharding(self._mesh, PartitionSpec("p") if split else PartitionSpec())
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+    def _global_inputs(self, inputs, kind: str) -> list:
+        n_fixed = 0 if kind == "element" else 3
+        return [self._global_array(x, split=k >= n_fixed) for k, x in enumerate(inputs)]
+
+    def _gather(self, x) -> np.ndarray:
+        if not self._global:
+            return np.asarray(x, dtype=np.float64)
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True), dtype=np.float64)
+
     def _stage(self, chunk_fn: Callable, base, size: int, kind: str) -> _stage.Staged:
         """The chunk traced for `size` points per device (size × devices in all)."""
         known = (base, self._params_dyn, self._args_dyn)
@@ -335,7 +361,9 @@ class JaxEngine:
         if slot not in self._residuals:
             # One leaf at a time: a check finishes a leaf before it starts the next.
             residuals = program.prepare(base, self._params_dyn, self._args_dyn)
-            if self._mesh is not None:  # every device reads them
+            if self._global:  # every device of every process reads them
+                residuals = [self._global_array(r, split=False) for r in residuals]
+            elif self._mesh is not None:
                 from jax.sharding import NamedSharding, PartitionSpec
 
                 residuals = jax.device_put(residuals, NamedSharding(self._mesh, PartitionSpec()))
@@ -396,9 +424,10 @@ class JaxEngine:
                 key = _journal.chunk_key((tag, size), [*fixed, *inputs])
                 out = self.journal.lookup(key)
             if out is None:
-                out = [
-                    np.asarray(x, dtype=np.float64) for x in program.run(residuals, *fixed, *inputs)
-                ]
+                args = [*fixed, *inputs]
+                if self._global:
+                    args = self._global_inputs(args, tag[1])
+                out = [self._gather(x) for x in program.run(residuals, *args)]
                 if key is not None:
                     self.journal.record(key, out)
             outs.append(out)

@@ -198,6 +198,11 @@ def journal_option(journal: Any, order: int):
         raise TypeError(f"journal={journal!r}: pass a file path (str or pathlib.Path), or None.")
     if order == 2:
         raise ValueError("journal= records order=1 checks; run order=2 without a journal.")
+    if jax.process_count() > 1:
+        raise ValueError(
+            "journal= is for single-process checks: with jax.distributed every process would "
+            "append to it. Run without a journal, or check from one process."
+        )
     return journal
 
 

@@ -77,3 +77,75 @@ def test_one_device_given_is_a_plain_run():
     params, x, y = data()
     result = jaxcheck.check_grad(loss, params, x, y, devices=jax.devices()[:1])
     assert result.passed and not any("devices" in n for n in result.notes)
+
+
+HOST = textwrap.dedent("""
+    import hashlib, json, sys
+    pid, port, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    import jax
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(f"127.0.0.1:{{port}}", num_processes=2, process_id=pid,
+                               initialization_timeout=120)
+    sys.path.insert(0, {root!r})
+    import numpy as np
+    import jaxcheck
+    from tests.spec_example import backward, data, loss
+
+    params, x, y = data()
+    good = jaxcheck.check_grad(loss, params, x, y)
+    bad = jaxcheck.check_grad(loss, params, x, y, grad_fn=backward)
+    if jax.process_index() == 0:  # one process writes the report
+        digest = lambda r: {{k: hashlib.sha256(np.asarray(r.numeric[k]).tobytes()).hexdigest()
+                            for k in params}}
+        with open(out, "w") as f:
+            json.dump({{"devices": len(jax.devices()), "notes": list(good.notes),
+                       "good": [good.passed, digest(good)],
+                       "bad": [bad.passed, [[e.path, list(e.index)] for e in bad.failures]]}}, f)
+""")
+
+
+def test_two_processes_over_loopback_check_together_and_process_0_reports(tmp_path):
+    import hashlib
+    import socket
+
+    import numpy as np
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = tmp_path / "host.py"
+    script.write_text(HOST.format(root=root))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    out = tmp_path / "report.json"
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(i), port, str(out)],
+            cwd=root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for i in range(2)
+    ]
+    try:
+        results = [p.communicate(timeout=400) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for p, (_, err) in zip(procs, results):
+        assert p.returncode == 0, err[-3000:]
+    report = json.loads(out.read_text())
+    assert report["devices"] == 2
+    assert "each chunk of perturbations split over 2 devices" in report["notes"]
+    params, x, y = data()
+    single = jaxcheck.check_grad(loss, params, x, y)
+    digest = {
+        k: hashlib.sha256(np.asarray(single.numeric[k]).tobytes()).hexdigest() for k in params
+    }
+    assert report["good"] == [True, digest]
+    from tests.spec_example import backward
+
+    bad = jaxcheck.check_grad(loss, params, x, y, grad_fn=backward)
+    assert report["bad"] == [False, [[e.path, list(e.index)] for e in bad.failures]]
