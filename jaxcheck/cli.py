@@ -77,22 +77,30 @@ def _check(args: argparse.Namespace) -> int:
     if args.progress is not None:
         overrides["progress"] = args.progress
     result = spec.check(**overrides)
-    print(result)
+    # Under jax.distributed every process runs the check; process 0 speaks and writes.
+    say = print if _lead() else lambda *a, **k: None
+    say(result)
     report = result.to_dict()
-    if args.json:
+    if args.json and _lead():
         Path(args.json).write_text(result.to_json(indent=1) + "\n")
-        print(f"\nreport written to {args.json}")
+        say(f"\nreport written to {args.json}")
     worse = []
     if args.baseline:
         worse, remarks = _baseline.compare(report, _baseline.read(args.baseline), args.factor)
-        print(f"\nagainst the baseline {args.baseline} (a leaf fails at {args.factor:g}x worse):")
+        say(f"\nagainst the baseline {args.baseline} (a leaf fails at {args.factor:g}x worse):")
         for line in worse:
-            print(f"  WORSE {line}")
+            say(f"  WORSE {line}")
         for line in remarks:
-            print(f"  note: {line}")
+            say(f"  note: {line}")
         if not worse:
-            print("  no leaf got worse")
+            say("  no leaf got worse")
     return 0 if result.passed and not worse else 1
+
+
+def _lead() -> bool:
+    import jax
+
+    return jax.process_index() == 0
 
 
 def _number_or_text(value: str):
