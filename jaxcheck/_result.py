@@ -265,42 +265,9 @@ class CheckResult:
         """A per-leaf overview: each element's |g − D| (up to `per_leaf` per leaf, sampled),
         failures in red, and the leaf's median error estimate (resolution) as a black bar.
         Needs matplotlib; returns the Axes."""
-        try:
-            import matplotlib.pyplot as plt
-        except ImportError as e:
-            raise ImportError(
-                "CheckResult.plot needs matplotlib: pip install 'jaxcheck[plot]'."
-            ) from e
-        if ax is None:
-            _, ax = plt.subplots(figsize=(max(6, 1 + 0.8 * len(self.leaves)), 3.5))
-        flat = {
-            name: {p: np.ravel(np.asarray(v)) for p, v in leaf_paths(getattr(self, name))}
-            for name in ("analytic", "numeric", "resolution")
-        }
-        failing = {
-            (e.path, int(np.ravel_multi_index(e.index, self.leaves[e.path].shape)))
-            for e in self.failures
-        }
-        rng = np.random.default_rng(0)
-        for x, path in enumerate(self.leaves):
-            err = np.abs(flat["analytic"][path] - flat["numeric"][path])
-            idx = np.flatnonzero(np.isfinite(err))
-            if idx.size > per_leaf:
-                idx = np.sort(rng.choice(idx, per_leaf, replace=False))
-            bad = np.array([(path, int(i)) in failing for i in idx], bool)
-            jitter = x + rng.uniform(-0.25, 0.25, idx.size)
-            ax.scatter(jitter[~bad], err[idx][~bad], s=4, c="tab:green", alpha=0.5)
-            ax.scatter(jitter[bad], err[idx][bad], s=10, c="tab:red")
-            res = np.abs(flat["resolution"][path])
-            res = res[np.isfinite(res)]
-            if res.size:
-                ax.hlines(np.median(res), x - 0.35, x + 0.35, colors="black")
-        ax.set_yscale("log")
-        ax.set_xticks(range(len(self.leaves)))
-        ax.set_xticklabels([p or "params" for p in self.leaves], rotation=30, ha="right")
-        ax.set_ylabel("|g − D| per element")
-        ax.set_title(f"jaxcheck: {self._headline()}", fontsize="small")
-        return ax
+        from ._plots import result_overview
+
+        return result_overview(self, ax, per_leaf)
 
     def failure_message(self) -> str:
         """The report as a failed test should show it: the verdict and the wrong leaves, the
