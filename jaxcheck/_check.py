@@ -271,6 +271,10 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
     # Raises on a vanishing step, before the long part.
     stencils = elementwise.stencils(coords, values, steps, typical, method)
 
+    # A journal for another check is refused here, before anything long.
+    journal = _open_journal(engine_options["journal"], fn, values, work_args, plan, steps,
+                            (rtol, atol, precision), coords)  # fmt: skip
+
     # The input is valid: from here on, the long part.
     if traced is None:
         notes.append(
@@ -285,8 +289,7 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
     engine.progress = bar.update
     if getattr(engine, "n_devices", 1) > 1:
         notes.append(f"each chunk of perturbations split over {engine.n_devices} devices")
-    engine.journal = _open_journal(engine_options["journal"], fn, values, work_args, plan, steps,
-                                   (rtol, atol, precision), coords)  # fmt: skip
+    engine.journal = journal
     cs, cs_name = None, _complex_step.NAME
     if plan["method"] == cs_name:
         cs = _complex_step.ComplexStep(
