@@ -269,7 +269,7 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
     if is_cs:
         _complex_step.validate(given)
     # Raises on a vanishing step, before the long part.
-    stencils = elementwise.stencils(coords, values, steps, typical, method)
+    stencils = elementwise.Stencils(coords, values, steps, typical, method)
 
     # A journal for another check is refused here, before anything long.
     journal = _open_journal(engine_options["journal"], fn, values, work_args, plan, steps,
@@ -307,11 +307,11 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
 
         def elements(subset=None, leaf=leaf, g=g, tol=tol):
             if leaf.path not in tuned and plan["step_rule"] == "auto" and leaf.path not in steps:
-                stencils[leaf.path] = _autostep.tuned(
-                    engine, leaf, stencils[leaf.path], method, g, tol, typical[leaf.path]
+                stencils[leaf] = _autostep.tuned(
+                    engine, leaf, stencils[leaf], method, g, tol, typical[leaf.path]
                 )
             tuned.add(leaf.path)
-            s = stencils[leaf.path]
+            s = stencils[leaf]
             verdict = elementwise.judge_leaf(engine, leaf, s, method, g, tol, subset=subset)
             if plan["kinks"] == "fail":
                 verdict.status[verdict.status == st.KINK] = st.MISMATCH
@@ -349,8 +349,8 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
         notes.append("steps chosen from the data per leaf (eps='auto'; eps='rule' for u^p·scale)")
     hint = _complex.conjugate_hint(coords, judged)
     notes += [hint] if hint else []
-    for path, s in stencils.items():
-        steps_used.setdefault(path, float(np.median(s.h)))
+    for leaf in coords.checked:
+        steps_used.setdefault(leaf.path, stencils.median_step(leaf))
     return assemble(
         coords, judged, steps_used, notes, precision, engine.name, mode,
         method=plan["method"], leaf_methods=used,

@@ -18,27 +18,56 @@ NOISE_SAMPLE = 256  # elements per leaf always evaluated at ±2h, for the leaf's
 NOISY = 1e3  # noise in f above this many round-off units makes an element suspicious
 
 
-def stencils(coords: Coords, values: list, steps: dict, typical: dict, method) -> dict:
-    """Each checked leaf's `Stencil`; typical: `_typical_scale`."""
-    out = {}
-    for leaf in coords.checked:
-        theta = np.asarray(values[leaf.position]).reshape(-1)
-        if leaf.path in steps:
-            h = np.full(theta.shape, steps[leaf.path])
-        else:
-            h = st.default_steps(theta, typical[leaf.path], method)
-        stencil = st.make_stencil(theta, h, method)
+class Stencils:
+    """Each checked leaf's `Stencil`, built when first asked for and kept.
+
+    All leaves are validated when this is made (a vanishing step raises before the long
+    part), one leaf at a time, keeping nothing: in directional mode only the leaves that fail
+    ever need their element stencils, and those hold up to ten rows of the leaf's size.
+    typical: `_typical_scale`.
+    """
+
+    def __init__(self, coords: Coords, values: list, steps: dict, typical: dict, method):
+        self._coords, self._values, self._steps = coords, values, steps
+        self._typical, self._method = typical, method
+        self._built: dict[str, st.Stencil] = {}
+        for leaf in coords.checked:
+            self._build(leaf)  # raises on a vanishing step; not kept
+
+    def _build(self, leaf: Leaf) -> st.Stencil:
+        theta = np.asarray(self._values[leaf.position]).reshape(-1)
+        stencil = st.make_stencil(theta, self.nominal(leaf), self._method)
         lost = stencil.lost()
         if lost.size:
             i = int(lost[0])
+            h = stencil.h[i]
             raise ValueError(
-                f"the step {h[i]:.3g} vanishes at params{leaf.path}{format_index(leaf.index(i))} = "
+                f"the step {h:.3g} vanishes at params{leaf.path}{format_index(leaf.index(i))} = "
                 f"{float(theta[i])!r} in {theta.dtype}: θ ± h rounds back to θ "
                 f"({lost.size} element(s) of this leaf). Use a larger eps, or eps=None for steps "
                 "relative to each element."
             )
-        out[leaf.path] = stencil
-    return out
+        return stencil
+
+    def nominal(self, leaf: Leaf) -> np.ndarray:
+        """The leaf's default (or given) steps h, before any data-chosen factor."""
+        theta = np.asarray(self._values[leaf.position]).reshape(-1)
+        if leaf.path in self._steps:
+            return np.full(theta.shape, self._steps[leaf.path], np.float64)
+        return st.default_steps(theta, self._typical[leaf.path], self._method)
+
+    def __getitem__(self, leaf: Leaf) -> st.Stencil:
+        if leaf.path not in self._built:
+            self._built[leaf.path] = self._build(leaf)
+        return self._built[leaf.path]
+
+    def __setitem__(self, leaf: Leaf, stencil: st.Stencil) -> None:
+        self._built[leaf.path] = stencil
+
+    def median_step(self, leaf: Leaf) -> float:
+        """The leaf's median step: the one used if its stencil was built, else the nominal."""
+        built = self._built.get(leaf.path)
+        return float(np.median(built.h if built is not None else self.nominal(leaf)))
 
 
 def judge_leaf(engine, leaf: Leaf, s: st.Stencil, method, g, tol: dict, subset=None):
