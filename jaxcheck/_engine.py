@@ -240,8 +240,9 @@ class JaxEngine:
                 self.paths[leaf.path] = _CACHE[key].path
             return _CACHE[key]
 
+        # Both kinds: the single-device chunk size on every device (identical values), not
+        # 1/n of it.
         def first_size(sparse: bool) -> int:
-            # The single-device chunk size on every device (identical values), not 1/n of it.
             n_points = 2 * leaf.size + 1
             itemsize = base.dtype.itemsize
             return self._chunk or first_chunk(leaf, itemsize, n_points, self._budget, sparse)
@@ -249,11 +250,7 @@ class JaxEngine:
         staged = None
         if kind == "direction":
             size = self._chunk or first_chunk(
-                leaf,
-                base.dtype.itemsize * len(ALONG),
-                -(-DIRECTION_CHUNK // self._n),
-                self._budget,
-                False,
+                leaf, base.dtype.itemsize * len(ALONG), DIRECTION_CHUNK, self._budget, False
             )
             path, chunk_fn = "direction", self._along(leaf)
             staged = self._stage(chunk_fn, base, size, kind)
