@@ -269,7 +269,7 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
     if is_cs:
         _complex_step.validate(given)
     # Raises on a vanishing step, before the long part.
-    stencils = elementwise.Stencils(coords, values, steps, typical, method)
+    stencils = elementwise.Stencils(coords, values, steps, typical, method, mode != "directional")
 
     # A journal for another check is refused here, before anything long.
     journal = _open_journal(engine_options["journal"], fn, values, work_args, plan, steps,

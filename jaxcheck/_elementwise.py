@@ -22,17 +22,20 @@ class Stencils:
     """Each checked leaf's `Stencil`, built when first asked for and kept.
 
     All leaves are validated when this is made (a vanishing step raises before the long
-    part), one leaf at a time, keeping nothing: in directional mode only the leaves that fail
-    ever need their element stencils, and those hold up to ten rows of the leaf's size.
+    part), one leaf at a time. keep=False keeps none of them: in directional mode only the
+    leaves that fail ever need their element stencils, and those hold up to ten rows of the
+    leaf's size; otherwise every leaf needs its stencil, so the validated one is kept.
     typical: `_typical_scale`.
     """
 
-    def __init__(self, coords: Coords, values: list, steps: dict, typical: dict, method):
+    def __init__(self, coords: Coords, values, steps: dict, typical: dict, method, keep: bool):
         self._coords, self._values, self._steps = coords, values, steps
         self._typical, self._method = typical, method
         self._built: dict[str, st.Stencil] = {}
         for leaf in coords.checked:
-            self._build(leaf)  # raises on a vanishing step; not kept
+            stencil = self._build(leaf)  # raises on a vanishing step
+            if keep:
+                self._built[leaf.path] = stencil
 
     def _build(self, leaf: Leaf) -> st.Stencil:
         theta = np.asarray(self._values[leaf.position]).reshape(-1)
