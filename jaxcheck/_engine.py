@@ -163,6 +163,11 @@ class JaxEngine:
         self._global = self._mesh is not None and any(
             d.process_index != jax.process_index() for d in self._mesh.devices.flat
         )
+        if self._mesh is not None:  # (replicated, split along the perturbations)
+            spec = jax.sharding.PartitionSpec
+            self._shardings = tuple(
+                jax.sharding.NamedSharding(self._mesh, p) for p in (spec(), spec("p"))
+            )
         self._key = None
         if cache_key is not None:
             self._key = (
@@ -298,26 +303,18 @@ class JaxEngine:
         output) split over the mesh's devices and the residuals replicated."""
         if self._mesh is None:
             return staged.run
-        from jax.sharding import NamedSharding, PartitionSpec
-
-        replicated = NamedSharding(self._mesh, PartitionSpec())
-        split = NamedSharding(self._mesh, PartitionSpec("p"))
-        n_fixed = 0 if kind == "element" else 3  # labels, gradient, steps: whole in every chunk
-        n_batched = 2  # element: indices, values; direction: keys, groups
-        shardings = (replicated, *[replicated] * n_fixed, *[split] * n_batched)
+        replicated, split = self._shardings
+        shardings = (replicated, *(split if b else replicated for b in _batched(kind)))
         return jax.jit(staged.run_fn, in_shardings=shardings, out_shardings=split)
 
     def _global_array(self, x, split: bool):
         """x (the same on every process) as an array over the whole mesh."""
-        from jax.sharding import NamedSharding, PartitionSpec
-
         x = np.asarray(x)
-        sharding = NamedSharding(self._mesh, PartitionSpec("p") if split else PartitionSpec())
+        sharding = self._shardings[1 if split else 0]
         return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
     def _global_inputs(self, inputs, kind: str) -> list:
-        n_fixed = 0 if kind == "element" else 3
-        return [self._global_array(x, split=k >= n_fixed) for k, x in enumerate(inputs)]
+        return [self._global_array(x, split=b) for x, b in zip(inputs, _batched(kind))]
 
     def _gather(self, x) -> np.ndarray:
         if not self._global:
@@ -337,7 +334,7 @@ class JaxEngine:
         self.n_compiles += 1
 
     @staticmethod
-    def _inputs(base, size: int, kind: str) -> tuple:
+    def _inputs(base, size: int, kind: str) -> tuple:  # laid out as `_batched(kind)` says
         """Example per-chunk inputs: what `run` takes besides the residuals."""
         if kind == "element":  # indices and values
             return np.zeros(size, np.int32), np.zeros(size, base.dtype)
@@ -361,9 +358,7 @@ class JaxEngine:
             if self._global:  # every device of every process reads them
                 residuals = [self._global_array(r, split=False) for r in residuals]
             elif self._mesh is not None:
-                from jax.sharding import NamedSharding, PartitionSpec
-
-                residuals = jax.device_put(residuals, NamedSharding(self._mesh, PartitionSpec()))
+                residuals = jax.device_put(residuals, self._shardings[0])
             self._residuals = {k: v for k, v in self._residuals.items() if k[0] == slot[0]}
             self._residuals[slot] = residuals
         return base, program, self._residuals[slot]
@@ -415,19 +410,13 @@ class JaxEngine:
         ]
         outs = []
         for s in range(0, n + pad, size):
-            inputs = [x[s : s + size] for x in padded]
-            key = out = None
-            if self.journal is not None:
-                key = _journal.chunk_key((tag, size), [*fixed, *inputs])
-                out = self.journal.lookup(key)
-            if out is None:
-                args = [*fixed, *inputs]
-                if self._global:
-                    args = self._global_inputs(args, tag[1])
-                out = [self._gather(x) for x in program.run(residuals, *args)]
-                if key is not None:
-                    self.journal.record(key, out)
-            outs.append(out)
+            args = [*fixed, *(x[s : s + size] for x in padded)]
+
+            def run(args=args):
+                inputs = self._global_inputs(args, tag[1]) if self._global else args
+                return [self._gather(x) for x in program.run(residuals, *inputs)]
+
+            outs.append(_journal.through(self.journal, (tag, size), args, run))
             if self.progress is not None:
                 self.progress(min(size, n - s) * points)
         return tuple(np.concatenate(parts)[:n] for parts in zip(*outs))
@@ -466,6 +455,12 @@ class JaxEngine:
         batched = [(keys, np.uint32, 0), (groups, np.int32, -1)]
         tag = (leaf.position, "direction")
         return self._run_chunks(program, residuals, fixed, batched, points=len(ts), tag=tag)
+
+
+def _batched(kind: str) -> tuple[bool, ...]:
+    """Which per-chunk inputs are batched (one row per perturbation, split over devices):
+    element: indices, values; direction: labels, gradient, steps (whole), keys, groups."""
+    return (True, True) if kind == "element" else (False, False, False, True, True)
 
 
 def _working_memory(compiled) -> int:

@@ -39,15 +39,10 @@ class HostEngine:
         parts = []
         for s in range(0, len(idx), BLOCK):
             block = (idx[s : s + BLOCK], vals[s : s + BLOCK])
-            key = out = None
-            if self.journal is not None:
-                key = _journal.chunk_key((leaf.position, "element"), block)
-                found = self.journal.lookup(key)
-                out = None if found is None else found[0]
-            if out is None:
-                out = self._evaluate(leaf, *block)
-                if key is not None:
-                    self.journal.record(key, [out])
+            (out,) = _journal.through(
+                self.journal, (leaf.position, "element"), block,
+                lambda block=block: [self._evaluate(leaf, *block)],
+            )  # fmt: skip
             parts.append(out)
         return np.concatenate(parts) if parts else np.empty(0)
 

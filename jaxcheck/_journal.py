@@ -67,6 +67,20 @@ def chunk_key(tag: tuple, arrays) -> str:
     return _hash(parts)
 
 
+def through(journal: Journal | None, tag: tuple, arrays, compute):
+    """compute()'s outputs for the chunk (tag, arrays): read from the journal when recorded
+    there, else computed and recorded (no journal: computed)."""
+    if journal is None:
+        return compute()
+    key = chunk_key(tag, arrays)
+    found = journal.lookup(key)
+    if found is not None:
+        return list(found)
+    out = compute()
+    journal.record(key, out)
+    return out
+
+
 class Journal:
     """The journal at `path`, opened for appending (created with the header if new)."""
 
