@@ -291,7 +291,7 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
         notes.append(f"each chunk of perturbations split over {engine.n_devices} devices")
     engine.journal = journal
     cs, cs_name = None, _complex_step.NAME
-    if plan["method"] == cs_name:
+    if is_cs:
         cs = _complex_step.ComplexStep(
             fn_scalar, values, coords, work_args, key, engine_options, traced is None
         )
@@ -362,7 +362,7 @@ def _complex_step_leaf(cs, engine, leaf, g, f0, typical, steps, seed, tol, subse
     theta = np.asarray(cs.values[leaf.position]).reshape(-1)
     scale, eps = typical[leaf.path], steps.get(leaf.path)
     t = _directional.direction_step(theta, scale, eps)
-    along = _complex_step.direction_step(theta, scale, eps)
+    along = _directional.direction_step(theta, scale, eps, power=_complex_step.POWER)
     rng = np.random.default_rng([seed, leaf.position, 1])
     cs_engine, why = cs.verify(leaf, engine, g, f0, t, along, rng, tol)
     if cs_engine is None:

@@ -26,7 +26,6 @@ for finite differences.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import jax.numpy as jnp
 import numpy as np
@@ -171,10 +170,7 @@ class ComplexStep:
                 + st.gradient_floor(g, tol["u_g"])
             )  # fmt: skip
             abs_error = np.abs(gi - d1)
-        status = np.full(len(idx), st.OK, np.int8)
-        status[np.maximum(np.abs(gi), np.abs(d1)) <= resolution] = st.UNVERIFIABLE
-        status[abs_error > tolerance] = st.MISMATCH
-        status[~np.isfinite(gi) | ~np.isfinite(d1)] = st.NONFINITE
+        status = st.classify(gi, d1, abs_error, tolerance, resolution)
         verdict = st.Verdict(gi, d1, abs_error, tolerance, resolution, np.ones(len(idx)), status)
         if subset is not None:
             verdict = verdict.expand(idx, leaf.size)
@@ -218,12 +214,3 @@ def _overrule(cs: st.Verdict, fd: st.Verdict, bad: np.ndarray) -> tuple[st.Verdi
         x[use] = getattr(fd, f.name)[use]
         fields[f.name] = x
     return st.Verdict(**fields), int(use.size)
-
-
-def direction_step(theta: np.ndarray, typical: float, eps: float | None) -> float:
-    """The complex step along a unit direction: u^(1/2)·‖θ‖ (each element moves ~h/√n)."""
-    if eps is not None:
-        return float(eps) * math.sqrt(theta.size)
-    norm = float(np.linalg.norm(theta.astype(np.float64)))
-    scale = norm if norm > 0 else typical * math.sqrt(theta.size)
-    return st.unit_roundoff(theta.dtype) ** POWER * scale

@@ -151,16 +151,19 @@ class DirectionalVerdict:
 MISS_AT = 0.01  # miss_probability is reported for an error of this fraction of ‖g‖
 
 
-def direction_step(theta: np.ndarray, typical: float, eps: float | None) -> float:
+def direction_step(
+    theta: np.ndarray, typical: float, eps: float | None, power: float = 1.0 / 3.0
+) -> float:
     """The step t along a unit direction: each element moves about t/√n.
 
-    By default t = u^(1/3)·‖θ‖ (u^(1/3)·typical·√n for an all-zero leaf), the directional
-    analogue of the element-wise step u^(1/3)·max(|θ_i|, typical); with eps, t = eps·√n.
+    By default t = u^p·‖θ‖ (u^p·typical·√n for an all-zero leaf), the directional analogue
+    of the element-wise step u^p·max(|θ_i|, typical), p = 1/3 for central differences (1/2
+    for the complex step); with eps, t = eps·√n.
     """
     n = theta.size
     if eps is not None:
         return float(eps) * math.sqrt(n)
-    c = st.unit_roundoff(theta.dtype) ** (1.0 / 3.0)
+    c = st.unit_roundoff(theta.dtype) ** power
     norm = float(np.linalg.norm(theta.astype(np.float64)))
     return c * (norm if norm > 0 else typical * math.sqrt(n))
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from ._check import check_grad
 from ._errors import GradCheckError
+from ._plots import pyplot
 from ._result import CheckResult
 
 FULL_UP_TO = 20_000  # parameters: above this the default mode is "directional"
@@ -143,12 +144,7 @@ class GradMonitor:
         """Seed 002's three panels over the training steps: the cost, the gradient difference
         at each check (red where it failed) and the smallest |g|. Needs matplotlib; returns the
         Figure."""
-        try:
-            import matplotlib.pyplot as plt
-        except ImportError as e:
-            raise ImportError(
-                "GradMonitor.plot needs matplotlib: pip install 'jaxcheck[plot]'."
-            ) from e
+        plt = pyplot("GradMonitor.plot")
         if fig is None:
             fig = plt.figure(figsize=(10, 3.2))
         axes = fig.subplots(1, 3)

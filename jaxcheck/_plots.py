@@ -1,4 +1,4 @@
-"""Plots of a check's result (matplotlib, the optional `plot` extra)."""
+"""Plots (matplotlib, the optional `plot` extra): a check's per-leaf overview."""
 
 from __future__ import annotations
 
@@ -7,12 +7,18 @@ import numpy as np
 from ._coords import leaf_paths
 
 
-def result_overview(result, ax=None, per_leaf: int = 2000):
-    """`CheckResult.plot`: each element's |g − D| per leaf, failures red, median resolution."""
+def pyplot(who: str):
+    """matplotlib.pyplot, or an ImportError saying that `who` needs the plot extra."""
     try:
         import matplotlib.pyplot as plt
     except ImportError as e:
-        raise ImportError("CheckResult.plot needs matplotlib: pip install 'jaxcheck[plot]'.") from e
+        raise ImportError(f"{who} needs matplotlib: pip install 'jaxcheck[plot]'.") from e
+    return plt
+
+
+def result_overview(result, ax=None, per_leaf: int = 2000):
+    """`CheckResult.plot`: each element's |g − D| per leaf, failures red, median resolution."""
+    plt = pyplot("CheckResult.plot")
     if ax is None:
         _, ax = plt.subplots(figsize=(max(6, 1 + 0.8 * len(result.leaves)), 3.5))
     flat = {

@@ -211,17 +211,24 @@ def judge(
         tolerance = atol + resolution + rtol * np.abs(g) + gradient_floor(g, u_g)
         abs_error = np.abs(g - d)
 
-    status = np.full(g.shape, OK, dtype=np.int8)
-    small = np.maximum(np.abs(g), np.abs(d)) <= resolution
-    status[small] = UNVERIFIABLE
-    status[abs_error > tolerance] = MISMATCH
     with np.errstate(invalid="ignore"):
-        inside = (g >= lo - tolerance) & (g <= hi + tolerance)
-    status[jumps & inside & (status == MISMATCH)] = KINK
-    status[~np.isfinite(g) | ~np.isfinite(d)] = NONFINITE
+        kink = jumps & (g >= lo - tolerance) & (g <= hi + tolerance)
+    status = classify(g, d, abs_error, tolerance, resolution, kink)
     with np.errstate(invalid="ignore", divide="ignore"):
         excess = noise / (u_f * fmax)
     return Verdict(g, d, abs_error, tolerance, resolution, excess, status)
+
+
+def classify(g, d, abs_error, tolerance, resolution, kink=None) -> np.ndarray:
+    """Status codes: "unverifiable" where |g| and |D| are both within the resolution,
+    "mismatch" beyond the tolerance ("kink" where `kink` says so), "nonfinite" first of all."""
+    status = np.full(g.shape, OK, dtype=np.int8)
+    status[np.maximum(np.abs(g), np.abs(d)) <= resolution] = UNVERIFIABLE
+    status[abs_error > tolerance] = MISMATCH
+    if kink is not None:
+        status[kink & (status == MISMATCH)] = KINK
+    status[~np.isfinite(g) | ~np.isfinite(d)] = NONFINITE
+    return status
 
 
 def judge_chord(g, shift, f0, fp1, fm1, fp2, fm2, h: float, **tol) -> Verdict:

@@ -19,6 +19,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from ._plots import pyplot
 from ._result import _html_table, _table
 
 
@@ -99,12 +100,7 @@ class SweepResult:
 
         Returns the matplotlib Axes. The dotted vertical lines are the default steps.
         """
-        try:
-            import matplotlib.pyplot as plt
-        except ImportError as e:
-            raise ImportError(
-                "SweepResult.plot needs matplotlib: pip install 'jaxcheck[plot]'."
-            ) from e
+        plt = pyplot("SweepResult.plot")
         if ax is None:
             _, ax = plt.subplots(figsize=(6, 4))
         for path, d in self.difference.items():
