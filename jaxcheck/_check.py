@@ -159,7 +159,7 @@ def check_grad(
 
 
 def _cast_args(args: tuple, precision: str) -> tuple:
-    if precision != "float64":
+    if precision == "native":
         return args
 
     def cast(x):
@@ -183,10 +183,20 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
     values = coords.cast(leaves, options.working_dtype(precision, traced=traced is not None))
     work_params, work_args = coords.unflatten(values), _cast_args(args, precision)
     coords.check_finite(values)
-    if precision == "float64" and any(jnp.finfo(x.dtype).bits < 64 for x in coords.checked):
+    # The default in lower precision: the finite differences in float64, the gradient under
+    # test as training computes it, at the parameters and data as given (Chainer's rule).
+    own_dtype = precision == "float64" and plan["order"] == 1 and _low(coords)
+    own_note = len(notes)
+    if own_dtype:
+        dtypes = ", ".join(sorted({str(x.dtype) for x in coords.checked if _low_dtype(x.dtype)}))
         notes.append(
-            "lower-precision leaves checked in float64 "
-            "(precision='native' checks in their own dtype)"
+            f"finite differences in float64; the gradient under test in {dtypes}, as training "
+            "computes it (precision='upcast' computes it in float64 too)"
+        )
+    elif precision != "native" and _low(coords):
+        notes.append(
+            "lower-precision leaves checked in float64, the gradient under test too "
+            "(precision='float64' keeps the gradient in their own dtype)"
         )
 
     if traced is not None:  # compiled: op-by-op evaluation compiles every primitive on its own
@@ -209,14 +219,17 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
             f"w ~ N(0, I) (seed={seed}), which exposes any wrong Jacobian column almost surely"
         )
     fn_scalar = loss.scalarized(fn, w)
-    key = (fn, None if w is None else (w.shape, w.tobytes()))
+    # Every kept executable is keyed by this: fn, the projection, and the static part of the
+    # params pytree (a registered node's aux data, an nnx Module's graph), as jax.jit retraces
+    # on a new treedef.
+    key = (fn, coords.treedef, None if w is None else (w.shape, w.tobytes()))
     if traced is not None:
         f_first = loss.base_value(fn_scalar, work_params, work_args, key, out_dtype)
     else:  # two calls: Python-side randomness differs between them
         f_first = float(fn_scalar(work_params, *work_args))
         loss.check_base(f_first, float(fn_scalar(work_params, *work_args)), out_dtype)
 
-    given = coords
+    given, fn_given = coords, fn_scalar
     if any(leaf.is_complex for leaf in coords.checked):  # from here on: (x, y) pairs
         coords = _complex.realify(coords)
         values = _complex.to_pairs(values, coords)
@@ -226,14 +239,23 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
             "complex leaves: real and imaginary parts checked as separate elements, against "
             "JAX's convention g = ∂f/∂x − i·∂f/∂y (the conjugate of PyTorch's)"
         )
-    if grad_fn is None:
-        if traced is None:
-            raise TypeError(
-                f"fn could not be traced by JAX ({why}), so jax.grad cannot compute the gradient "
-                "to check. Pass your handwritten backward as grad_fn=, or write fn with jax.numpy."
-            )
-        grads = _jax_grad(fn_scalar, values, coords, work_args, key)
-    else:
+    if grad_fn is None and traced is None:
+        raise TypeError(
+            f"fn could not be traced by JAX ({why}), so jax.grad cannot compute the gradient "
+            "to check. Pass your handwritten backward as grad_fn=, or write fn with jax.numpy."
+        )
+    grads = None
+    if own_dtype:
+        grads, why_not = _own_dtype_gradient(
+            fn_given, grad_fn, params, args, leaves, given, key, f_first, traced is not None
+        )
+        if grads is None:
+            notes[own_note] = why_not
+        else:
+            grads = _complex.gradient_pairs(grads, coords)
+    if grads is None and grad_fn is None:
+        grads = _jax_grad(fn_scalar, values, coords, work_args, key)[1]
+    elif grads is None:
         grads = given.gradient(grad_fn(work_params, *work_args))
         grads = _complex.gradient_pairs(grads, coords)
     typical = _typical_scale(coords, values)
@@ -329,7 +351,7 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
                 notes += [why] if why else []
                 continue
             notes.append(
-                f"complex step not used on {leaf.path or 'params'}: {why}; checked with "
+                f"complex step not used on {leaf.path}: {why}; checked with "
                 f"{method.name} differences"
             )
         used[leaf.path] = method.name
@@ -351,10 +373,33 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
     notes += [hint] if hint else []
     for leaf in coords.checked:
         steps_used.setdefault(leaf.path, stencils.median_step(leaf))
+    st.verify_zeros([v for o in judged.values() for v in _verdicts_of(o)])
     return assemble(
         coords, judged, steps_used, notes, precision, engine.name, mode,
-        method=plan["method"], leaf_methods=used,
+        method=plan["method"], leaf_methods=used, advice=_advice(precision, plan, coords),
     )  # fmt: skip
+
+
+def _verdicts_of(outcome) -> list:
+    """The element verdicts of a leaf's outcome (a directional one: its directions too)."""
+    if isinstance(outcome, _directional.DirectionalVerdict):
+        return [outcome.probes, outcome.elements]
+    return [outcome]
+
+
+def _advice(precision: str, plan: dict, coords: Coords) -> str:
+    """What would let finite differences resolve more of the gradient."""
+    if precision == "native" and _native_low(coords, precision):
+        return (
+            "check with precision='float64' (the default: finite differences of the loss in "
+            "float64, the gradient under test in its own dtype); in this dtype the loss's "
+            "rounding hides most of the gradient"
+        )
+    tips = ["a larger step (eps=, or jaxcheck.sweep_eps to find one)"]
+    if plan["method"] in ("central", "forward"):
+        tips.append("method='central4' or 'richardson'")
+    tips.append("another point, where the gradient is not negligible against the loss")
+    return "try " + "; ".join(tips)
 
 
 def _complex_step_leaf(cs, engine, leaf, g, f0, typical, steps, seed, tol, subset, elements):
@@ -373,7 +418,7 @@ def _complex_step_leaf(cs, engine, leaf, g, f0, typical, steps, seed, tol, subse
     if overruled:
         note = (
             f"complex step and finite differences disagree at {overruled} element(s) of "
-            f"{leaf.path or 'params'} ({_complex_step.WHY_WRONG}): judged by finite differences"
+            f"{leaf.path} ({_complex_step.WHY_WRONG}): judged by finite differences"
         )
     return verdict, float(np.median(h)), note
 
@@ -399,7 +444,16 @@ def _default_rule(coords: Coords, precision: str) -> str:
 
 def _native_low(coords: Coords, precision: str) -> bool:
     """Whether the check works in float32 or a lower precision."""
-    return precision == "native" and any(jnp.finfo(x.dtype).bits < 64 for x in coords.checked)
+    return precision == "native" and _low(coords)
+
+
+def _low(coords: Coords) -> bool:
+    """Whether some checked leaf is float32 or lower precision (complex64 included)."""
+    return any(_low_dtype(x.dtype) for x in coords.checked)
+
+
+def _low_dtype(dtype) -> bool:
+    return jnp.finfo(dtype).bits < 64
 
 
 def _tolerances(g_dtype, u_f: float | None, rtol, atol) -> dict[str, float]:
@@ -446,14 +500,45 @@ def _batched_or_host(fn_scalar, values, coords, args, key, engine_options, notes
     return engine
 
 
-def _jax_grad(fn_scalar, values, coords, args, key) -> dict[str, np.ndarray]:
+def _jax_grad(fn_scalar, values, coords, args, key) -> tuple[float, dict[str, np.ndarray]]:
+    """(f, jax.grad(f)) at values, compiled once (kept across calls)."""
     dyn, rebuild, static = split_arrays((values, args))
     of_checked = loss.of_checked(fn_scalar, coords, rebuild)
     checked = [jnp.asarray(values[leaf.position]) for leaf in coords.checked]
     positions = tuple(leaf.position for leaf in coords.checked)
-    grad = cached_jit(("grad", key, static, positions), lambda: jax.grad(of_checked))
-    grads = grad(checked, dyn)
-    return {leaf.path: np.asarray(g) for leaf, g in zip(coords.checked, grads)}
+    grad = cached_jit(("grad", key, static, positions), lambda: jax.value_and_grad(of_checked))
+    value, grads = grad(checked, dyn)
+    return float(value), {leaf.path: np.asarray(g) for leaf, g in zip(coords.checked, grads)}
+
+
+def _own_dtype_gradient(fn_scalar, grad_fn, params, args, leaves, coords, key, f64, traced):
+    """The gradient under test at the parameters and data in their own dtypes, or (None, why
+    not) where fn is not the same function there: its value at them must agree with the
+    float64 value f64 within √u of their dtype (random draws in the data's dtype, or a branch
+    on the dtype, make another function, and its gradient is not this one's)."""
+    if grad_fn is None:
+        f, grads = _jax_grad(fn_scalar, leaves, coords, args, key)
+    else:
+        grads = coords.gradient(grad_fn(params, *args))
+        if traced:
+            dyn, rebuild, static = split_arrays((params, args))
+            run = cached_jit(("own", key, static), lambda: lambda d: fn_scalar(*_call(rebuild, d)))
+            f = float(run(dyn))
+        else:
+            f = float(fn_scalar(params, *args))
+    u = max(st.unit_roundoff(x.dtype) for x in coords.checked if _low_dtype(x.dtype))
+    if abs(f - f64) <= np.sqrt(u) * max(abs(f64), abs(f)):
+        return grads, ""
+    return None, (
+        f"fn is {f!r} at the parameters and data in their own dtypes but {f64!r} in float64, "
+        "more apart than their rounding (random draws or a branch that depend on the dtype): "
+        "the gradient under test computed in float64 too (precision='upcast')"
+    )
+
+
+def _call(rebuild, dyn):
+    p, a = rebuild(dyn)
+    return (p, *a)
 
 
 def _typical_scale(coords: Coords, values: list) -> dict[str, float]:

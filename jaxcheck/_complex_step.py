@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _stencils as st
-from ._coords import Coords, Leaf
+from ._coords import Coords, Leaf, qualified
 from ._engine import JaxEngine
 from ._host import HostEngine
 
@@ -50,7 +50,7 @@ def validate(coords: Coords) -> None:
     for leaf in coords.checked:
         if leaf.is_complex:
             raise ValueError(
-                f"method='complex_step' needs real parameters, but params{leaf.path} is "
+                f"method='complex_step' needs real parameters, but {qualified(leaf.path)} is "
                 f"{np.dtype(leaf.dtype)}: its imaginary axis is already a coordinate. Use "
                 "method='central' (the default) for complex parameters."
             )
@@ -171,7 +171,8 @@ class ComplexStep:
             )  # fmt: skip
             abs_error = np.abs(gi - d1)
         status = st.classify(gi, d1, abs_error, tolerance, resolution)
-        verdict = st.Verdict(gi, d1, abs_error, tolerance, resolution, np.ones(len(idx)), status)
+        verdict = st.Verdict(gi, d1, abs_error, tolerance, resolution, np.ones(len(idx)), status,
+                             exact_zero=(gi == 0) & (d1 == 0))  # fmt: skip
         if subset is not None:
             verdict = verdict.expand(idx, leaf.size)
         bad = np.flatnonzero(np.isin(verdict.status, st.FAILING))

@@ -18,11 +18,25 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.tree_util import GetAttrKey, keystr, tree_flatten_with_path
+from jax.tree_util import FlattenedIndexKey, GetAttrKey, tree_flatten_with_path
 
 from ._errors import format_index, list_paths
 
 OnlySpec = str | Sequence[str] | Callable[[str], bool] | None
+ROOT = "params"  # the path of params that is a single array: shown and keyed the same
+
+
+def qualified(path: str) -> str:
+    """The name of a leaf in a message: `params['W1']`, or `params` for a bare array."""
+    return path if path == ROOT else f"{ROOT}{path}"
+
+
+def _keystr(key_path: Sequence[Any]) -> str:
+    """`jax.tree_util.keystr`, except that the flat index of a custom pytree without keys
+    reads `[0]` (not `[<flat index 0>]`) and the root (a bare array) reads `params`."""
+    if not key_path:
+        return ROOT
+    return "".join(f"[{k.key}]" if isinstance(k, FlattenedIndexKey) else str(k) for k in key_path)
 
 
 def _is_nnx_variable(x: Any) -> bool:
@@ -38,7 +52,8 @@ def _is_nnx_variable(x: Any) -> bool:
 def leaf_paths(tree: Any) -> list[tuple[str, Any]]:
     """(path, leaf) for every leaf of `tree`, in `tree_leaves` order.
 
-    The path is `keystr` of the leaf's key path, except that the `.value` attribute of a
+    The path is `keystr` of the leaf's key path (`_keystr`: a bare array is `params`, a
+    custom pytree's unnamed children `[0]`, `[1]`...), except that the `.value` attribute of a
     flax.nnx Variable is left out, so an nnx State reads `['l1']['kernel']` (not
     `['l1']['kernel'].value`) like linen variables do. Only a key that is the `value`
     attribute of a Variable is dropped; a user field called `value` keeps its name. The one
@@ -47,12 +62,12 @@ def leaf_paths(tree: Any) -> list[tuple[str, Any]]:
     out = []
     for key_path, node in tree_flatten_with_path(tree, is_leaf=_is_nnx_variable)[0]:
         if not _is_nnx_variable(node):
-            out.append((keystr(key_path), node))
+            out.append((_keystr(key_path), node))
             continue
         for sub_path, x in tree_flatten_with_path(node)[0]:
             if sub_path and isinstance(sub_path[0], GetAttrKey) and sub_path[0].name == "value":
                 sub_path = sub_path[1:]
-            out.append((keystr((*key_path, *sub_path)), x))
+            out.append((_keystr((*key_path, *sub_path)), x))
     return out
 
 
@@ -201,7 +216,7 @@ class Coords:
             if bad.size:
                 idx = leaf.index(int(bad[0]))
                 raise ValueError(
-                    f"params{leaf.path}{format_index(idx)} is {arr.reshape(-1)[bad[0]]} "
+                    f"{qualified(leaf.path)}{format_index(idx)} is {arr.reshape(-1)[bad[0]]} "
                     f"({bad.size} non-finite element(s) in this leaf): the gradient cannot be "
                     "checked at a point where the parameters are not finite. Re-initialize or "
                     "check the training step that produced them."
@@ -265,7 +280,7 @@ class Coords:
 
     def _flat_vector(self, grad: Any) -> np.ndarray | None:
         """The gradient as a 1-D array if it is given in ravel_pytree order, else None."""
-        if len(self.leaves) == 1 and self.leaves[0].path == "":
+        if len(self.leaves) == 1 and self.leaves[0].path == ROOT:
             return None  # params is a single array: the gradient is shaped like it
         if not hasattr(grad, "shape") or not hasattr(grad, "dtype"):
             return None
@@ -302,7 +317,7 @@ class Coords:
                 if leaf.is_float and np.iscomplexobj(part):
                     if np.any(part.imag != 0):
                         raise TypeError(
-                            f"The gradient for params{leaf.path} (in the flat vector) has a "
+                            f"The gradient for {qualified(leaf.path)} (in the flat vector) has a "
                             "nonzero imaginary part but the parameter is real: the gradient of "
                             "a real loss with respect to a real parameter is real."
                         )
@@ -333,7 +348,7 @@ class Coords:
             )
 
     def _leaf_gradient(self, leaf: Leaf, value: Any) -> np.ndarray:
-        where = f"The gradient for params{leaf.path}"
+        where = f"The gradient for {qualified(leaf.path)}"
         if not hasattr(value, "shape"):
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 raise TypeError(f"{where} is a {type(value).__name__}; return an array.")

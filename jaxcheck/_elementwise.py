@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _stencils as st
-from ._coords import Coords, Leaf
+from ._coords import Coords, Leaf, qualified
 from ._errors import format_index
 
 CONFIRM_AT_MOST = 64  # suspicious elements re-evaluated per leaf to tell nondeterminism from a bug
@@ -44,8 +44,9 @@ class Stencils:
         if lost.size:
             i = int(lost[0])
             h = stencil.h[i]
+            where = f"{qualified(leaf.path)}{format_index(leaf.index(i))}"
             raise ValueError(
-                f"the step {h:.3g} vanishes at params{leaf.path}{format_index(leaf.index(i))} = "
+                f"the step {h:.3g} vanishes at {where} = "
                 f"{float(theta[i])!r} in {theta.dtype}: θ ± h rounds back to θ "
                 f"({lost.size} element(s) of this leaf). Use a larger eps, or eps=None for steps "
                 "relative to each element."

@@ -18,7 +18,7 @@ from ._errors import list_paths
 from ._methods import METHODS
 
 MODES = ("full", "directional", "sample")
-PRECISIONS = ("float64", "native")
+PRECISIONS = ("float64", "upcast", "native")
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
           "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}  # fmt: skip
 
@@ -96,7 +96,11 @@ def validate_order(order, hvp_fn, mode) -> None:
 def validate_numerics(rtol, atol, precision, seed) -> None:
     """The options every check shares: tolerances, precision, seed."""
     if precision not in PRECISIONS:
-        raise ValueError(f"precision={precision!r}: choose 'float64' (default) or 'native'.")
+        raise ValueError(
+            f"precision={precision!r}: choose 'float64' (default: finite differences in "
+            "float64, the gradient under test in the parameters' dtype), 'upcast' (both in "
+            "float64) or 'native' (both in the parameters' dtype)."
+        )
     for name, value in (("rtol", rtol), ("atol", atol)):
         if value is not None and not (_is_real(value) and 0 <= value < math.inf):
             raise ValueError(
@@ -110,7 +114,7 @@ def working_dtype(precision: str, *, traced: bool) -> Any:
     """leaf -> the dtype a check works in: float64; or under "native" the leaf's own, as JAX
     computes it under the current config when fn is traced (float64 becomes float32 without
     x64). Complex leaves get the complex counterpart (`Coords.cast`)."""
-    if precision == "float64":
+    if precision != "native":
         return lambda leaf: np.float64
     if traced:
         return lambda leaf: jax.dtypes.canonicalize_dtype(leaf.dtype)
@@ -121,7 +125,7 @@ def working_dtype(precision: str, *, traced: bool) -> Any:
 def numerics(precision: str):
     """float64 where asked, and full-precision matmuls (no TF32 or bf16 passes) always."""
     with contextlib.ExitStack() as stack:
-        if precision == "float64":
+        if precision != "native":
             stack.enter_context(jax.enable_x64(True))
         stack.enter_context(jax.default_matmul_precision("highest"))
         yield

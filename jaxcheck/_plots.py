@@ -45,7 +45,7 @@ def result_overview(result, ax=None, per_leaf: int = 2000):
             ax.hlines(np.median(res), x - 0.35, x + 0.35, colors="black")
     ax.set_yscale("log")
     ax.set_xticks(range(len(result.leaves)))
-    ax.set_xticklabels([p or "params" for p in result.leaves], rotation=30, ha="right")
+    ax.set_xticklabels(list(result.leaves), rotation=30, ha="right")
     ax.set_ylabel("|g − D| per element")
     ax.set_title(f"jaxcheck: {result._headline()}", fontsize="small")
     return ax

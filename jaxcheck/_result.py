@@ -16,6 +16,11 @@ from ._coords import leaf_paths
 from ._errors import format_index
 
 WORST_SHOWN = 10
+# A leaf is conclusive when at least this fraction of its checked elements (directions, in
+# directional mode) is verified: "ok" (exact zeros included) or a kink bracketed by the
+# one-sided slopes. Below it, a leaf with no failure is "inconclusive", never "passed".
+CONCLUSIVE = 0.5
+VERDICTS = ("passed", "failed", "inconclusive")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,7 +40,7 @@ class ElementReport:
     @property
     def name(self) -> str:
         part = f".{self.part}" if self.part else ""
-        return f"{self.path or 'params'}{format_index(self.index)}{part}"
+        return f"{self.path}{format_index(self.index)}{part}"
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -56,8 +61,11 @@ class LeafReport:
     difference: float  # ‖g − g_fd‖ / (‖g‖ + ‖g_fd‖) over this leaf's finite elements
     max_abs_error: float
     step: float  # median step h over the leaf (directional: the step along unit directions)
-    passed: bool
+    passed: bool  # verdict == "passed"
     method: str = "central"  # the method that judged this leaf
+    verdict: str = "passed"  # "passed", "failed" or "inconclusive" (too little verified)
+    n_verified: int = 0  # elements (directions, in directional mode) that agree and resolve
+    n_kinks: int = 0
     # mode="directional" only:
     directions: int = 0  # random directions over the whole leaf
     probes: int = 0  # further directions spent locating wrong elements
@@ -78,7 +86,11 @@ class CheckResult:
     """What `jaxcheck.check_grad` found.
 
     Attributes:
-        passed: False exactly when some element is a mismatch, non-finite or nondeterministic.
+        verdict: "failed" when some element is a mismatch, non-finite or nondeterministic (or,
+            in directional mode, a leaf disagrees along a direction); else "inconclusive" when
+            some leaf has fewer than half of its checked elements verified (the rest below
+            what finite differences resolve here); else "passed".
+        passed: verdict == "passed".
         difference: ‖g − g_fd‖ / (‖g‖ + ‖g_fd‖) over all checked elements (the seeds' number).
         leaves: leaf key path -> `LeafReport`, in ravel_pytree order.
         failures: every failing element, worst first (largest |error| / tolerance).
@@ -108,10 +120,16 @@ class CheckResult:
     engine: str
     mode: str = "full"
     order: int = 1  # 2: Hessian-vector products were checked
+    verdict: str = "passed"
+    advice: str = ""  # for an inconclusive check: what would make it conclusive
 
     @property
     def n_checked(self) -> int:
         return sum(leaf.n_checked for leaf in self.leaves.values())
+
+    @property
+    def n_verified(self) -> int:
+        return sum(leaf.n_verified for leaf in self.leaves.values())
 
     @property
     def n_failed(self) -> int:
@@ -121,6 +139,7 @@ class CheckResult:
         """A JSON-ready dict. `arrays=True` adds the numeric and analytic gradients as lists."""
         d = {
             "passed": self.passed,
+            "verdict": self.verdict,
             "difference": _json_float(self.difference),
             "n_checked": self.n_checked,
             "n_failed": self.n_failed,
@@ -135,6 +154,7 @@ class CheckResult:
             "kinks": [e.to_dict() for e in self.kinks],
             "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
             "notes": list(self.notes),
+            "advice": self.advice,
         }
         if arrays:
             for name in ("numeric", "analytic"):
@@ -151,21 +171,43 @@ class CheckResult:
     # ---- rendering ----------------------------------------------------------------------
 
     def _headline(self) -> str:
-        n_bad_leaves = sum(not leaf.passed for leaf in self.leaves.values())
+        leaves = list(self.leaves.values())
+        n_bad = sum(leaf.verdict == "failed" for leaf in leaves)
+        n_weak = sum(leaf.verdict == "inconclusive" for leaf in leaves)
         if self.mode == "directional":
-            k = max((leaf.directions for leaf in self.leaves.values()), default=0)
-            if self.passed:
-                return f"PASSED: {k} random directions agree on each of {len(self.leaves)} leaves"
+            k = max((leaf.directions for leaf in leaves), default=0)
+            if self.verdict == "passed":
+                return f"PASSED: {k} random directions agree on each of {len(leaves)} leaves"
+            if self.verdict == "inconclusive":
+                return (
+                    f"INCONCLUSIVE: no direction disagrees, but on {n_weak} of {len(leaves)} "
+                    "leaves fewer than half of the directions are resolved by finite differences"
+                )
             return (
-                f"FAILED: {n_bad_leaves} of {len(self.leaves)} leaves disagree along random "
+                f"FAILED: {n_bad} of {len(leaves)} leaves disagree along random "
                 f"directions; {self.n_failed} wrong element(s) located"
             )
-        if self.passed:
-            verdict = f"PASSED: all {self.n_checked} checked elements agree"
+        n, n_ok = self.n_checked, self.n_verified
+        others = [
+            f"{len(self.unverifiable)} unverifiable" if self.unverifiable else "",
+            f"{len(self.kinks)} at kinks" if self.kinks else "",
+        ]
+        others = ", ".join(o for o in others if o)
+        if self.verdict == "passed":
+            verdict = (
+                f"PASSED: {n_ok} of {n} checked elements agree, none wrong ({others})"
+                if others
+                else f"PASSED: all {n} checked elements agree"
+            )
+        elif self.verdict == "inconclusive":
+            verdict = (
+                f"INCONCLUSIVE: only {n_ok} of {n} checked elements verified, none wrong "
+                f"({others}); {n_weak} of {len(leaves)} leaves under half verified"
+            )
         else:
             verdict = (
-                f"FAILED: {self.n_failed} of {self.n_checked} elements wrong, "
-                f"in {n_bad_leaves} of {len(self.leaves)} leaves"
+                f"FAILED: {self.n_failed} of {n} elements wrong, in {n_bad} of {len(leaves)} "
+                "leaves" + (f" ({others})" if others else "")
             )
         return f"{verdict} (difference {self.difference:.2e})"
 
@@ -190,7 +232,7 @@ class CheckResult:
         if self.mode == "directional":
             return [
                 [
-                    leaf.path or "params",
+                    leaf.path,
                     str(leaf.shape),
                     str(leaf.directions),
                     f"{leaf.directional_error:.1e}",
@@ -199,7 +241,7 @@ class CheckResult:
                     f"{leaf.miss_probability:.1e}",
                     str(leaf.probes),
                     str(leaf.n_failed),
-                    "ok" if leaf.passed else "FAILED",
+                    _STATUS_WORD[leaf.verdict],
                 ]
                 for leaf in self.leaves.values()
             ]
@@ -207,14 +249,14 @@ class CheckResult:
         for leaf in self.leaves.values():
             rows.append(
                 [
-                    leaf.path or "params",
+                    leaf.path,
                     str(leaf.shape),
                     str(leaf.n_checked),
                     str(leaf.n_failed),
                     str(leaf.n_unverifiable),
                     f"{leaf.difference:.1e}",
                     f"{leaf.max_abs_error:.1e}",
-                    "ok" if leaf.passed else "FAILED",
+                    _STATUS_WORD[leaf.verdict],
                 ]
             )
         return rows
@@ -235,6 +277,7 @@ class CheckResult:
     def __str__(self) -> str:
         lines = [f"jaxcheck: {self._headline()}", f"  {self._method_line()}"]
         lines += [f"  note: {n}" for n in self.notes]
+        lines += [f"  to make it conclusive: {self.advice}"] if self.advice else []
         lines += ["", *_table(self._leaf_header(), self._leaf_rows())]
         lines += [f"  {leaf.path}: {leaf.located}" for leaf in self.leaves.values() if leaf.located]
         if self.failures:
@@ -257,7 +300,7 @@ class CheckResult:
         if self.skipped:
             lines += [
                 "",
-                "skipped: " + ", ".join(f"{p or 'params'} ({r})" for p, r in self.skipped),
+                "skipped: " + ", ".join(f"{p} ({r})" for p, r in self.skipped),
             ]
         return "\n".join(lines)
 
@@ -272,8 +315,13 @@ class CheckResult:
     def failure_message(self) -> str:
         """The report as a failed test should show it: the verdict and the wrong leaves, the
         worst elements (leaf path, values, tolerance), then how it was checked and the leaves."""
-        bad = [leaf.path or "params" for leaf in self.leaves.values() if not leaf.passed]
-        lines = [f"gradient check {self._headline()}", f"  wrong leaves: {', '.join(bad)}"]
+        bad = [leaf.path for leaf in self.leaves.values() if leaf.verdict == "failed"]
+        weak = [leaf.path for leaf in self.leaves.values() if leaf.verdict == "inconclusive"]
+        lines = [f"gradient check {self._headline()}"]
+        lines += [f"  wrong leaves: {', '.join(bad)}"] if bad else []
+        if self.verdict == "inconclusive":
+            lines += [f"  leaves under half verified: {', '.join(weak)}"]
+            lines += [f"  to make it conclusive: {self.advice}"] if self.advice else []
         if self.failures:
             shown = min(WORST_SHOWN, len(self.failures))
             lines += [f"worst elements ({shown} of {len(self.failures)}):"]
@@ -288,11 +336,12 @@ class CheckResult:
         return f"CheckResult({self._headline()})"
 
     def _repr_html_(self) -> str:
-        color = "#1a7f37" if self.passed else "#cf222e"
+        color = {"passed": "#1a7f37", "failed": "#cf222e"}.get(self.verdict, "#9a6700")
         parts = [
             f'<div><p><b style="color:{color}">jaxcheck: {html.escape(self._headline())}</b><br>',
             html.escape(self._method_line()),
             *(f"<br>note: {html.escape(n)}" for n in self.notes),
+            *([f"<br>to make it conclusive: {html.escape(self.advice)}"] if self.advice else []),
             "</p>",
             _html_table(self._leaf_header(), self._leaf_rows()),
             *(
@@ -304,11 +353,12 @@ class CheckResult:
         if self.failures:
             parts += ["<p>worst elements</p>", _html_table(_ELEMENT_HEADER, self._element_rows())]
         if self.skipped:
-            skipped = ", ".join(f"{p or 'params'} ({r})" for p, r in self.skipped)
+            skipped = ", ".join(f"{p} ({r})" for p, r in self.skipped)
             parts.append(f"<p>skipped: {html.escape(skipped)}</p>")
         return "".join(parts) + "</div>"
 
 
+_STATUS_WORD = {"passed": "ok", "failed": "FAILED", "inconclusive": "inconclusive"}
 _LEAF_HEADER = ["leaf", "shape", "checked", "failed", "unverifiable", "difference", "max|err|", ""]
 _DIRECTIONAL_HEADER = ["leaf", "shape", "directions", "max|err|", "tolerance", "detects ‖δ‖≥",
                        "P(miss 1%)", "probes", "located", ""]  # fmt: skip
@@ -349,11 +399,13 @@ def assemble(
     order=1,
     method="central",
     leaf_methods=None,
+    advice="",
 ) -> CheckResult:
     """Build the result from each checked leaf's `Verdict` or `DirectionalVerdict`.
 
     steps: {leaf path: the median step} (directional verdicts carry their own). method: the
     check's; leaf_methods: {leaf path: the method that judged it} where that differs.
+    advice: what would make the check conclusive, shown when it is not.
     """
     leaf_methods = leaf_methods or {}
     numeric, analytic, resolution, reports = [], [], [], {}
@@ -375,19 +427,29 @@ def assemble(
         sums = _sums(compared)
         totals += sums
         records, n_checked, n_unverifiable, extra = [], 0, 0, {}
+        n_ok = n_kinks = 0
         if v is not None:
             failing = np.isin(v.status, _stencils.FAILING)
             records = [_record(leaf, v, i) for i in np.flatnonzero(failing)]
             weak = np.flatnonzero(v.status == _stencils.UNVERIFIABLE)
             unverifiable += [_record(leaf, v, i) for i in weak]
-            kinks += [_record(leaf, v, i) for i in np.flatnonzero(v.status == _stencils.KINK)]
-            n_checked = leaf.size if v.checked is None else int(v.checked.sum())
-            n_unverifiable = len(weak)
+            at_kinks = np.flatnonzero(v.status == _stencils.KINK)
+            kinks += [_record(leaf, v, i) for i in at_kinks]
+            checked = np.ones(leaf.size, bool) if v.checked is None else v.checked
+            n_checked = int(checked.sum())
+            n_unverifiable, n_kinks = len(weak), len(at_kinks)
+            n_ok = int(np.count_nonzero(checked & (v.status == _stencils.OK)))
         failures += records
         passed = not records
+        # conclusive: enough verified, counted over elements (directions in directional mode)
+        counted, total = n_ok + n_kinks, n_checked
         if directional:
             pv = outcome.probes
             passed = passed and outcome.passed
+            counted, total = (
+                int(np.isin(pv.status, (_stencils.OK, _stencils.KINK)).sum()),
+                len(pv.status),
+            )
             located = outcome.located
             extra = dict(
                 directions=len(pv.status),
@@ -414,13 +476,21 @@ def assemble(
             difference=_difference(sums),
             max_abs_error=float(np.max(compared.abs_error, initial=0.0, where=ok)),
             step=step,
-            passed=passed,
+            passed=passed and counted >= CONCLUSIVE * total,
             method=leaf_methods.get(leaf.path, method),
+            verdict=_verdict(passed, counted, total),
+            n_verified=n_ok,
+            n_kinks=n_kinks,
             **extra,
         )
     failures.sort(key=lambda e: -_badness(e))
+    verdicts = {r.verdict for r in reports.values()}
+    verdict = next((v for v in ("failed", "inconclusive") if v in verdicts), "passed")
+    verdict = "failed" if failures else verdict
     return CheckResult(
-        passed=not failures and all(r.passed for r in reports.values()),
+        passed=verdict == "passed",
+        verdict=verdict,
+        advice=advice if verdict == "inconclusive" else "",
         difference=_difference(totals),
         leaves=reports,
         failures=tuple(failures),
@@ -437,6 +507,13 @@ def assemble(
         mode=mode,
         order=order,
     )
+
+
+def _verdict(passed: bool, counted: int, total: int) -> str:
+    """A leaf's verdict: failed, or inconclusive when under CONCLUSIVE of it is verified."""
+    if not passed:
+        return "failed"
+    return "passed" if counted >= CONCLUSIVE * total else "inconclusive"
 
 
 def _sums(v: _stencils.Verdict) -> np.ndarray:

@@ -67,7 +67,7 @@ class SweepResult:
     def _parts(self) -> tuple[str, list[str], list[list[str]], list[str]]:
         """Title, table header and rows, and the per-leaf summary lines."""
         paths = list(self.difference)
-        header = ["step", *(p or "params" for p in paths)]
+        header = ["step", *paths]
         rows = [
             [f"{h:.1e}", *(f"{self.difference[p][k]:.1e}" for p in paths)]
             for k, h in enumerate(self.steps)
@@ -75,8 +75,7 @@ class SweepResult:
         best = self.best_step
         title = f"jaxcheck.sweep_eps: {self.method} differences, ‖g − D‖ / (‖g‖ + ‖D‖) per leaf"
         summary = [
-            f"{p or 'params'}: best step {best[p]:.1e}, default step {self.default_step[p]:.1e}"
-            for p in paths
+            f"{p}: best step {best[p]:.1e}, default step {self.default_step[p]:.1e}" for p in paths
         ]
         return title, header, rows, summary
 
@@ -104,7 +103,7 @@ class SweepResult:
         if ax is None:
             _, ax = plt.subplots(figsize=(6, 4))
         for path, d in self.difference.items():
-            (line,) = ax.loglog(self.steps, d, marker="o", ms=3, label=path or "params")
+            (line,) = ax.loglog(self.steps, d, marker="o", ms=3, label=path)
             ax.axvline(self.default_step[path], color=line.get_color(), ls=":", lw=1)
         ax.set_xlabel("step h")
         ax.set_ylabel("‖g − D(h)‖ / (‖g‖ + ‖D(h)‖)")
@@ -136,7 +135,7 @@ def sweep_eps(
         >>> import jax.numpy as jnp, jaxcheck
         >>> sweep = jaxcheck.sweep_eps(lambda p: jnp.sum(jnp.sin(p)), jnp.ones(3),
         ...                            steps=[1e-1, 1e-5, 1e-13])
-        >>> sweep.best_step[""]
+        >>> sweep.best_step["params"]
         1e-05
     """
     from ._check import check_grad
@@ -173,6 +172,6 @@ def sweep_eps(
 
 def _working_roundoff(result) -> float:
     """The unit round-off of the dtype the check worked in (the coarsest leaf's)."""
-    if result.precision == "float64":
+    if result.precision != "native":
         return float(jnp.finfo(jnp.float64).eps)
     return max(float(jnp.finfo(leaf.dtype).eps) for leaf in result.leaves.values())
