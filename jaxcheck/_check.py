@@ -321,9 +321,10 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
     tuned: set[str] = set()  # leaves whose data-chosen step is settled
     used: dict[str, str] = {}  # leaf path -> the method that judged it
     steps_used: dict[str, float] = {}
+    g_scale = _gradient_scale(grads)
     for leaf in coords.checked:
         g = np.asarray(grads[leaf.path])
-        tol = _tolerances(g.dtype, u_f, rtol, atol)
+        tol = {**_tolerances(g.dtype, u_f, rtol, atol), "g_scale": g_scale}
         g = g.astype(np.float64).reshape(-1)
         rng = np.random.default_rng([seed, leaf.position])
 
@@ -454,6 +455,12 @@ def _low(coords: Coords) -> bool:
 
 def _low_dtype(dtype) -> bool:
     return jnp.finfo(dtype).bits < 64
+
+
+def _gradient_scale(grads: dict) -> float:
+    """The largest finite |g| of the check."""
+    tops = [np.abs(g[np.isfinite(g)]).max(initial=0.0) for g in map(np.asarray, grads.values())]
+    return float(max(tops, default=0.0))
 
 
 def _tolerances(g_dtype, u_f: float | None, rtol, atol) -> dict[str, float]:

@@ -167,7 +167,7 @@ class ComplexStep:
             resolution = _resolution(d1, d3, tol["u_f"], hs)
             tolerance = (
                 tol["atol"] + resolution + tol["rtol"] * np.abs(gi)
-                + st.gradient_floor(g, tol["u_g"])
+                + st.gradient_floor(g, tol["u_g"], tol.get("g_scale", 0.0))
             )  # fmt: skip
             abs_error = np.abs(gi - d1)
         status = st.classify(gi, d1, abs_error, tolerance, resolution)

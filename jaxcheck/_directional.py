@@ -36,7 +36,9 @@ MAX_CELLS = 64  # more failing cells than this: too many wrong elements to isola
 DETECT_MISS = 1e-3  # `detectable_norm` is missed with at most this probability
 
 
-def probe(engine, leaf, g, f0, h, keys, labels, groups, *, u_f, u_g, rtol, atol) -> st.Verdict:
+def probe(
+    engine, leaf, g, f0, h, keys, labels, groups, *, u_f, u_g, rtol, atol, g_scale=0.0
+) -> st.Verdict:
     """Judge the derivative of f along each direction (keys[b], restricted to labels == groups[b]).
 
     g: the flat gradient under test. f0: f(θ). h: the step along the unit direction. The
@@ -59,7 +61,9 @@ def probe(engine, leaf, g, f0, h, keys, labels, groups, *, u_f, u_g, rtol, atol)
         u_f=u_f,
         u_g=u_g,
         rtol=0.0,
-        atol=rtol * weights[:, 0] + atol * weights[:, 1] + st.GRAD_FLOOR * u_g * weights[:, 0],
+        atol=rtol * weights[:, 0]
+        + atol * weights[:, 1]
+        + st.GRAD_FLOOR * u_g * np.maximum(weights[:, 0], g_scale * weights[:, 1]),
     )
 
 

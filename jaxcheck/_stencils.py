@@ -18,7 +18,7 @@ from . import _methods as methods
 from ._methods import Method
 
 KAPPA = 4.0  # safety factor on the estimated finite-difference error
-GRAD_FLOOR = 10.0  # × u(gradient dtype) × max|g| of the leaf: rounding in the tested gradient
+GRAD_FLOOR = 10.0  # × u(gradient dtype) × max|g| of the check: rounding in the tested gradient
 _SQRT70 = float(np.sqrt(70.0))  # ‖(1, −4, 6, −4, 1)‖: std of the 4th difference of white noise
 HALF_NORMAL_MEDIAN = 0.6745  # median of |N(0, 1)|
 SCREEN_MARGIN = 64.0  # |g| above this many resolutions: more points cannot make it unverifiable
@@ -136,7 +136,9 @@ def estimate(stencil: Stencil, F: np.ndarray, f0, offsets) -> tuple[np.ndarray, 
     return np.sum(w * vals, axis=0), np.sum(np.abs(w), axis=0)
 
 
-def screen(g, f0, F, stencil: Stencil, method: Method, *, u_f, u_g, rtol, atol) -> np.ndarray:
+def screen(
+    g, f0, F, stencil: Stencil, method: Method, *, u_f, u_g, rtol, atol, g_scale=0.0
+) -> np.ndarray:
     """Elements whose verdict may depend on the points beyond `method.first`.
 
     From the first points alone, an element that agrees with g within the tolerance without
@@ -151,17 +153,23 @@ def screen(g, f0, F, stencil: Stencil, method: Method, *, u_f, u_g, rtol, atol) 
         first = [stencil.row(o) for o in method.first]
         fmax = np.maximum(np.max(np.abs(F[first]), axis=0), np.abs(f0))
         resolution = KAPPA * u_f * fmax * wsum
-        tolerance = atol + resolution + rtol * np.abs(g) + gradient_floor(g, u_g)
+        tolerance = atol + resolution + rtol * np.abs(g) + gradient_floor(g, u_g, g_scale)
         clear = (np.abs(g - d) <= tolerance) & (
             np.maximum(np.abs(g), np.abs(d)) > SCREEN_MARGIN * resolution
         )
     return ~(clear & np.isfinite(d) & np.isfinite(g))
 
 
-def gradient_floor(g, u_g) -> float:
-    """GRAD_FLOOR·u_g·max|g|: the rounding a computed gradient carries."""
+def gradient_floor(g, u_g, g_scale: float = 0.0) -> float:
+    """GRAD_FLOOR·u_g·max(max|g|, g_scale): the rounding a computed gradient carries.
+
+    g_scale: the largest |g| of the whole check. Backpropagation's rounding in one leaf scales
+    with the gradients flowing through the model, not with that leaf's own result: a float32
+    bias before a batch norm has a true gradient of 0 and a computed one of ~u times the
+    upstream gradients.
+    """
     finite_g = np.abs(g[np.isfinite(g)])
-    return GRAD_FLOOR * u_g * (finite_g.max() if finite_g.size else 0.0)
+    return GRAD_FLOOR * u_g * max(finite_g.max() if finite_g.size else 0.0, g_scale)
 
 
 def judge(
@@ -175,10 +183,13 @@ def judge(
     u_g: float,
     rtol: float,
     atol: float,
+    g_scale: float = 0.0,
 ) -> Verdict:
     """Apply the error model to one leaf.
 
     τ_i = atol + κ·(σ̂_f·Σ|w_i| + |D_i − D'_i|) + rtol·|g_i| + 10·u_g·max|g|
+
+    (max|g| over the leaf and g_scale, the whole check's: `gradient_floor`),
 
     with D the method's estimate, w its weights, D' the check estimate. σ̂_f, the noise in one
     value of f, is the largest of u_f·max|f|, this element's fourth difference
@@ -215,7 +226,7 @@ def judge(
         trunc = np.where(np.isfinite(trunc), trunc, np.inf)  # unknown: nothing can be resolved
         trunc = np.where(has_check, trunc, 0.0)
         resolution = KAPPA * (noise * wsum + trunc)
-        tolerance = atol + resolution + rtol * np.abs(g) + gradient_floor(g, u_g)
+        tolerance = atol + resolution + rtol * np.abs(g) + gradient_floor(g, u_g, g_scale)
         abs_error = np.abs(g - d)
 
     with np.errstate(invalid="ignore"):
