@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -16,7 +17,7 @@ from . import _loss as loss
 from . import _methods as methods
 from . import _options as options
 from . import _stencils as st
-from ._coords import Coords, OnlySpec
+from ._coords import Coords, OnlySpec, insertion_order
 from ._engine import JaxEngine, cached_jit, split_arrays
 from ._host import HostEngine
 from ._result import CheckResult, assemble
@@ -37,6 +38,7 @@ def check_grad(
     eps: float | Mapping[str, float] | str | None = None,
     rtol: float | None = None,
     atol: float | None = None,
+    nondet_tol: float = 0.0,
     only: OnlySpec = None,
     precision: str = "float64",
     seed: int = 0,
@@ -91,6 +93,10 @@ def check_grad(
         rtol: relative tolerance on |g_i|; default 1e-6 for float64 gradients, 64·u for
             lower-precision ones.
         atol: absolute tolerance added to every element's; default 0.
+        nondet_tol: re-evaluations of fn at one point may differ by up to this much (torch's
+            name and meaning: GPU atomics in a scatter-add or segment_sum reorder additions);
+            such differences are reported in the notes and counted as noise in f, larger
+            ones are "nondeterministic". Default 0: any difference beyond rounding.
         only: check only leaves whose key path matches: a regular expression (searched), a
             list of them, or a function of the path string.
         precision: "float64" (default) checks in float64 whatever the model's dtype, inside
@@ -148,11 +154,54 @@ def check_grad(
         "directions": options.count_option("directions", directions, "directions per leaf"),
         "samples": options.count_option("samples", samples, "elements sampled per leaf"),
         "seed": seed,
+        "nondet_tol": options.nondet_option(nondet_tol),
     }
-    with options.numerics(precision):
-        return _check(
-            fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan, engine_options
+
+    def run(grad_fn):
+        with options.numerics(precision):
+            return _check(
+                fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan,
+                engine_options,
+            )  # fmt: skip
+
+    result = run(grad_fn)
+    if result.verdict == "failed" and grad_fn is not None:
+        result = _in_insertion_order(result, run, grad_fn, params, args, coords)
+    return result
+
+
+def _in_insertion_order(result, run, grad_fn, params, args, coords):
+    """A failed flat gradient vector, read again in the dicts' insertion order (W1, b1, W2,
+    ... as a hand-written `gradients_to_vector` builds it) where that differs from
+    ravel_pytree's sorted order: accepted with a note where it passes that way; otherwise the
+    failure stands, with a note on the order it was read in."""
+    order = insertion_order(params)
+    ravel = [leaf.path for leaf in coords.leaves]
+    if order == ravel or sorted(order) != sorted(ravel):
+        return result
+    if not coords.is_flat(grad_fn(params, *args)):
+        return result
+    names = ", ".join(p for p in ravel if p in {leaf.path for leaf in coords.inexact_leaves})
+    inserted = ", ".join(p for p in order if p in names.split(", "))
+    again = run(lambda *a: coords.reorder(grad_fn(*a), order))
+    if again.verdict != "failed":
+        note = (
+            f"grad_fn returns one flat vector in the dict's insertion order ({inserted}), not "
+            f"ravel_pytree's, which sorts dict keys ({names}): checked in insertion order. "
+            "Return a dict of gradients, or concatenate in ravel_pytree order."
         )
+        return dataclasses.replace(again, notes=(*again.notes, note))
+    if again.n_failed < result.n_failed:  # the order that locates the error better
+        note = (
+            f"grad_fn returns one flat vector, read in the dict's insertion order ({inserted}) "
+            f"where fewer elements fail than in ravel_pytree's, which sorts dict keys ({names})"
+        )
+        return dataclasses.replace(again, notes=(*again.notes, note))
+    note = (
+        f"grad_fn returns one flat vector, read in ravel_pytree order, which sorts dict keys "
+        f"({names}); read in the dict's insertion order ({inserted}) it fails as well"
+    )
+    return dataclasses.replace(result, notes=(*result.notes, note))
 
 
 # ---- options and context ---------------------------------------------------------------------
@@ -178,6 +227,7 @@ def _cast_args(args: tuple, precision: str) -> tuple:
 def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan, engine_options):
     seed, mode = plan["seed"], plan["mode"]
     notes: list[str] = []
+    nondet = elementwise.Nondet(plan["nondet_tol"])
     leaves = jax.tree_util.tree_leaves(params)
     traced, why = loss.trace(fn, leaves, coords, args)
     values = coords.cast(leaves, options.working_dtype(precision, traced=traced is not None))
@@ -227,7 +277,8 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
         f_first = loss.base_value(fn_scalar, work_params, work_args, key, out_dtype)
     else:  # two calls: Python-side randomness differs between them
         f_first = float(fn_scalar(work_params, *work_args))
-        loss.check_base(f_first, float(fn_scalar(work_params, *work_args)), out_dtype)
+        again = float(fn_scalar(work_params, *work_args))
+        nondet.seen = loss.check_base(f_first, again, out_dtype, nondet.tol)
 
     given, fn_given = coords, fn_scalar
     if any(leaf.is_complex for leaf in coords.checked):  # from here on: (x, y) pairs
@@ -325,6 +376,7 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
     for leaf in coords.checked:
         g = np.asarray(grads[leaf.path])
         tol = {**_tolerances(g.dtype, u_f, rtol, atol), "g_scale": g_scale}
+        tol["noise_floor"] = nondet.tol
         g = g.astype(np.float64).reshape(-1)
         rng = np.random.default_rng([seed, leaf.position])
 
@@ -335,7 +387,9 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
                 )
             tuned.add(leaf.path)
             s = stencils[leaf]
-            verdict = elementwise.judge_leaf(engine, leaf, s, method, g, tol, subset=subset)
+            verdict = elementwise.judge_leaf(
+                engine, leaf, s, method, g, tol, subset=subset, nondet=nondet
+            )
             if plan["kinks"] == "fail":
                 verdict.status[verdict.status == st.KINK] = st.MISMATCH
             return verdict
@@ -365,6 +419,12 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
                 engine, leaf, g, f_first, step, plan["directions"], rng, elements, **tol
             )
     bar.close()
+    if nondet.seen > 0:
+        notes.append(
+            f"re-evaluations of fn at the same point differ by up to {nondet.seen:.1e}, within "
+            f"nondet_tol={nondet.tol:g}: accepted, and counted as noise in every element's "
+            "tolerance"
+        )
     if engine.journal is not None:
         engine.journal.close()
         notes.append(engine.journal.note())

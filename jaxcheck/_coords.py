@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -49,6 +49,48 @@ def _is_nnx_variable(x: Any) -> bool:
     )
 
 
+def _is_from(x: Any, name: str, modules: tuple[str, ...]) -> bool:
+    return any(c.__name__ == name and c.__module__.startswith(modules) for c in type(x).__mro__)
+
+
+def _is_eqx_module(x: Any) -> bool:
+    return _is_from(x, "Module", ("equinox",))
+
+
+LINEN_COLLECTIONS = ("batch_stats", "cache", "intermediates", "losses", "spectral", "perturbations")
+
+
+def library_reasons(tree: Any) -> list[str]:
+    """Per leaf (in `tree_leaves` order), why the model library says it is not a parameter,
+    or "": what `nnx.grad`, `eqx.filter_grad` and linen's `params` collection differentiate.
+
+    - flax.nnx: only `nnx.Param` Variables (BatchNorm statistics, RNG state are not);
+    - equinox: only inexact arrays (`eqx.is_inexact_array`: a Python float such as
+      `Dropout.p` is a hyperparameter, whose gradient Equinox stops on purpose);
+    - flax.linen: variables {"params": ..., "batch_stats": ...}: the "params" collection.
+    """
+    nodes = tree_flatten_with_path(tree, is_leaf=_is_nnx_variable)[0]
+    in_eqx = any(map(_is_eqx_module, jax.tree_util.tree_leaves(tree, is_leaf=_is_eqx_module)))
+    linen = isinstance(tree, Mapping) and "params" in tree and len(tree) > 1
+    linen = linen and all(k == "params" or k in LINEN_COLLECTIONS for k in tree)
+    out = []
+    for key_path, node in nodes:
+        if _is_nnx_variable(node):
+            kind = getattr(node, "type", type(node))  # a VariableState names its type
+            reason = ""
+            if not any(c.__name__ == "Param" for c in getattr(kind, "__mro__", ())):
+                reason = f"nnx.{kind.__name__}, not an nnx.Param (nnx.grad leaves it out)"
+            out += [reason] * len(jax.tree_util.tree_leaves(node))
+            continue
+        reason = ""
+        if in_eqx and isinstance(node, (float, int, complex)) and not isinstance(node, bool):
+            reason = "a Python number in an Equinox module (eqx.filter_grad leaves it out)"
+        elif linen and key_path and getattr(key_path[0], "key", None) != "params":
+            reason = f"flax collection '{key_path[0].key}', not 'params'"
+        out.append(reason)
+    return out
+
+
 def leaf_paths(tree: Any) -> list[tuple[str, Any]]:
     """(path, leaf) for every leaf of `tree`, in `tree_leaves` order.
 
@@ -69,6 +111,19 @@ def leaf_paths(tree: Any) -> list[tuple[str, Any]]:
                 sub_path = sub_path[1:]
             out.append((_keystr((*key_path, *sub_path)), x))
     return out
+
+
+def insertion_order(tree: Any) -> list[str]:
+    """Leaf paths with every dict walked in its insertion order (JAX sorts dict keys): the
+    order of a flat gradient built by hand, as deeplearning.ai's `gradients_to_vector` does."""
+    if isinstance(tree, dict):
+        items = tree.items()
+    elif type(tree) in (list, tuple):
+        items = enumerate(tree)
+    else:
+        return [p for p, _ in leaf_paths(tree)]
+    key = (lambda k: f"[{k!r}]") if isinstance(tree, dict) else (lambda i: f"[{i}]")
+    return [key(k) + ("" if p == ROOT else p) for k, v in items for p in insertion_order(v)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,8 +225,11 @@ class Coords:
         treedef = jax.tree_util.tree_structure(params)
         match = _only_matcher(only)
         leaves, offset = [], 0
+        library = library_reasons(params)
         for position, (path, x) in enumerate(leaf_paths(params)):
             shape, dtype, reason = _describe(x)
+            if not reason and library[position] and (only is None or not match(path)):
+                reason = library[position]  # only= naming the leaf checks it all the same
             if not reason and not match(path):
                 reason = "excluded by only="
             is_array = dtype is not None
@@ -277,6 +335,27 @@ class Coords:
                 + "\n".join(f"- {e}" for e in problems)
             )
         return out
+
+    def is_flat(self, grad: Any) -> bool:
+        """Whether grad is one flat vector of this params' length."""
+        try:
+            return self._flat_vector(grad) is not None
+        except (ValueError, TypeError):
+            return False
+
+    def reorder(self, flat: Any, paths: Sequence[str]) -> np.ndarray:
+        """A flat vector laid out leaf by leaf in the order `paths`, in ravel_pytree order."""
+        flat = np.reshape(np.asarray(flat), -1)
+        everything = flat.size == self.n_flat
+        by_path = {leaf.path: leaf for leaf in self.leaves}
+        parts, offset = {}, 0
+        for path in paths:
+            leaf = by_path[path]
+            if leaf.dtype is None or not (everything or leaf.is_float or leaf.is_complex):
+                continue
+            parts[path] = flat[offset : offset + leaf.size]
+            offset += leaf.size
+        return np.concatenate([parts[leaf.path] for leaf in self.leaves if leaf.path in parts])
 
     def _flat_vector(self, grad: Any) -> np.ndarray | None:
         """The gradient as a 1-D array if it is given in ravel_pytree order, else None."""

@@ -37,7 +37,21 @@ DETECT_MISS = 1e-3  # `detectable_norm` is missed with at most this probability
 
 
 def probe(
-    engine, leaf, g, f0, h, keys, labels, groups, *, u_f, u_g, rtol, atol, g_scale=0.0
+    engine,
+    leaf,
+    g,
+    f0,
+    h,
+    keys,
+    labels,
+    groups,
+    *,
+    u_f,
+    u_g,
+    rtol,
+    atol,
+    g_scale=0.0,
+    noise_floor=0.0,
 ) -> st.Verdict:
     """Judge the derivative of f along each direction (keys[b], restricted to labels == groups[b]).
 
@@ -60,6 +74,7 @@ def probe(
         h,
         u_f=u_f,
         u_g=u_g,
+        noise_floor=noise_floor,
         rtol=0.0,
         atol=rtol * weights[:, 0]
         + atol * weights[:, 1]

@@ -7,6 +7,8 @@ suspicious elements are evaluated again to tell nondeterminism from a wrong grad
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from . import _stencils as st
@@ -14,8 +16,20 @@ from ._coords import Coords, Leaf, qualified
 from ._errors import format_index
 
 CONFIRM_AT_MOST = 64  # suspicious elements re-evaluated per leaf to tell nondeterminism from a bug
+SHRINK = 4.0  # a failing element is judged again at h/4, h/16, ... (`reconsider`)
+LEVELS = 7  # at most this many smaller steps (h/4 … h/16384)
 NOISE_SAMPLE = 256  # elements per leaf always evaluated at ±2h, for the leaf's noise estimate
 NOISY = 1e3  # noise in f above this many round-off units makes an element suspicious
+
+
+@dataclasses.dataclass
+class Nondet:
+    """nondet_tol: re-evaluations of f at one point that differ by at most `tol` are accepted
+    (torch's meaning: GPU atomics reorder additions), and that much noise is allowed in f;
+    `seen` is the largest such difference found."""
+
+    tol: float = 0.0
+    seen: float = 0.0
 
 
 class Stencils:
@@ -74,14 +88,15 @@ class Stencils:
         return float(np.median(built.h if built is not None else self.nominal(leaf)))
 
 
-def judge_leaf(engine, leaf: Leaf, s: st.Stencil, method, g, tol: dict, subset=None):
+def judge_leaf(engine, leaf: Leaf, s: st.Stencil, method, g, tol: dict, subset=None, nondet=None):
     """Evaluate f at θ and at the method's first points for every element of the leaf, and
     at the rest (the error estimate's, the noise estimate's, the kink test's) where needed.
 
     Elements that are clearly right from the first points alone (`stencils.screen`) skip the
     rest, except for a random sample that keeps the leaf's noise estimate honest. A wrong or
     doubtful element always gets every point. subset: check only these elements (the verdict
-    covers the leaf, NaN elsewhere). tol: u_f, u_g, rtol, atol.
+    covers the leaf, NaN elsewhere). tol: u_f, u_g, rtol, atol (g_scale, noise_floor).
+    nondet: a `Nondet` (None: any difference between re-evaluations is nondeterminism).
     """
     idx = np.arange(leaf.size) if subset is None else np.asarray(subset, np.int64)
     theta0 = s.theta[:1]  # f(θ): element 0 set to its own value
@@ -115,17 +130,98 @@ def judge_leaf(engine, leaf: Leaf, s: st.Stencil, method, g, tol: dict, subset=N
         for r, part in zip(rest, np.split(f2, len(rest))):
             F[r, second] = part
     verdict = st.judge(g, f0, F, s, method, **tol)
-    confirm(engine, leaf, s, idx, verdict, F[first], first, f0, tol["u_f"])
+    confirm(engine, leaf, s, idx, verdict, F[first], first, f0, tol["u_f"], nondet or Nondet())
+    verdict = reconsider(engine, leaf, s, idx, method, g, f0, tol, verdict, F)
     return verdict if subset is None else verdict.expand(idx, leaf.size)
 
 
-def confirm(engine, leaf, s, idx, verdict, before, rows, f0, u_f) -> None:
+def reconsider(engine, leaf, s, idx, method, g, f0, tol, verdict, F) -> st.Verdict:
+    """Judge every failing element again at smaller steps before failing it.
+
+    A step can be the checker's fault: it crosses a kink or a jump near θ (max, sort, rem),
+    leaves the function's domain (arcsin near ±1: NaN), or is longer than the scale on which
+    f varies (a small element of a leaf of large ones). Each mismatch (and each non-finite
+    difference of a finite g) is evaluated at h/4, h/16, ... with the method's full stencil:
+
+    - where a smaller step agrees with g, resolved and with τ + resolution below the
+      discrepancy seen at h (a wrong g would disagree there by at least as much), the
+      discrepancy was the step's: that step's verdict replaces it;
+    - where the difference D stays the same from one step to the next within their
+      resolutions, it is the derivative, and the mismatch stands (a real error: one level);
+    - where f(θ + h e_i) − f(θ − h e_i) does not shrink with the step, f jumps or is noisy
+      at θ by that much: judged with that as its noise (usually "unverifiable");
+    - a non-finite difference whose smaller steps are finite takes their verdict.
+
+    s, g, verdict, F: of the elements idx of the leaf. Returns the updated verdict.
+    """
+    suspects = np.flatnonzero(
+        (verdict.status == st.MISMATCH)
+        | ((verdict.status == st.NONFINITE) & np.isfinite(g) & ~np.isfinite(verdict.numeric))
+    )
+    if not suspects.size:
+        return verdict
+    out = {f: getattr(verdict, f) for f in _FIELDS}
+    out = {f: x.copy() for f, x in out.items() if x is not None}
+    plus = s.row(max(o for o in method.primary if o != 0))
+    minus = s.row(-s.offsets[plus]) if -s.offsets[plus] in s.offsets else None
+
+    def spread(F, rows):  # f(θ + o h) − f(θ − o h) at the widest primary offset
+        return F[plus, rows] - (F[minus, rows] if minus is not None else f0)
+
+    seen_d, seen_delta = verdict.numeric[suspects], spread(F, suspects)
+    excess = np.where(np.isfinite(verdict.abs_error), verdict.abs_error, np.inf)[suspects]
+    for level in range(1, LEVELS + 1):
+        if not suspects.size:
+            break
+        small = st.make_stencil(s.theta[suspects], s.h[suspects] / SHRINK**level, method)
+        keep = np.setdiff1d(np.arange(suspects.size), small.lost())  # steps left to shrink
+        suspects, seen_d, seen_delta, excess = (
+            x[keep] for x in (suspects, seen_d, seen_delta, excess)
+        )
+        if not suspects.size:
+            break
+        small = small.take(keep)
+        rows = len(small.offsets)
+        Fk = engine.evaluate(leaf, np.tile(idx[suspects], rows), small.points.reshape(-1))
+        Fk = Fk.reshape(rows, -1)
+        vk = st.judge(g[suspects], f0, Fk, small, method, **tol)
+        delta = Fk[plus] - (Fk[minus] if minus is not None else f0)
+        with np.errstate(invalid="ignore"):
+            jump = np.isfinite(delta) & (np.abs(delta) > np.abs(seen_delta) / 2) & (seen_delta != 0)
+        if jump.any():  # judged again with the jump as noise
+            floor = np.where(jump, np.fmax(np.abs(delta), np.abs(seen_delta)) / 2, 0.0)
+            floor = np.maximum(floor, tol.get("noise_floor", 0.0))
+            vk = st.judge(g[suspects], f0, Fk, small, method, **{**tol, "noise_floor": floor})
+        with np.errstate(invalid="ignore"):
+            tight = vk.tolerance + vk.resolution < excess
+            settled = (vk.status == st.OK) & tight | (vk.status == st.KINK)
+            settled |= jump | ~np.isfinite(excess) & np.isfinite(vk.numeric)
+            stands = (vk.status == st.MISMATCH) & (
+                np.abs(vk.numeric - seen_d) <= vk.resolution + verdict.resolution[suspects]
+            )
+            stands |= (vk.status == st.UNVERIFIABLE) & np.isfinite(excess)
+        take = suspects[settled]
+        for f in out:
+            out[f][take] = getattr(vk, f)[settled]
+        done = settled | stands
+        seen_d, seen_delta = vk.numeric, delta
+        suspects, seen_d, seen_delta, excess = (
+            x[~done] for x in (suspects, seen_d, seen_delta, excess)
+        )
+    return st.Verdict(**out, checked=verdict.checked)
+
+
+_FIELDS = ("analytic", "numeric", "abs_error", "tolerance", "resolution", "excess_noise",
+           "status", "exact_zero")  # fmt: skip
+
+
+def confirm(engine, leaf, s, idx, verdict, before, rows, f0, u_f, nondet: Nondet) -> None:
     """Re-evaluate suspicious elements: values that move between calls are nondeterministic.
 
     Suspicious are mismatches, and elements whose f is far noisier than round-off: randomness
     that appears only away from the base point inflates the noise estimate and would otherwise
     hide as "unverifiable". s, verdict, before (f at the stencil rows `rows`): of the elements
-    idx of the leaf.
+    idx of the leaf. Differences within nondet.tol are not nondeterminism (recorded in it).
     """
     suspicious = (verdict.status == st.MISMATCH) | (verdict.excess_noise > NOISY)
     bad = np.flatnonzero(suspicious & (verdict.status != st.NONFINITE))
@@ -138,5 +234,9 @@ def confirm(engine, leaf, s, idx, verdict, before, rows, f0, u_f) -> None:
         np.concatenate([s.points[r][worst] for r in rows]),
     ).reshape(len(rows), -1)
     was = before[:, worst]
-    moved = (np.abs(again - was) > 8 * u_f * np.maximum(np.abs(was), abs(f0))).any(axis=0)
+    diff = np.abs(again - was)
+    rounding = 8 * u_f * np.maximum(np.abs(was), abs(f0))
+    moved = (diff > np.maximum(rounding, nondet.tol)).any(axis=0)
+    within = diff[:, ~moved][diff[:, ~moved] > rounding[:, ~moved]]
+    nondet.seen = max(nondet.seen, float(within.max(initial=0.0)))
     verdict.status[worst[moved]] = st.NONDETERMINISTIC

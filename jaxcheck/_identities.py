@@ -152,9 +152,21 @@ def _run(kind, fn, primals, rule, k, rtol, atol, precision, seed, transforms) ->
         leaves = jax.tree_util.tree_leaves(tuple(primals))
         values = coords.cast(leaves, options.working_dtype(precision, traced=True))
         coords.check_finite(values)
-        return _Identity(kind, fn, coords, values, rule, k, rtol, atol, seed).run(
-            transforms, precision
-        )
+        try:
+            return _Identity(kind, fn, coords, values, rule, k, rtol, atol, seed).run(
+                transforms, precision
+            )
+        except ValueError as e:
+            if "callbacks do not support JVP" not in str(e):
+                raise
+            raise TypeError(
+                f"check_{kind} builds its reference from jax.jvp of fn's primal computation, "
+                "and fn calls jax.pure_callback (or io_callback), which JAX cannot "
+                "differentiate. The reference needs a JAX-differentiable forward: write it with "
+                "jax.numpy, or check the rule against finite differences with "
+                "jaxcheck.check_grad(lambda x: jnp.sum(w * fn(x)), x) (a random w), which only "
+                "evaluates fn."
+            ) from None
 
 
 def _trace_error(kind: str, e: Exception) -> TypeError:
@@ -176,17 +188,26 @@ class _Identity:
         self.rng = np.random.default_rng(seed)
         self.notes: list[str] = []
         try:
-            self.reference, n_rules = _rules.primal_function(fn, self.primals)
+            self.reference, n_rules, n_jax = _rules.primal_function(fn, self.primals)
             out = jax.eval_shape(fn, *self.primals)
         except Exception as e:  # noqa: BLE001 - any failure to trace is the user's to fix
             raise _trace_error(kind, e) from e
-        u = max(float(jnp.finfo(self._dtype(leaf)).eps) for leaf in coords.checked)
+        # rounding of the coarsest dtype the identity passes through, inputs and outputs alike
+        # (a float32 output of float64 inputs rounds like float32)
+        dtypes = [self._dtype(leaf) for leaf in coords.checked] + [
+            s.dtype for s in jax.tree_util.tree_leaves(out) if jnp.issubdtype(s.dtype, jnp.inexact)
+        ]
+        u = max(float(jnp.finfo(d).eps) for d in dtypes)
         self.rtol = math.sqrt(u) if rtol is None else rtol
         if rule is None and n_rules == 0:
+            own = (
+                f"fn's {n_jax} custom rule(s) are JAX's own (kept in the reference: JAX tests them)"
+                if n_jax
+                else "fn has no custom_vjp/custom_jvp rule"
+            )
             self.notes.append(
-                f"fn has no custom_vjp/custom_jvp rule and no {kind}= was given: JAX's VJP is "
-                "the transpose of its JVP, so this compares JAX with itself (it checks only "
-                "consistency under the transforms)"
+                f"{own} and no {kind}= was given: JAX's VJP is the transpose of its JVP, so "
+                "this compares JAX with itself (it checks only consistency under the transforms)"
             )
         elif n_rules:
             self.notes.append(
@@ -207,7 +228,7 @@ class _Identity:
                 x = self.rng.standard_normal(s.shape)
                 if jnp.issubdtype(s.dtype, jnp.complexfloating):
                     x = x + 1j * self.rng.standard_normal(s.shape)
-                return np.asarray(x, s.dtype)
+                return jnp.asarray(x, s.dtype)  # a JAX array, as JAX hands to a custom_vjp
             return np.zeros(s.shape, jax.dtypes.float0)
 
         return jax.tree_util.tree_map(draw, out)
@@ -331,6 +352,14 @@ class _Identity:
             tol = self.rtol * np.maximum(sa, sb) + self.atol
             bad = ~(err <= tol)
             note, records = "", []
+            if not np.isfinite(b).all():
+                side = "JAX's reverse mode" if self.kind == "jvp" else "jax.jvp"
+                self.notes.append(
+                    f"the reference ({side} of the primal computation) is not finite along "
+                    f"{leaf.path}: the derivative of what fn computes is NaN or infinite at "
+                    "these primals (sqrt or log at 0, a singular solve), so the rule cannot be "
+                    "compared there; its elements are listed as failing"
+                )
             if bad.any():
                 j = int(np.argmax(np.where(bad, err / np.maximum(tol, 1e-300), -1)))
                 records, note = self._locate(leaf, t_side, r_side, j)

@@ -187,6 +187,16 @@ def memory_option(max_memory: Any) -> int | None:
     return int(value)
 
 
+def nondet_option(value: Any) -> float:
+    """nondet_tol: a finite number >= 0."""
+    if not (_is_real(value) and 0 <= value < math.inf):
+        raise ValueError(
+            f"nondet_tol={value!r}: pass a finite number >= 0, the largest difference allowed "
+            "between two evaluations of fn at the same point (0: none beyond rounding)."
+        )
+    return float(value)
+
+
 def count_option(name: str, value: Any, what: str) -> int:
     """A positive integer option (directions=, samples=)."""
     if not (isinstance(value, numbers.Integral) and not isinstance(value, bool) and value > 0):

@@ -440,6 +440,9 @@ def assemble(
             n_unverifiable, n_kinks = len(weak), len(at_kinks)
             n_ok = int(np.count_nonzero(checked & (v.status == _stencils.OK)))
         failures += records
+        if v is not None and records:
+            spread = _spread_note(leaf.path, v)
+            notes = [*notes, spread] if spread else notes
         passed = not records
         # conclusive: enough verified, counted over elements (directions in directional mode)
         counted, total = n_ok + n_kinks, n_checked
@@ -464,6 +467,7 @@ def assemble(
         else:
             step = steps[leaf.path]
         ok = np.isfinite(compared.abs_error)
+        nonfinite = bool(np.any(compared.status == _stencils.NONFINITE))
         reports[leaf.path] = LeafReport(
             path=leaf.path,
             shape=leaf.shape[:-1] if leaf.complex_pairs else leaf.shape,
@@ -473,8 +477,11 @@ def assemble(
             n_checked=n_checked,
             n_failed=len(records),
             n_unverifiable=n_unverifiable,
-            difference=_difference(sums),
-            max_abs_error=float(np.max(compared.abs_error, initial=0.0, where=ok)),
+            # a non-finite element has no finite difference: NaN, not the others' agreement
+            difference=math.nan if nonfinite else _difference(sums),
+            max_abs_error=math.nan
+            if nonfinite
+            else float(np.max(compared.abs_error, initial=0.0, where=ok)),
             step=step,
             passed=passed and counted >= CONCLUSIVE * total,
             method=leaf_methods.get(leaf.path, method),
@@ -506,6 +513,36 @@ def assemble(
         engine=engine,
         mode=mode,
         order=order,
+    )
+
+
+APPROXIMATE = 1e-2  # mismatches under this relative size, spread over a leaf: approximate
+
+
+def _spread_note(path: str, v: _stencils.Verdict) -> str:
+    """A note where a leaf's mismatches are small, cover most of what was resolved, and vary
+    in sign and size from element to element: an approximate gradient by design (a constant
+    factor would be the same everywhere), not a wrong rule."""
+    checked = np.ones(v.status.shape, bool) if v.checked is None else v.checked
+    wrong = checked & (v.status == _stencils.MISMATCH)
+    resolved = checked & np.isin(v.status, (_stencils.OK, _stencils.MISMATCH))
+    if wrong.sum() < 2 or wrong.sum() < 0.5 * resolved.sum():
+        return ""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rel = v.analytic[wrong] / v.numeric[wrong] - 1  # a constant factor: the same everywhere
+    rel = rel[np.isfinite(rel)]
+    if not rel.size:
+        return ""
+    size = float(np.median(np.abs(rel)))
+    if size > APPROXIMATE or abs(float(np.mean(rel))) > 2 * float(np.std(rel)):
+        return ""
+    return (
+        f"{path}: a small error spread over the leaf ({int(wrong.sum())} of "
+        f"{int(resolved.sum())} resolved elements off by about {size:.1e} relative, at most "
+        f"{float(np.max(np.abs(rel))):.1e}, of either sign): typical of a gradient that is "
+        "approximate by design (an adaptive ODE solver's gradient holding its step-size "
+        "controller fixed, an iterative solve stopped at its tolerance, a truncated adjoint), "
+        "not of a wrong rule; if that is expected, pass rtol= about that size"
     )
 
 

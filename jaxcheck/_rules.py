@@ -32,13 +32,16 @@ def is_jax_rule(call: jcore.ClosedJaxpr) -> bool:
     return bool(path) and os.path.abspath(path).startswith(_JAX_SOURCE)
 
 
-def without_rules(closed: jcore.ClosedJaxpr) -> tuple[jcore.ClosedJaxpr, int]:
-    """The jaxpr with every custom rule replaced by its primal computation; and their number."""
-    found = [0]
+def without_rules(closed: jcore.ClosedJaxpr) -> tuple[jcore.ClosedJaxpr, int, int]:
+    """The jaxpr with every custom rule replaced by its primal computation; the number of
+    those rules, and of JAX's own rules (kept)."""
+    found = [0, 0]
 
     def jaxpr(j: jcore.Jaxpr) -> jcore.Jaxpr:
         eqns = []
         for e in j.eqns:
+            if e.primitive.name in CUSTOM and is_jax_rule(e.params["call_jaxpr"]):
+                found[1] += 1
             if e.primitive.name in CUSTOM and not is_jax_rule(e.params["call_jaxpr"]):
                 found[0] += 1
                 call = closed_jaxpr(e.params["call_jaxpr"])
@@ -57,20 +60,23 @@ def without_rules(closed: jcore.ClosedJaxpr) -> tuple[jcore.ClosedJaxpr, int]:
         if isinstance(v, jcore.Jaxpr):
             return jaxpr(v)
         if isinstance(v, tuple) and any(isinstance(x, (jcore.ClosedJaxpr, jcore.Jaxpr)) for x in v):
-            return tuple(param(x) for x in v)
+            parts = [param(x) for x in v]
+            # a namedtuple stays one (lax.custom_linear_solve's _LinearSolveTuple: .solve, ...)
+            return type(v)(*parts) if hasattr(v, "_fields") else tuple(parts)
         return v
 
-    return closed_jaxpr(closed), found[0]
+    return closed_jaxpr(closed), found[0], found[1]
 
 
-def primal_function(fn: Callable, primals: tuple) -> tuple[Callable, int]:
-    """fn without its custom rules, as a function of the same primals; and the rules' number."""
+def primal_function(fn: Callable, primals: tuple) -> tuple[Callable, int, int]:
+    """fn without its custom rules, as a function of the same primals; the number of rules
+    taken out, and of JAX's own rules kept."""
     closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(*primals)
-    stripped, n_rules = without_rules(closed)
+    stripped, n_rules, n_jax = without_rules(closed)
     out_tree = jax.tree_util.tree_structure(out_shape)
     run = jcore.jaxpr_as_fun(stripped)
 
     def reference(*p):
         return jax.tree_util.tree_unflatten(out_tree, run(*jax.tree_util.tree_leaves(p)))
 
-    return reference, n_rules
+    return reference, n_rules, n_jax

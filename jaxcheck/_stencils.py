@@ -137,7 +137,18 @@ def estimate(stencil: Stencil, F: np.ndarray, f0, offsets) -> tuple[np.ndarray, 
 
 
 def screen(
-    g, f0, F, stencil: Stencil, method: Method, *, u_f, u_g, rtol, atol, g_scale=0.0
+    g,
+    f0,
+    F,
+    stencil: Stencil,
+    method: Method,
+    *,
+    u_f,
+    u_g,
+    rtol,
+    atol,
+    g_scale=0.0,
+    noise_floor=0.0,
 ) -> np.ndarray:
     """Elements whose verdict may depend on the points beyond `method.first`.
 
@@ -152,7 +163,7 @@ def screen(
         d, wsum = estimate(stencil, F, f0, method.primary)
         first = [stencil.row(o) for o in method.first]
         fmax = np.maximum(np.max(np.abs(F[first]), axis=0), np.abs(f0))
-        resolution = KAPPA * u_f * fmax * wsum
+        resolution = KAPPA * np.maximum(u_f * fmax, noise_floor) * wsum
         tolerance = atol + resolution + rtol * np.abs(g) + gradient_floor(g, u_g, g_scale)
         clear = (np.abs(g - d) <= tolerance) & (
             np.maximum(np.abs(g), np.abs(d)) > SCREEN_MARGIN * resolution
@@ -184,6 +195,7 @@ def judge(
     rtol: float,
     atol: float,
     g_scale: float = 0.0,
+    noise_floor=0.0,
 ) -> Verdict:
     """Apply the error model to one leaf.
 
@@ -202,7 +214,8 @@ def judge(
 
     F: [m, n] f at the stencil's points, NaN where not evaluated (elements `screen` found
     clear): there the truncation and fourth-difference terms are taken as zero. f0: f(θ),
-    one number or one per element.
+    one number or one per element. noise_floor: a lower bound on σ̂_f (per element or one),
+    where f was seen to jump by that much whatever the step.
     """
     n = g.shape[0]
     f0 = np.broadcast_to(np.asarray(f0, np.float64), (n,))
@@ -222,6 +235,7 @@ def judge(
         finite_d4 = d4[has4 & np.isfinite(d4)]
         leaf_noise = np.median(finite_d4) / HALF_NORMAL_MEDIAN if finite_d4.size else 0.0
         noise = np.maximum(np.maximum(u_f * fmax, np.where(has4, d4, 0.0)), leaf_noise)
+        noise = np.maximum(noise, noise_floor)
         trunc = np.abs(d_check - d)
         trunc = np.where(np.isfinite(trunc), trunc, np.inf)  # unknown: nothing can be resolved
         trunc = np.where(has_check, trunc, 0.0)

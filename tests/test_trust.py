@@ -239,3 +239,262 @@ def test_a_loss_whose_draws_depend_on_the_dtype_falls_back_to_a_float64_gradient
     result = jaxcheck.check_grad(loss, params, x, jax.random.key(0))
     assert result.passed, result
     assert any("computed in float64 too" in n for n in result.notes)
+
+
+# ---- 5. the habits of the seeds and of model libraries ----------------------------------------
+
+
+def dict_net():
+    rng = np.random.default_rng(0)
+    params = {
+        "W1": rng.normal(size=(3, 4)), "b1": rng.normal(size=(1, 4)),
+        "W2": rng.normal(size=(4, 2)), "b2": rng.normal(size=(1, 2)),
+    }  # fmt: skip
+    return params, rng.normal(size=(5, 3)), rng.normal(size=(5, 2))
+
+
+def dict_net_loss(p, X, Y):
+    h = np.tanh(X @ p["W1"] + p["b1"])
+    return 0.5 * np.sum((h @ p["W2"] + p["b2"] - Y) ** 2)
+
+
+def dict_net_vector(p, X, Y):
+    """deeplearning.ai's gradients_to_vector: W1, b1, W2, b2 in the dict's own order."""
+    h = np.tanh(X @ p["W1"] + p["b1"])
+    e = h @ p["W2"] + p["b2"] - Y
+    dh = e @ p["W2"].T * (1 - h**2)
+    g = {
+        "W1": X.T @ dh,
+        "b1": dh.sum(0, keepdims=True),
+        "W2": h.T @ e,
+        "b2": e.sum(0, keepdims=True),
+    }
+    return np.concatenate([g[k].reshape(-1) for k in ("W1", "b1", "W2", "b2")])
+
+
+def test_a_flat_gradient_in_the_dicts_insertion_order_is_accepted_with_a_note():
+    params, X, Y = dict_net()
+    result = jaxcheck.check_grad(dict_net_loss, params, X, Y, grad_fn=dict_net_vector)
+    assert result.verdict == "passed", result
+    assert any("insertion order" in n and "sorts dict keys" in n for n in result.notes)
+
+
+def test_a_wrong_flat_gradient_in_insertion_order_is_located_with_a_note():
+    params, X, Y = dict_net()
+
+    def wrong(p, X, Y):
+        v = dict_net_vector(p, X, Y)
+        v[12] += 0.5  # b1[0, 0] in insertion order (W1 has 12 elements)
+        return v
+
+    result = jaxcheck.check_grad(dict_net_loss, params, X, Y, grad_fn=wrong)
+    assert [(e.path, e.index) for e in result.failures] == [("['b1']", (0, 0))]
+    assert any("insertion order" in n for n in result.notes)
+
+
+def test_equinox_hyperparameters_are_not_parameters():
+    eqx = pytest.importorskip("equinox")
+
+    class Net(eqx.Module):
+        lin: eqx.nn.Linear
+        drop: eqx.nn.Dropout
+
+        def __init__(self, key):
+            self.lin = eqx.nn.Linear(2, 3, key=key)
+            self.drop = eqx.nn.Dropout(0.13)
+
+        def __call__(self, x):  # p enters the value, as in an inverted-dropout scale
+            return self.drop(self.lin(x), inference=True) * (1 - self.drop.p)
+
+    net = Net(jax.random.key(0))
+    x = jnp.arange(8.0).reshape(4, 2) / 8
+
+    def loss(m, x):
+        return jnp.sum(jnp.tanh(jax.vmap(m)(x)))
+
+    for grad_fn in (None, eqx.filter_grad(loss)):
+        result = jaxcheck.check_grad(loss, net, x, grad_fn=grad_fn)
+        assert result.passed, result
+        assert ".drop.p" in dict(result.skipped)
+        assert "eqx.filter_grad" in dict(result.skipped)[".drop.p"]
+    forced = jaxcheck.check_grad(loss, net, x, only=["lin", "drop.p"])
+    assert ".drop.p" in forced.leaves  # only= overrides the library's choice
+
+
+def test_nnx_batch_statistics_and_rng_state_are_not_parameters():
+    nnx = pytest.importorskip("flax.nnx")
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.lin = nnx.Linear(3, 4, rngs=rngs)
+            self.bn = nnx.BatchNorm(4, rngs=rngs)
+            self.drop = nnx.Dropout(0.5, rngs=rngs)
+
+        def __call__(self, x):
+            return self.drop(self.bn(self.lin(x)), deterministic=True)
+
+    model = Net(nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(1), (6, 3))
+    result = jaxcheck.check_grad(lambda m, x: jnp.sum(jnp.tanh(m(x))), model, x)
+    assert set(result.leaves) == {".bn.bias", ".bn.scale", ".lin.bias", ".lin.kernel"}
+    skipped = dict(result.skipped)
+    assert "nnx.BatchStat" in skipped[".bn.mean"] and "nnx.BatchStat" in skipped[".bn.var"]
+
+
+def test_linen_collections_other_than_params_are_not_parameters():
+    nn = pytest.importorskip("flax.linen")
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.BatchNorm(use_running_average=True)(nn.Dense(3)(x))
+
+    x = jnp.ones((4, 2)) * jnp.arange(4.0)[:, None]
+    variables = Net().init(jax.random.key(0), x)
+    assert set(variables) == {"params", "batch_stats"}
+
+    def loss(v, x):
+        return jnp.sum(jnp.tanh(Net().apply(v, x)))
+
+    result = jaxcheck.check_grad(loss, variables, x)
+    assert result.passed and all(p.startswith("['params']") for p in result.leaves)
+    assert (
+        "flax collection 'batch_stats'"
+        in dict(result.skipped)["['batch_stats']['BatchNorm_0']['mean']"]
+    )
+
+
+# ---- 6. nondeterminism within a tolerance --------------------------------------------------------
+
+
+def test_nondet_tol_accepts_reordered_additions_and_says_so():
+    rng = np.random.default_rng(0)
+
+    def atomics(p):  # a sum whose last bits change from call to call, like GPU atomics
+        return float(np.sum(p["w"] ** 2)) * (1 + 1e-14 * rng.standard_normal())
+
+    params, grad_fn = {"w": np.array([0.5, -0.25, 1.0])}, lambda p: {"w": 2 * p["w"]}
+    with pytest.raises(ValueError, match="nondet_tol"):
+        jaxcheck.check_grad(atomics, params, grad_fn=grad_fn)
+    result = jaxcheck.check_grad(atomics, params, grad_fn=grad_fn, nondet_tol=1e-12)
+    assert result.passed, result
+    assert any("within nondet_tol=1e-12" in n for n in result.notes)
+    wrong = jaxcheck.check_grad(
+        atomics, params, grad_fn=lambda p: {"w": 2 * p["w"] + 1e-3}, nondet_tol=1e-12
+    )
+    assert wrong.verdict == "failed"
+    with pytest.raises(ValueError, match="nondet_tol=-1"):
+        jaxcheck.check_grad(atomics, params, grad_fn=grad_fn, nondet_tol=-1)
+
+
+def test_noise_beyond_nondet_tol_is_still_nondeterministic():
+    rng = np.random.default_rng(0)
+    base = np.array([0.5, -0.25])
+
+    def flaky(p):
+        noise = 0.0 if np.array_equal(p["w"], base) else 1e-3 * rng.standard_normal()
+        return float(np.sum(p["w"] ** 2)) + noise
+
+    result = jaxcheck.check_grad(
+        flaky, {"w": base.copy()}, grad_fn=lambda p: {"w": 2 * p["w"]}, nondet_tol=1e-9
+    )
+    assert {e.status for e in result.failures} == {"nondeterministic"}
+
+
+# ---- 7. no crash on valid input ------------------------------------------------------------------
+
+
+def test_fn_closing_over_a_typed_prng_key_is_checked():
+    key = jax.random.key(1)
+
+    def loss(p, x):
+        return jnp.sum((x @ p["w"] + 0.1 * jax.random.normal(key, (3,))[None]) ** 2)
+
+    assert jaxcheck.check_grad(loss, {"w": jnp.ones((2, 3))}, jnp.ones((4, 2))).passed
+
+
+def test_check_vjp_hands_jax_arrays_to_a_custom_vjp_rule():
+    @jax.custom_vjp
+    def f(x):
+        return jnp.sin(x)
+
+    f.defvjp(lambda x: (jnp.sin(x), x), lambda x, g: (g.at[0].multiply(1.0) * jnp.cos(x),))
+    assert jaxcheck.check_vjp(f, jnp.arange(3.0)).passed
+
+
+@pytest.mark.parametrize(
+    "fn", [jnp.linalg.solve, lambda a, b: jnp.linalg.inv(a) @ b], ids=["solve", "inv"]
+)
+def test_check_vjp_and_jvp_through_custom_linear_solve(fn):
+    a = jnp.eye(3) * 3 + 0.1 * jnp.arange(9.0).reshape(3, 3)
+    b = jnp.arange(3.0)
+    assert jaxcheck.check_vjp(fn, a, b).passed
+    assert jaxcheck.check_jvp(fn, a, b).passed
+    assert jaxcheck.check_vjp(jax.scipy.linalg.expm, a / 10).passed
+
+
+def test_check_vjp_of_a_pure_callback_says_what_the_reference_needs():
+    @jax.custom_vjp
+    def f(x):
+        return jax.pure_callback(np.sin, jax.ShapeDtypeStruct(x.shape, x.dtype), x)
+
+    f.defvjp(lambda x: (f(x), x), lambda x, g: (g * jnp.cos(x),))
+    with pytest.raises(TypeError, match="JAX-differentiable forward.*check_grad"):
+        jaxcheck.check_vjp(f, jnp.arange(3.0))
+    w = jnp.array([1.0, -0.5, 2.0])
+    assert jaxcheck.check_grad(lambda x: jnp.sum(w * f(x)), jnp.arange(3.0)).passed
+
+
+def test_a_float32_output_of_float64_inputs_gets_a_float32_tolerance():
+    def fn(x):
+        return jnp.sin(x).astype(jnp.float32)
+
+    with jax.enable_x64(True):
+        x = jnp.linspace(0.1, 3.0, 40, dtype=jnp.float64)
+        assert jaxcheck.check_vjp(fn, x).passed
+        assert jaxcheck.check_jvp(fn, x).passed
+
+
+def test_jaxs_own_rules_are_not_called_missing():
+    result = jaxcheck.check_vjp(jnp.logaddexp, jnp.arange(3.0), jnp.ones(3))
+    assert any("JAX's own" in n for n in result.notes)
+    assert not any("fn has no custom_vjp" in n for n in result.notes)
+
+
+# ---- 8. the report never misleads ------------------------------------------------------------
+
+
+def test_a_leaf_failing_only_by_nan_shows_nan_not_zero():
+    def grad_fn(p):
+        return {"w": jnp.array([2.0, jnp.nan]) * p["w"]}
+
+    result = jaxcheck.check_grad(lambda p: jnp.sum(p["w"] ** 2), {"w": jnp.array([1.0, 2.0])},
+                                 grad_fn=grad_fn)  # fmt: skip
+    leaf = result.leaves["['w']"]
+    assert leaf.verdict == "failed" and np.isnan(leaf.difference) and np.isnan(leaf.max_abs_error)
+    assert "0.0e+00" not in str(result).split("worst")[0]
+
+
+def test_check_jvp_says_when_the_reference_itself_is_not_finite():
+    result = jaxcheck.check_jvp(jnp.sqrt, jnp.array([0.0, 1.0, 4.0]))
+    assert any("reference" in n and "not finite" in n for n in result.notes)
+
+
+def test_a_small_error_spread_over_a_leaf_is_called_approximate():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6, 3))
+    jitter = 1 + 1e-5 * rng.standard_normal((3, 2))  # an iterative solver's tolerance
+
+    def loss(p):
+        return jnp.sum(jnp.tanh(x @ p["w"]) ** 2)
+
+    params = {"w": rng.normal(size=(3, 2))}
+    result = jaxcheck.check_grad(
+        loss, params, grad_fn=lambda p: {"w": jax.grad(loss)(p)["w"] * jitter}
+    )
+    assert result.verdict == "failed"
+    assert any("approximate by design" in n for n in result.notes), result
+    planted = jaxcheck.check_grad(
+        loss, params, grad_fn=lambda p: {"w": jax.grad(loss)(p)["w"] * 1.001}
+    )
+    assert not any("approximate by design" in n for n in planted.notes)  # a constant factor
