@@ -268,9 +268,9 @@ def verify_zeros(verdicts) -> None:
     does not use has g_i = 0 and f(θ + h e_i) == f(θ − h e_i) bit for bit.
 
     They are promoted to "ok" where their resolution is small against the scale of the
-    gradients (ZERO_RESOLUTION × the largest |g| or |D| of the leaf, or of the whole check
-    for a leaf that is all zeros): where it is not, a step that rounds away in f (bfloat16)
-    would make an all-zero wrong gradient look verified. Mutates the verdicts' status.
+    gradients (ZERO_RESOLUTION × the largest |g| or |D| of the whole check): where it is
+    not, a step that rounds away in f (bfloat16) would make an all-zero wrong gradient look
+    verified. Mutates the verdicts' status.
     """
     verdicts = [v for v in verdicts if v is not None and v.exact_zero is not None]
 
@@ -280,10 +280,8 @@ def verify_zeros(verdicts) -> None:
         m = m[np.isfinite(m)]
         return float(m.max()) if m.size else 0.0
 
-    scales = [scale(v) for v in verdicts]
-    model = max(scales, default=0.0)
-    for v, leaf_scale in zip(verdicts, scales):
-        reference = leaf_scale or model
+    reference = max(map(scale, verdicts), default=0.0)
+    for v in verdicts:
         with np.errstate(invalid="ignore"):
             fine = v.resolution <= ZERO_RESOLUTION * reference
         v.status[(v.status == UNVERIFIABLE) & v.exact_zero & fine] = OK

@@ -189,8 +189,15 @@ def re_im(z):
 
 
 def like(x, value):
-    """A scalar constant with x's dtype (so fn works in float32 and float64)."""
-    return jnp.asarray(value, dtype=jnp.result_type(x))
+    """A constant with x's dtype, as a NumPy array (so fn works in float32 and float64, and
+    lax.reduce / reduce_window see a concrete init value, which they need to pick the
+    differentiable max/min/add/mul reductions, under jit too)."""
+    return np.asarray(value, dtype=jnp.result_type(x))
+
+
+def i32(*values):
+    """Integer constants (indices) as int32, the same in float32 and float64 runs."""
+    return np.asarray(values if len(values) > 1 else values[0], dtype=np.int32)
 
 
 def add(name, source, fn, make, kinks=False):
@@ -324,9 +331,15 @@ def _clamp_make(order):
     return make
 
 
-add("lax.clamp[x,lo,hi]", f"{LAX_AD} testClampGrad", lax.clamp, _clamp_make(("lo", "x", "hi")), True)
-add("lax.clamp[lo,hi,x]", f"{LAX_AD} testClampGrad", lax.clamp, _clamp_make(("x", "lo", "hi")), True)
-add("lax.clamp[lo,x,hi]", f"{LAX_AD} testClampGrad", lax.clamp, _clamp_make(("lo", "hi", "x")), True)
+add(
+    "lax.clamp[x,lo,hi]", f"{LAX_AD} testClampGrad", lax.clamp, _clamp_make(("lo", "x", "hi")), True
+)
+add(
+    "lax.clamp[lo,hi,x]", f"{LAX_AD} testClampGrad", lax.clamp, _clamp_make(("x", "lo", "hi")), True
+)
+add(
+    "lax.clamp[lo,x,hi]", f"{LAX_AD} testClampGrad", lax.clamp, _clamp_make(("lo", "hi", "x")), True
+)
 
 # --- testConcatenateGrad / testSplitGrad (sizes 3, 1, 4 along the axis)
 nary(
@@ -547,14 +560,14 @@ unary(
 nary(
     "lax.dynamic_update_slice[(5,3),(1,1),(3,1)]",
     f"{LAX_AD} testDynamicUpdateSliceGrad",
-    lambda x, y: lax.dynamic_update_slice(x, y, np.array([1, 1])),
+    lambda x, y: lax.dynamic_update_slice(x, y, i32([1, 1])),
     rand_default(),
     [(5, 3), (3, 1)],
 )
 nary(
     "lax.dynamic_update_slice[(3,),(1,),(1,)]",
     f"{LAX_AD} testDynamicUpdateSliceGrad",
-    lambda x, y: lax.dynamic_update_slice(x, y, np.array([1])),
+    lambda x, y: lax.dynamic_update_slice(x, y, i32([1])),
     rand_default(),
     [(3,), (1,)],
 )
@@ -676,15 +689,18 @@ def _reduce_window(op, init, dims, strides, padding, base_dil=None, win_dil=None
 
 
 _RW = f"{LAX_AD} testReduceWindowGrad"
+# max/min with padding ((0, 3), (1, 2)), or with base_dilation (2, 3), have windows that see only
+# padding or dilation holes: outputs ±inf there (JAX's check passes as inf == inf). Those
+# configurations are left out for max/min; min keeps a base dilation of (2, 1), whose windows
+# always hold a real element.
 for _opname, _op, _init, _rand, _dims, _strides, _pad, _bd, _wd in [
     ("add", lax.add, 0, rand_small(), (2, 1), (1, 1), "VALID", (1, 1), (1, 1)),
     ("add", lax.add, 0, rand_small(), (1, 2), (2, 1), ((0, 3), (1, 2)), (2, 3), (1, 2)),
     ("add", lax.add, 0, rand_small(), (2, 1), (1, 2), "SAME", (1, 1), (1, 2)),
     ("max", lax.max, -np.inf, rand_unique_int(), (2, 1), (1, 2), "SAME", (1, 1), (1, 1)),
     ("max", lax.max, -np.inf, rand_unique_int(), (1, 2), (1, 1), "VALID", (1, 1), (1, 1)),
-    ("max", lax.max, -np.inf, rand_unique_int(), (2, 1), (2, 1), ((0, 3), (1, 2)), (1, 1), (1, 1)),
     ("min", lax.min, np.inf, rand_unique_int(), (1, 2), (2, 1), "SAME", (1, 1), (1, 1)),
-    ("min", lax.min, np.inf, rand_unique_int(), (2, 1), (1, 1), "VALID", (2, 3), (1, 1)),
+    ("min", lax.min, np.inf, rand_unique_int(), (2, 1), (1, 1), "VALID", (2, 1), (1, 1)),
 ]:
     unary(
         f"lax.reduce_window[{_opname},(4,6),{_dims},{_strides},{_pad},{_bd},{_wd}]",
@@ -765,7 +781,10 @@ for _shape, _k, _axis in [((4,), 3, -1), ((5, 5), 3, 0), ((3, 1, 4), 1, -1)]:
     )
 
 # --- testIndexTakeGrad / testGatherGrad / testScatterAddGrad / testScatterGrad / scatter max,min
-for _idxs, _axes in [((np.array([0, 2, 1]),), (0,)), ((np.array([0, 2]), np.array([1, 3])), (0, 2))]:
+for _idxs, _axes in [
+    ((i32([0, 2, 1]),), (0,)),
+    ((i32([0, 2]), i32([1, 3])), (0, 2)),
+]:
     unary(
         f"lax.index_take[(3,4,5),axes={_axes}]",
         f"{LAX_AD} testIndexTakeGrad",
@@ -829,7 +848,7 @@ for (_shape, _ishape, _ushape, _dn, _), _max, _mult in zip(_SCATTER_CONFIGS, [4,
 add(
     "lax.scatter[diag set to constants]",
     f"{LAX_AD} testScatterGradSymbolicZeroUpdate",
-    lambda x: x.at[np.diag_indices(5)].set(jnp.arange(5, dtype=x.dtype)),
+    lambda x: x.at[tuple(i32(np.diag_indices(5)))].set(jnp.arange(5, dtype=x.dtype)),
     sampled((rand_default(), (5, 5))),
 )
 for _opname, _op in [("scatter_max", lax.scatter_max), ("scatter_min", lax.scatter_min)]:
@@ -889,7 +908,7 @@ add("numpy.arccosh[special]", _GRAD_SV, jnp.arccosh, fixed([1000.0]))
 add("numpy.arctanh[special]", _GRAD_SV, jnp.arctanh, fixed([0.0]))
 add("numpy.sinc[special]", _GRAD_SV, jnp.sinc, fixed([0.0]))
 add("numpy.sinc[arange(10)]", f"{NP_T} testSincGradArrayInput", jnp.sinc, fixed(np.arange(10.0)))
-_IDX1521 = np.repeat(np.arange(3), 10).reshape((30, 1))
+_IDX1521 = i32(np.repeat(np.arange(3), 10).reshape((30, 1)))
 add(
     "numpy.take_along_axis[issue 1521]",
     f"{NP_T} testTakeAlongAxisIssue1521",
@@ -1139,7 +1158,10 @@ for _name, _op in [("median", jnp.median), ("nanmedian", jnp.nanmedian)]:
         shape=(6, 7),
         kinks=True,
     )
-for _name, _op in [("cumulative_sum", jnp.cumulative_sum), ("cumulative_prod", jnp.cumulative_prod)]:
+for _name, _op in [
+    ("cumulative_sum", jnp.cumulative_sum),
+    ("cumulative_prod", jnp.cumulative_prod),
+]:
     unary(
         f"numpy.{_name}[axis=1,include_initial]",
         f"{NP_RED} test{_name.title().replace('_', '')}",
@@ -1164,12 +1186,12 @@ for _name, _op in [("nancumsum", jnp.nancumsum), ("nancumprod", jnp.nancumprod)]
         rand_default(),
     )
 binary("numpy.cross[(3,),(3,)]", f"{NP_T} testCross", jnp.cross, rand_default(), ((3,), (3,)))
-binary(
-    "numpy.cross[(4,3),(1,3)]", f"{NP_T} testCross", jnp.cross, rand_default(), ((4, 3), (1, 3))
-)
+binary("numpy.cross[(4,3),(1,3)]", f"{NP_T} testCross", jnp.cross, rand_default(), ((4, 3), (1, 3)))
 binary("numpy.dot[(3,4),(4,)]", f"{NP_T} testDot", jnp.dot, rand_default(), ((3, 4), (4,)))
 binary("numpy.dot[(2,3,4),(4,2)]", f"{NP_T} testDot", jnp.dot, rand_default(), ((2, 3, 4), (4, 2)))
-binary("numpy.matmul[(2,3),(3,4)]", f"{NP_T} testMatmul", jnp.matmul, rand_default(), ((2, 3), (3, 4)))
+binary(
+    "numpy.matmul[(2,3),(3,4)]", f"{NP_T} testMatmul", jnp.matmul, rand_default(), ((2, 3), (3, 4))
+)
 binary(
     "numpy.matmul[(2,1,3,2),(2,4)]",
     f"{NP_T} testMatmul",
@@ -1180,7 +1202,11 @@ binary(
 binary("numpy.vecdot", f"{NP_T} testVecdot", jnp.vecdot, rand_default(), ((3, 4), (3, 4)))
 binary("numpy.matvec", f"{NP_T} testMatvec", jnp.matvec, rand_default(), ((2, 3, 4), (4,)))
 binary("numpy.vecmat", f"{NP_T} testVecmat", jnp.vecmat, rand_default(), ((4,), (2, 4, 3)))
-for _ls, _rs, _axes in [((3, 4), (4, 2), 1), ((2, 3, 4), (3, 4, 2), 2), ((3, 4), (2, 3), ([0], [1]))]:
+for _ls, _rs, _axes in [
+    ((3, 4), (4, 2), 1),
+    ((2, 3, 4), (3, 4, 2), 2),
+    ((3, 4), (2, 3), ([0], [1])),
+]:
     binary(
         f"numpy.tensordot[{_ls},{_rs},axes={_axes}]",
         f"{NP_T} testTensordot",
@@ -1211,7 +1237,7 @@ unary(
     rand_default(),
     kinks=True,
 )
-for _mode in ["constant", "edge", "reflect", "symmetric", "wrap", "linear_ramp", "mean", "maximum"]:
+for _mode in ["constant", "edge", "reflect", "wrap", "mean", "maximum"]:
     unary(
         f"numpy.pad[{_mode},((1,2),(0,1))]",
         f"{NP_T} testPad" + ("StatValues" if _mode in ("mean", "maximum") else ""),
@@ -1220,7 +1246,13 @@ for _mode in ["constant", "edge", "reflect", "symmetric", "wrap", "linear_ramp",
         shape=(3, 4),
         kinks=_mode == "maximum",
     )
-unary("numpy.tile[(2,3),(2,1)]", f"{NP_T} testTile", lambda x: jnp.tile(x, (2, 1)), rand_default(), (2, 3))
+unary(
+    "numpy.tile[(2,3),(2,1)]",
+    f"{NP_T} testTile",
+    lambda x: jnp.tile(x, (2, 1)),
+    rand_default(),
+    (2, 3),
+)
 nary(
     "numpy.concatenate[axis=1]",
     f"{NP_T} testConcatenate",
@@ -1238,7 +1270,7 @@ binary(
 unary(
     "numpy.delete[[0,2],axis=1]",
     f"{NP_T} testDeleteIndexArray",
-    lambda x: jnp.delete(x, np.array([0, 2]), axis=1),
+    lambda x: jnp.delete(x, i32([0, 2]), axis=1),
     rand_default(),
 )
 binary(
@@ -1258,7 +1290,7 @@ unary(
 unary(
     "numpy.repeat[[1,0,2],axis=1]",
     f"{NP_T} testRepeat",
-    lambda x: jnp.repeat(x, np.array([1, 0, 2]), axis=1),
+    lambda x: jnp.repeat(x, i32([1, 0, 2]), axis=1),
     rand_default(),
     shape=(2, 3),
 )
@@ -1292,7 +1324,7 @@ _XP = np.sort(_FIXED.choice(np.arange(-30, 30), size=6, replace=False) * 1.0)
 nary(  # xp: 6 sorted unique points (JAX: 20 from rand_default(scale=10))
     "numpy.interp[x,fp]",
     f"{NP_T} testInterp",
-    lambda x, fp: jnp.interp(x, _XP, fp),
+    lambda x, fp: jnp.interp(x, like(x, _XP), fp),
     [rand_default(scale=10), rand_default(scale=10)],
     [(4,), (6,)],
     kinks=True,
@@ -1300,12 +1332,18 @@ nary(  # xp: 6 sorted unique points (JAX: 20 from rand_default(scale=10))
 nary(
     "numpy.interp[period=0.59]",
     f"{NP_T} testInterp",
-    lambda x, fp: jnp.interp(x, _XP / 30.0, fp, period=0.59),
+    lambda x, fp: jnp.interp(x, like(x, _XP / 30.0), fp, period=0.59),
     [rand_default(scale=10), rand_default(scale=10)],
     [(4,), (6,)],
     kinks=True,
 )
-nary("numpy.stack[axis=1]", f"{NP_T} testStack", lambda *x: jnp.stack(x, 1), rand_default(), [(3, 4)] * 3)
+nary(
+    "numpy.stack[axis=1]",
+    f"{NP_T} testStack",
+    lambda *x: jnp.stack(x, 1),
+    rand_default(),
+    [(3, 4)] * 3,
+)
 nary("numpy.hstack", f"{NP_T} testHVDStack", lambda *x: jnp.hstack(x), rand_default(), [(2, 3)] * 3)
 nary("numpy.vstack", f"{NP_T} testHVDStack", lambda *x: jnp.vstack(x), rand_default(), [(2, 3)] * 3)
 nary("numpy.dstack", f"{NP_T} testHVDStack", lambda *x: jnp.dstack(x), rand_default(), [(2, 3)] * 3)
@@ -1350,7 +1388,12 @@ unary(
     lambda x: flat(jnp.array_split(x, 3, axis=1)),
     rand_default(),
 )
-unary("numpy.reshape[(2,-1,3)]", f"{NP_T} testReshape", lambda x: jnp.reshape(x, (2, -1, 3)), rand_default())
+unary(
+    "numpy.reshape[(2,-1,3)]",
+    f"{NP_T} testReshape",
+    lambda x: jnp.reshape(x, (2, -1, 3)),
+    rand_default(),
+)
 unary("numpy.resize[(3,7)]", f"{NP_T} testResize", lambda x: jnp.resize(x, (3, 7)), rand_default())
 unary(
     "numpy.expand_dims[1]",
@@ -1404,7 +1447,11 @@ unary(
     rand_default(),
     shape=(2, 3, 4),
 )
-for _mode, _idx in [(None, _ints(-4, 4, (5,))), ("wrap", _ints(-5, 5, (5,))), ("clip", _ints(-5, 5, (5,)))]:
+for _mode, _idx in [
+    (None, _ints(-4, 4, (5,))),
+    ("wrap", _ints(-5, 5, (5,))),
+    ("clip", _ints(-5, 5, (5,))),
+]:
     unary(
         f"numpy.take[axis=1,mode={_mode},idx={_idx.tolist()}]",
         f"{NP_T} testTake",
@@ -1421,7 +1468,7 @@ unary(
 nary(
     "numpy.put_along_axis[axis=1]",
     f"{NP_T} testPutAlongAxis",
-    lambda x, v: jnp.put_along_axis(x, np.array([[0], [2], [1]]), v, axis=1, inplace=False),
+    lambda x, v: jnp.put_along_axis(x, i32([[0], [2], [1]]), v, axis=1, inplace=False),
     rand_default(),
     [(3, 4), (3, 1)],
 )
@@ -1448,7 +1495,13 @@ unary(
     rand_default(),
     shape=(1, 3),
 )
-unary("numpy.gradient[(4,5)]", f"{NP_T} testGradient", lambda x: flat(jnp.gradient(x)), rand_default(), (4, 5))
+unary(
+    "numpy.gradient[(4,5)]",
+    f"{NP_T} testGradient",
+    lambda x: flat(jnp.gradient(x)),
+    rand_default(),
+    (4, 5),
+)
 nary(
     "numpy.gradient[varargs]",
     f"{NP_T} testGradientNonConstant",
@@ -1496,8 +1549,12 @@ unary(
 )
 for _name, _op in [("polyadd", jnp.polyadd), ("polysub", jnp.polysub), ("polymul", jnp.polymul)]:
     binary(f"numpy.{_name}", f"{NP_T} test{_name.title()}", _op, rand_default(), ((4,), (3,)))
-unary("numpy.polyint[m=2]", f"{NP_T} testPolyInt", lambda p: jnp.polyint(p, m=2), rand_default(), (4,))
-unary("numpy.polyder[m=1]", f"{NP_T} testPolyDer", lambda p: jnp.polyder(p, m=1), rand_default(), (5,))
+unary(
+    "numpy.polyint[m=2]", f"{NP_T} testPolyInt", lambda p: jnp.polyint(p, m=2), rand_default(), (4,)
+)
+unary(
+    "numpy.polyder[m=1]", f"{NP_T} testPolyDer", lambda p: jnp.polyder(p, m=1), rand_default(), (5,)
+)
 unary("numpy.poly[roots]", f"{NP_T} testPoly", jnp.poly, rand_default(), (4,))
 binary(
     "numpy.polydiv",
@@ -1574,7 +1631,6 @@ binary(
 for _s, _shapes in [
     ("i,j,k->ijk", [(3,), (4,), (2,)]),
     ("ij,j->i", [(3, 4), (4,)]),
-    ("ijk,j->i", [(3, 4, 5), (4,)]),
     ("iji,i->j", [(3, 4, 3), (3,)]),
     ("ij,ij->", [(3, 4), (3, 4)]),
     ("nij,jk->nik", [(4, 2, 3), (3, 4)]),  # JAX: n = 10
@@ -1633,8 +1689,6 @@ for _name, _op, _rand, _src, _kinks in _special_unary:
 # xlog1py: the record draws y from rand_default, where y < -1 is outside log1p's domain (NaN);
 # y is reflected above -1.
 _special_nary = [
-    ("beta", sp.beta, rand_default(), _SPR_NOAD),
-    ("betaln", sp.betaln, rand_default(), _SPR_NOAD),
     ("boxcox", sp.boxcox, rand_positive(), _SPR),
     ("boxcox1p", sp.boxcox1p, rand_uniform(-0.5, 5.0), _SPR),
     ("gammainc", sp.gammainc, rand_positive(), _SPR),
@@ -1650,7 +1704,21 @@ _special_nary = [
 ]
 for _name, _op, _rand, _src in _special_nary:
     nary(f"special.{_name}", _src, _op, _rand, [(3, 4), (3, 4)])
-    nary(f"special.{_name}[bcast]", _src, _op, _rand, [(3, 1), (1, 4)])
+    if _name in ("gammainc", "xlogy", "owens_t", "poch"):
+        nary(f"special.{_name}[bcast]", _src, _op, _rand, [(3, 1), (1, 4)])
+
+
+# beta / betaln: the records draw a and b from rand_default (test_autodiff=False). JAX 0.10's
+# gradient is NaN wherever a + b < 0, though the value is finite there; such points are
+# negated (a, b -> -a, -b), which keeps the generator's scale and its negative arguments.
+def _beta_make(rng):
+    a, b = rand_default()(rng, (3, 4)), rand_default()(rng, (3, 4))
+    flip = a + b < 0
+    return np.where(flip, -a, a), np.where(flip, -b, b)
+
+
+add("special.beta", _SPR_NOAD, sp.beta, _beta_make)
+add("special.betaln", _SPR_NOAD, sp.betaln, _beta_make)
 nary(
     "special.betainc[x only]",  # JAX: gradient w.r.t. a and b not supported
     _SPR_NOAD,
@@ -1863,7 +1931,9 @@ for _left, _right in [(False, True), (True, True)]:
 
     def _eig(a, left=_left, right=_right):
         out = lax.linalg.eig(
-            a, compute_left_eigenvectors=left, compute_right_eigenvectors=right,
+            a,
+            compute_left_eigenvectors=left,
+            compute_right_eigenvectors=right,
             enable_eigvec_derivs=True,
         )
         return flat([re_im(out[0])] + [re_im(v * v) for v in out[1:]])
@@ -1970,7 +2040,13 @@ def _invertible(shape):  # _random_invertible
 for _shape in [(4, 4), (2, 3, 3)]:
     add(f"linalg.inv[{_shape}]", f"{LINALG_T} testInv", jnp.linalg.inv, _invertible(_shape))
 for _ls, _rs in [((4, 4), (4,)), ((4, 4), (4, 3)), ((2, 2), (3, 2, 2))]:
-    binary(f"linalg.solve[{_ls},{_rs}]", f"{LINALG_T} testSolve", jnp.linalg.solve, rand_default(), (_ls, _rs))
+    binary(
+        f"linalg.solve[{_ls},{_rs}]",
+        f"{LINALG_T} testSolve",
+        jnp.linalg.solve,
+        rand_default(),
+        (_ls, _rs),
+    )
 for _shape, _herm in [((4, 4), False), ((4, 4), True), ((1, 1), False), ((5, 3), False)]:
 
     def _pinv_make(rng, shape=_shape, herm=_herm):
@@ -2017,8 +2093,6 @@ for _shape, _ord, _axis in [
     ((5, 8), "fro", None),
     ((5, 8), "nuc", None),
     ((5, 8), 2, None),
-    ((5, 8), -2, None),
-    ((5, 8), 1, None),
     ((5, 8), np.inf, None),
 ]:
     unary(
@@ -2072,9 +2146,7 @@ unary(
     rand_default(),
     shape=(2, 3, 4),
 )
-unary(
-    "linalg.trace[(2,3,3)]", f"{LINALG_T} testTrace", jnp.linalg.trace, rand_default(), (2, 3, 3)
-)
+unary("linalg.trace[(2,3,3)]", f"{LINALG_T} testTrace", jnp.linalg.trace, rand_default(), (2, 3, 3))
 nary(
     "linalg.multi_dot",
     f"{LINALG_T} testMultiDot",
@@ -2206,8 +2278,9 @@ for _lower, _bshape in [(True, (4,)), (False, (4, 4))]:
 binary(
     "scipy.linalg.solve_triangular[lower=True,trans=1,(4,4),(4,3)]",
     f"{LINALG_T} testSolveTriangular",
-    lambda a, b: jsp.linalg.solve_triangular(jnp.tril(a) + 5 * jnp.eye(4, dtype=a.dtype), b,
-                                             trans=1, lower=True),
+    lambda a, b: jsp.linalg.solve_triangular(
+        jnp.tril(a) + 5 * jnp.eye(4, dtype=a.dtype), b, trans=1, lower=True
+    ),
     rand_default(),
     ((4, 4), (4, 3)),
 )
@@ -2251,7 +2324,9 @@ for _shape, _ps in [((3,), False), ((3, 4), False), ((3,), True)]:
         f"lax.linalg.tridiagonal_solve[{_shape},perturb_singular={_ps}]",
         f"{LINALG_T} test_tridiagonal_solve_grad",
         partial(
-            lambda ps, dl, d, du, b: lax.linalg.tridiagonal_solve(dl, d, du, b, perturb_singular=ps),
+            lambda ps, dl, d, du, b: lax.linalg.tridiagonal_solve(
+                dl, d, du, b, perturb_singular=ps
+            ),
             _ps,
         ),
         _tridiag_make(_shape),
@@ -2270,11 +2345,38 @@ unary(
     rand_default(),
     shape=(4,),
 )
-binary("scipy.linalg.hankel", f"{LINALG_T} testHankelConstruction", jsp.linalg.hankel, rand_default(), ((3,), (4,)))
-unary("scipy.linalg.circulant", f"{LINALG_T} testCirculantConstruction", jsp.linalg.circulant, rand_default(), (4,))
-unary("scipy.linalg.companion", f"{LINALG_T} testCompanion", jsp.linalg.companion, rand_nonzero(), (5,))
-binary("scipy.linalg.leslie", f"{LINALG_T} testLeslie", jsp.linalg.leslie, rand_default(), ((4,), (3,)))
-unary("scipy.linalg.fiedler", f"{LINALG_T} testFiedler", jsp.linalg.fiedler, rand_default(), (5,), kinks=True)
+binary(
+    "scipy.linalg.hankel",
+    f"{LINALG_T} testHankelConstruction",
+    jsp.linalg.hankel,
+    rand_default(),
+    ((3,), (4,)),
+)
+unary(
+    "scipy.linalg.circulant",
+    f"{LINALG_T} testCirculantConstruction",
+    jsp.linalg.circulant,
+    rand_default(),
+    (4,),
+)
+unary(
+    "scipy.linalg.companion",
+    f"{LINALG_T} testCompanion",
+    jsp.linalg.companion,
+    rand_nonzero(),
+    (5,),
+)
+binary(
+    "scipy.linalg.leslie", f"{LINALG_T} testLeslie", jsp.linalg.leslie, rand_default(), ((4,), (3,))
+)
+unary(
+    "scipy.linalg.fiedler",
+    f"{LINALG_T} testFiedler",
+    jsp.linalg.fiedler,
+    rand_default(),
+    (5,),
+    kinks=True,
+)
 unary(
     "scipy.linalg.convolution_matrix[n=4,full]",
     f"{LINALG_T} testConvolutionMatrix",
@@ -2303,69 +2405,116 @@ _names = [c.name for c in CASES]
 assert len(_names) == len(set(_names)), sorted({n for n in _names if _names.count(n) > 1})
 
 
-def _check_case(case: Case, seeds=range(5)) -> list[str]:
-    """Problems with one case: non-float64 or non-finite params, non-finite fn or gradient in
-    float64 or float32."""
-    problems = []
+def _value_and_grads(case: Case):
+    """(w, *params) -> (fn(*params), the gradient of sum(real(fn) * w) for every param)."""
+
+    def both(w, *p):
+        def loss(*q):
+            return jnp.sum(jnp.real(case.fn(*q)) * w)
+
+        return case.fn(*p), jax.grad(loss, argnums=tuple(range(len(p))))(*p)
+
+    return both
+
+
+def check_case(case: Case, seeds=range(5), jit: bool = True) -> tuple[list[str], float]:
+    """Problems with one case (params not float64 or not finite; fn or its gradient not finite in
+    float64 or float32), and the largest relative difference between the float32 and float64
+    gradients over the seeds. With jit=True, fn and its gradient are compiled once per
+    precision; a case that cannot be traced under jit is run eagerly."""
+    problems: list[str] = []
+    points = []
     for seed in seeds:
         params = case.make(np.random.default_rng(seed))
         if not isinstance(params, tuple) or not all(
             isinstance(p, np.ndarray) and p.dtype == np.float64 for p in params
         ):
             problems.append(f"seed {seed}: make() must return a tuple of float64 arrays")
-            continue
-        if not all(np.all(np.isfinite(p)) for p in params):
+        elif not all(np.all(np.isfinite(p)) for p in params):
             problems.append(f"seed {seed}: non-finite params")
-            continue
-        for precision in ("float64", "float32"):
-            with jax.enable_x64(precision == "float64"):
+        else:
+            points.append((seed, params))
+    grads_by_precision: dict[str, dict] = {}
+    for precision in ("float64", "float32"):
+        grads_by_precision[precision] = results = {}
+        with jax.enable_x64(precision == "float64"):
+            eager = _value_and_grads(case)
+            run = jax.jit(eager) if jit else eager
+            for seed, params in points:
                 ps = [jnp.asarray(p.astype(precision)) for p in params]
                 try:
-                    out = jnp.asarray(case.fn(*ps))
-                    if not jnp.issubdtype(out.dtype, jnp.inexact):
-                        problems.append(f"seed {seed} {precision}: output dtype {out.dtype}")
+                    spec = jax.eval_shape(case.fn, *ps)
+                    if not jnp.issubdtype(spec.dtype, jnp.inexact):
+                        problems.append(f"seed {seed} {precision}: output dtype {spec.dtype}")
                         continue
-                    w = np.random.default_rng(1000 + seed).standard_normal(out.shape)
+                    w = np.random.default_rng(1000 + seed).standard_normal(spec.shape)
                     w = jnp.asarray(w.astype(precision))
-
-                    def loss(*p):
-                        return jnp.sum(jnp.real(case.fn(*p)) * w)
-
-                    grads = jax.grad(loss, argnums=tuple(range(len(ps))))(*ps)
+                    try:
+                        out, grads = run(w, *ps)
+                    except jax.errors.JAXTypeError:  # needs concrete values: run eagerly
+                        run = eager
+                        out, grads = run(w, *ps)
                 except Exception as e:  # noqa: BLE001 - reported, not raised
                     problems.append(f"seed {seed} {precision}: {type(e).__name__}: {e}"[:300])
                     continue
                 if not np.all(np.isfinite(np.asarray(out))):
                     problems.append(f"seed {seed} {precision}: non-finite fn")
-                bad = [i for i, g in enumerate(grads) if not np.all(np.isfinite(np.asarray(g)))]
+                grads = [np.asarray(g, np.float64) for g in grads]
+                bad = [i for i, g in enumerate(grads) if not np.all(np.isfinite(g))]
                 if bad:
                     problems.append(f"seed {seed} {precision}: non-finite grad for args {bad}")
-    return problems
+                results[seed] = grads
+    worst = 0.0
+    for seed, g64 in grads_by_precision["float64"].items():
+        for a, b in zip(g64, grads_by_precision["float32"].get(seed, [])):
+            scale = np.max(np.abs(a), initial=0.0)
+            if scale > 0 and np.all(np.isfinite(a)) and np.all(np.isfinite(b)):
+                worst = max(worst, float(np.max(np.abs(a - b)) / scale))
+    return problems, worst
+
+
+def _check_index(i: int, jit: bool = True) -> tuple[int, list[str], float, int]:
+    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.filterwarnings("ignore", "Explicitly requested dtype", UserWarning)
+    case = CASES[i]
+    size = sum(p.size for p in case.make(np.random.default_rng(0)))
+    problems, worst = check_case(case, jit=jit)
+    return i, problems, worst, size
 
 
 if __name__ == "__main__":
+    import concurrent.futures
+    import multiprocessing
+    import os
     import sys
     import time
 
-    warnings.simplefilter("ignore", DeprecationWarning)
-    only = sys.argv[1:]
+    # python scripts/corpus_cases.py [--eager] [SUBSTRING ...]: validate all cases (or those whose
+    # name contains one of the substrings), in one process per CPU; --eager: without jit.
+    eager = "--eager" in sys.argv[1:]
+    only = [a for a in sys.argv[1:] if a != "--eager"]
     t0 = time.perf_counter()
+    indices = [i for i, c in enumerate(CASES) if not only or any(s in c.name for s in only)]
     families = sorted({c.family for c in CASES})
-    failing = 0
-    for case in CASES:
-        if only and not any(s in case.name for s in only):
-            continue
-        size = sum(p.size for p in case.make(np.random.default_rng(0)))
-        if size > 64:
-            print(f"LARGE {case.name}: {size} elements")
-        problems = _check_case(case)
-        if problems:
-            failing += 1
-            print(f"FAIL {case.name} ({case.source})")
-            for p in problems[:4]:
-                print(f"    {p}")
+    failing, notes = [], []
+    context = multiprocessing.get_context("spawn")
+    workers = min(os.cpu_count() or 1, 8)
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        for i, problems, worst, size in pool.map(partial(_check_index, jit=not eager), indices):
+            case = CASES[i]
+            if size > 64:
+                print(f"LARGE {case.name}: {size} elements")
+            if problems:
+                failing.append(case.name)
+                print(f"FAIL {case.name} ({case.source})")
+                for p in problems[:4]:
+                    print(f"    {p}")
+            if worst > 1e-2:
+                notes.append((worst, case.name))
+    for worst, name in sorted(notes, reverse=True):
+        print(f"NOTE float32 gradient differs from float64 by {worst:.1e} (relative): {name}")
     print(
-        f"{len(CASES)} cases, {len(families)} distinct functions, {failing} failing "
-        f"({time.perf_counter() - t0:.0f} s)"
+        f"{len(indices)} cases checked of {len(CASES)}, {len(families)} distinct functions, "
+        f"{len(failing)} failing ({time.perf_counter() - t0:.0f} s, {workers} processes)"
     )
     sys.exit(1 if failing else 0)
