@@ -17,7 +17,7 @@ import numpy as np
 
 from . import _stencils as st
 
-MULTIPLIERS = 4.0 ** np.arange(-1, 5)  # × the default step: 1/4 … 256
+MULTIPLIERS = 4.0 ** np.arange(-1, 11)  # × the default step: 1/4 … 4^10, up to the cap
 SAMPLE = 64  # elements per leaf the choice is made on
 NEAR_BEST = 2.0  # steps whose median error estimate is within this factor of the best qualify
 
@@ -36,6 +36,8 @@ def multiplier(engine, leaf, stencil: st.Stencil, method, g, tol, cap) -> float:
     for m in MULTIPLIERS:
         if np.any(m * h0 > cap[idx]) and m > 1:
             break
+        if len(scores) >= 3 and list(scores.values())[-1] > 4 * min(scores.values()):
+            break  # past the bottom of the V
         s = st.make_stencil(theta, m * h0, method)
         if s.lost().size:
             continue
@@ -52,8 +54,10 @@ def multiplier(engine, leaf, stencil: st.Stencil, method, g, tol, cap) -> float:
 
 
 def tuned(engine, leaf, stencil: st.Stencil, method, g, tol, typical: float) -> st.Stencil:
-    """The leaf's stencil at the data-chosen step (steps at most 4× the parameter scale)."""
-    cap = 4 * np.maximum(np.abs(stencil.theta.astype(np.float64)), typical)
+    """The leaf's stencil at the data-chosen step (steps at most 4× the parameter scale, or
+    4 where parameters are smaller than 1: a tiny parameter, such as JAX's rand_small inputs
+    of 1e-5, says nothing about the scale on which f varies)."""
+    cap = 4 * np.maximum(np.abs(stencil.theta.astype(np.float64)), max(typical, 1.0))
     m = multiplier(engine, leaf, stencil, method, g, tol, cap)
     wider = st.make_stencil(stencil.theta, m * stencil.h, method)
     return stencil if wider.lost().size else wider

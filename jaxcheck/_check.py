@@ -434,7 +434,8 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
     notes += [hint] if hint else []
     for leaf in coords.checked:
         steps_used.setdefault(leaf.path, stencils.median_step(leaf))
-    st.verify_zeros([v for o in judged.values() for v in _verdicts_of(o)])
+    natural = abs(f_first) / max(typical.values())  # |f| over the parameters' scale
+    st.verify_zeros([v for o in judged.values() for v in _verdicts_of(o)], natural)
     return assemble(
         coords, judged, steps_used, notes, precision, engine.name, mode,
         method=plan["method"], leaf_methods=used, advice=_advice(precision, plan, coords),

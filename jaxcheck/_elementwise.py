@@ -203,8 +203,9 @@ def reconsider(engine, leaf, s, idx, method, g, f0, tol, verdict, F) -> st.Verdi
     agreed = np.zeros(suspects.size, int)  # levels in a row at which the mismatch stood
     seen_res = verdict.resolution[suspects]
     excess = excess_of(verdict, suspects)
-    # the verdict with the jump as noise, for elements whose f jumped at every step so far:
-    # taken where the steps run out (a saturation shrinks away; a jump or noise never does)
+    # the verdict with the jump as noise (or the unverifiable one where f is rough), for
+    # elements whose f jumped at every step so far: taken where the steps run out (a
+    # saturation shrinks away; a jump or noise never does; a smaller step may clear a kink)
     jumped = {f: x.copy() for f, x in out.items()}
     has_jump = np.zeros(len(g), bool)
     for level in range(1, LEVELS + 1):
@@ -249,15 +250,24 @@ def reconsider(engine, leaf, s, idx, method, g, f0, tol, verdict, F) -> st.Verdi
             # at every step, with a second difference that does not shrink
             bent, rounding = bend(Fk, suspects)
             local = (np.abs(bent) <= np.abs(seen_bend) / 8) | (np.abs(bent) <= rounding)
-            stands = (plain.status == st.MISMATCH) & ~jump & ~moved & local
-            stands |= (vk.status == st.UNVERIFIABLE) & np.isfinite(excess) & ~jump & ~moved
             # twice in a row: an oscillating f can look local at one step by chance
-            agreed = np.where(stands, agreed + 1, 0)
+            confirmed = (plain.status == st.MISMATCH) & ~jump & ~moved & local
+            agreed = np.where(confirmed, agreed + 1, 0)
             stands = agreed >= 2
+            # unverifiable at a smaller step: from rounding, which a smaller step has more of
+            # (the mismatch stands), or because f is not smooth on the scale of these steps
+            # (a truncation estimate, or a fourth difference, far above the measured noise):
+            # then the larger step's verdict is not sound either
+            with np.errstate(invalid="ignore", divide="ignore"):
+                rounding_noise = np.fmax(floor_all[suspects], plain.noise / plain.excess_noise)
+            rough = (plain.truncation > plain.resolution / 2) | (plain.noise > 4 * rounding_noise)
+            unverifiable = vk.status == st.UNVERIFIABLE
+            stands |= unverifiable & ~rough & np.isfinite(excess) & ~jump & ~moved
         take = suspects[settled]
         for f in out:
             out[f][take] = getattr(vk, f)[settled]
-        explained = jump & (vk.status != st.MISMATCH)
+        # a verdict to fall back on: a jump, or a roughness, that explains the discrepancy
+        explained = jump & (vk.status != st.MISMATCH) | unverifiable & rough
         has_jump[suspects] = explained
         for f in jumped:
             jumped[f][suspects[explained]] = getattr(vk, f)[explained]
@@ -301,7 +311,7 @@ def _measured_noise(engine, leaf, s: st.Stencil, where: np.ndarray, rows: np.nda
 
 
 _FIELDS = ("analytic", "numeric", "abs_error", "tolerance", "resolution", "excess_noise",
-           "status", "exact_zero")  # fmt: skip
+           "status", "exact_zero", "truncation", "noise")  # fmt: skip
 
 
 def confirm(engine, leaf, s, idx, verdict, before, rows, f0, u_f, nondet: Nondet) -> None:

@@ -109,6 +109,8 @@ class Verdict:
     checked: np.ndarray | None = None  # where only some elements were checked: their mask
     # g_i == 0 and f bit-identical at the mirrored points of the estimate (`verify_zeros`)
     exact_zero: np.ndarray | None = None
+    truncation: np.ndarray | None = None  # the truncation part of the resolution (κ·|D − D'|)
+    noise: np.ndarray | None = None  # σ̂_f, the noise in one value of f
 
     def expand(self, idx: np.ndarray, n: int) -> Verdict:
         """This verdict of elements idx as one of all n elements: NaN and "ok" elsewhere."""
@@ -249,7 +251,10 @@ def judge(
     with np.errstate(invalid="ignore", divide="ignore"):
         excess = noise / (u_f * fmax)
     zero = _exact_zero(g, f0, F, stencil, method)
-    return Verdict(g, d, abs_error, tolerance, resolution, excess, status, exact_zero=zero)
+    return Verdict(
+        g, d, abs_error, tolerance, resolution, excess, status, exact_zero=zero,
+        truncation=KAPPA * trunc, noise=noise,
+    )  # fmt: skip
 
 
 def _exact_zero(g, f0, F, stencil: Stencil, method: Method) -> np.ndarray:
@@ -263,14 +268,16 @@ def _exact_zero(g, f0, F, stencil: Stencil, method: Method) -> np.ndarray:
     return same
 
 
-def verify_zeros(verdicts) -> None:
+def verify_zeros(verdicts, natural: float = 0.0) -> None:
     """Exact zeros are agreement, not "unverifiable": a dead ReLU unit or a statistic the loss
     does not use has g_i = 0 and f(θ + h e_i) == f(θ − h e_i) bit for bit.
 
     They are promoted to "ok" where their resolution is small against the scale of the
     gradients (ZERO_RESOLUTION × the largest |g| or |D| of the whole check): where it is
     not, a step that rounds away in f (bfloat16) would make an all-zero wrong gradient look
-    verified. Mutates the verdicts' status.
+    verified. natural: the scale to use where every g and D of the check is exactly zero
+    (a piecewise-constant loss): |f(θ)| over the parameters' scale. Mutates the verdicts'
+    status.
     """
     verdicts = [v for v in verdicts if v is not None and v.exact_zero is not None]
 
@@ -280,7 +287,7 @@ def verify_zeros(verdicts) -> None:
         m = m[np.isfinite(m)]
         return float(m.max()) if m.size else 0.0
 
-    reference = max(map(scale, verdicts), default=0.0)
+    reference = max(map(scale, verdicts), default=0.0) or natural
     for v in verdicts:
         with np.errstate(invalid="ignore"):
             fine = v.resolution <= ZERO_RESOLUTION * reference

@@ -1,6 +1,7 @@
 """A corpus of gradient test cases taken from JAX's own test suite.
 
-    python scripts/corpus_cases.py     # validate every case (seeds 0..4, float64 and float32)
+    python scripts/corpus_cases.py [--eager] [NAME-SUBSTRING ...]
+        # validate every case (or the named ones): seeds 0..4, float64 and float32
 
 Each `Case` is a differentiable function of float arguments and a generator of the points JAX's
 tests check it at: the same input generators (`jtu.rand_default`, `rand_small`, `rand_positive`,
@@ -321,25 +322,25 @@ unary(
 )
 
 
-# --- testClampGrad: operand, operand - 10, operand + 10, with each of the three as the operand.
+# --- testClampGrad: lax.clamp(min, x, max) on (operand, operand - 10, operand + 10) in JAX's
+# three orders: operand as min (the output is min), as x (inside the bounds), as max.
 def _clamp_make(order):
     def make(rng):
         x = rand_default()(rng, (2, 3))
-        args = {"x": x, "lo": x - 10.0, "hi": x + 10.0}
+        args = {"op": x, "op-10": x - 10.0, "op+10": x + 10.0}
         return tuple(args[k] for k in order)
 
     return make
 
 
-add(
-    "lax.clamp[x,lo,hi]", f"{LAX_AD} testClampGrad", lax.clamp, _clamp_make(("lo", "x", "hi")), True
-)
-add(
-    "lax.clamp[lo,hi,x]", f"{LAX_AD} testClampGrad", lax.clamp, _clamp_make(("x", "lo", "hi")), True
-)
-add(
-    "lax.clamp[lo,x,hi]", f"{LAX_AD} testClampGrad", lax.clamp, _clamp_make(("lo", "hi", "x")), True
-)
+for _order in [("op", "op-10", "op+10"), ("op-10", "op", "op+10"), ("op-10", "op+10", "op")]:
+    add(
+        f"lax.clamp[{','.join(_order)}]",
+        f"{LAX_AD} testClampGrad",
+        lax.clamp,
+        _clamp_make(_order),
+        kinks=True,
+    )
 
 # --- testConcatenateGrad / testSplitGrad (sizes 3, 1, 4 along the axis)
 nary(
@@ -534,7 +535,7 @@ nary(
 nary(
     "lax.select[pred ()]",
     f"{LAX_AD} testSelectGrad",
-    lambda t, f: lax.select(jnp.broadcast_to(True, (2, 3)), t, f),
+    lambda t, f: lax.select(_PRED[0, 1], t, f),
     rand_default(),
     [(2, 3), (2, 3)],
 )
@@ -600,12 +601,8 @@ unary(
     rand_default(),
     shape=(2, 3),
 )
-add(
-    "lax.stop_gradient[sin(x)cos(sg(x))]",
-    f"{LAX_AD} testStopGradient",
-    lambda x: lax.sin(x) * lax.cos(lax.stop_gradient(x)),
-    fixed(3.14),
-)
+# (testStopGradient is left out: a stop_gradient makes the gradient differ from the
+# derivative of the value on purpose, which is what finite differences measure.)
 add(
     "lax.div[1/x at 4]",
     f"{LAX_AD} testHigherOrderGradientOfReciprocal",
@@ -1473,10 +1470,11 @@ nary(
     [(3, 4), (3, 1)],
 )
 unary("numpy.vander[N=3]", f"{NP_T} testVander", lambda x: jnp.vander(x, 3), rand_default(), (4,))
+_COND24 = _FIXED.random((2, 4)) < 0.5
 nary(
     "numpy.where[three-argument]",
     f"{NP_T} testWhereThreeArgument",
-    lambda x, y: jnp.where(_PRED[:, :1].repeat(4, 1)[:2], x, y),
+    lambda x, y: jnp.where(_COND24, x, y),
     rand_default(),
     [(2, 4), (4,)],
 )
@@ -1547,8 +1545,19 @@ unary(
     shape=(5, 8),
     kinks=True,
 )
-for _name, _op in [("polyadd", jnp.polyadd), ("polysub", jnp.polysub), ("polymul", jnp.polymul)]:
-    binary(f"numpy.{_name}", f"{NP_T} test{_name.title()}", _op, rand_default(), ((4,), (3,)))
+for _name, _op, _test in [
+    ("polyadd", jnp.polyadd, "testPolyAdd"),
+    ("polysub", jnp.polysub, "testPolySub"),
+    ("polymul", jnp.polymul, "testPolyMul"),
+]:
+    binary(f"numpy.{_name}", f"{NP_T} {_test}", _op, rand_default(), ((4,), (3,)))
+binary(
+    "numpy.polyfit[deg=2]",
+    f"{NP_T} testPolyfit",
+    lambda x, y: jnp.polyfit(x, y, 2),
+    rand_default(),
+    ((7,), (7,)),
+)
 unary(
     "numpy.polyint[m=2]", f"{NP_T} testPolyInt", lambda p: jnp.polyint(p, m=2), rand_default(), (4,)
 )
@@ -2221,21 +2230,9 @@ binary(
 )
 
 
-def _pos_make(lower):
-    def make(rng):
-        a = rand_default()(rng, (4, 4))
-        a = a @ _T(a)
-        return (np.tril(a) if lower else np.triu(a), rand_default()(rng, (4, 3)))
-
-    return make
-
-
-add(  # only the triangle named by `lower` is read
-    "scipy.linalg.solve[pos,lower=True,(4,4),(4,3)]",
-    f"{LINALG_T} testSolve (scipy)",
-    lambda a, b: jsp.linalg.solve(a, b, assume_a="pos", lower=True),
-    _pos_make(True),
-)
+# scipy.linalg.solve(assume_a="pos", lower=True) on tril(a @ a.T) (testSolve's input) is left
+# out: the function reads only the lower triangle, but JAX's gradient is the symmetric one
+# (spread over both triangles), so it disagrees with finite differences by design.
 _TS = f"{LINALG_T} testTriangularSolveGrad"
 for _lower, _trans, _unit, _left, _ashape, _bshape in [
     (True, False, False, False, (4, 4), (4,)),
@@ -2386,18 +2383,9 @@ unary(
 )
 
 
-def _rsf2csf_make(rng):  # (T, Z): T upper triangular (a real Schur form), Z orthogonal
-    a = rand_default()(rng, (3, 3))
-    z, _ = np.linalg.qr(a)
-    return np.triu(rand_default()(rng, (3, 3))), z
+# scipy.linalg.rsf2csf is left out: it branches on whether each subdiagonal entry of T is zero,
+# and a real Schur form has exact zeros there, so every valid input sits on a branch boundary.
 
-
-add(
-    "scipy.linalg.rsf2csf[(3,3)]",
-    f"{LINALG_T} testRsf2csf",
-    lambda t, z: flat([re_im(x) for x in jsp.linalg.rsf2csf(t, z)]),
-    _rsf2csf_make,
-)
 
 # ------------------------------------------------------------------------------------------------
 
@@ -2453,6 +2441,12 @@ def check_case(case: Case, seeds=range(5), jit: bool = True) -> tuple[list[str],
                         out, grads = run(w, *ps)
                     except jax.errors.JAXTypeError:  # needs concrete values: run eagerly
                         run = eager
+                        out, grads = run(w, *ps)
+                    except jax.errors.JaxRuntimeError:
+                        # Switching enable_x64 back and forth in one process can leave JAX
+                        # 0.10's caches holding a float64 executable for a float32 call
+                        # (RuntimeProgramInputMismatch, seen eagerly in owens_t); start afresh.
+                        jax.clear_caches()
                         out, grads = run(w, *ps)
                 except Exception as e:  # noqa: BLE001 - reported, not raised
                     problems.append(f"seed {seed} {precision}: {type(e).__name__}: {e}"[:300])
