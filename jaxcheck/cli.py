@@ -2,7 +2,8 @@
 
 Exit codes: 0 passed, 1 a gradient check failed (or a leaf got worse than --baseline allows),
 2 usage or spec error, with a message saying what to fix and no traceback (--traceback shows
-it). argparse (the standard library) keeps the runtime dependencies to jax and numpy.
+it), 3 inconclusive (finite differences resolved too little of the gradient to decide).
+argparse (the standard library) keeps the runtime dependencies to jax and numpy.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ _OPTIONS = [
     ("--eps", str, "the step: a number, 'auto' or 'rule'"),
     ("--rtol", float, "relative tolerance"),
     ("--atol", float, "absolute tolerance"),
-    ("--precision", str, "float64 (default) or native"),
+    ("--precision", str, "float64 (default), upcast or native"),
+    ("--nondet-tol", float, "accept re-evaluations of fn that differ by this much"),
     ("--seed", int, "seed of random directions, samples and projections"),
     ("--directions", int, "random directions per leaf (mode=directional, order=2)"),
     ("--samples", int, "elements per leaf (mode=sample)"),
@@ -94,7 +96,9 @@ def _check(args: argparse.Namespace) -> int:
             say(f"  note: {line}")
         if not worse:
             say("  no leaf got worse")
-    return 0 if result.passed and not worse else 1
+    if worse or result.verdict == "failed":
+        return 1
+    return 3 if result.verdict == "inconclusive" else 0
 
 
 def _lead() -> bool:
@@ -114,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jaxcheck",
         description="Verify gradients against finite differences, element by element.",
-        epilog="Exit codes: 0 passed, 1 a check failed, 2 usage or spec error.",
+        epilog="Exit codes: 0 passed, 1 a check failed, 2 usage or spec error, 3 inconclusive.",
     )
     parser.add_argument("--version", action="version", version=f"jaxcheck {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -128,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run jaxcheck.check_grad as described by FUNCTION() -> jaxcheck.Spec. "
         "Flags override the spec's options.",
         epilog="Exit codes: 0 passed, 1 a check failed or a leaf got worse than the baseline "
-        "allows, 2 usage or spec error.",
+        "allows, 2 usage or spec error, 3 inconclusive.",
     )
     check.add_argument("target", metavar="FILE.py:FUNCTION | module:FUNCTION")
     for flag, kind, text in _OPTIONS:

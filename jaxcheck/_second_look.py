@@ -1,0 +1,246 @@
+"""A second look at the elements whose verdict may be the step's fault, at smaller steps.
+
+A step can be the checker's fault: it crosses a kink or a jump near θ (max, sort, rem),
+leaves the function's domain (arcsin near ±1: NaN), is longer than the scale on which f
+varies (a small element of a leaf of large ones; fresnel at 30), or meets rounding larger
+than u·|f| (pinv, det near singular). Before an element fails, and where a long step left
+an element poorly resolved, it is judged again:
+
+1. with its noise measured where no step matters (`measured_noise`): a mismatch that
+   rounding explains is not one;
+2. at h/4, h/16, ... (at most `LEVELS`), with the method's whole stencil:
+
+- a smaller step that agrees with g, resolved, with |g − D| plus half its resolution below
+  the discrepancy at h (a wrong g would disagree there by at least as much): the
+  discrepancy was the step's;
+- a difference D that moves with the step by more than both resolutions: the larger step's
+  estimate was not what it claimed; the smaller step's "ok" or "unverifiable" replaces it;
+- D the same at two smaller steps in a row, with a second difference that shrinks as h²
+  (or is rounding): it is the derivative, and the mismatch stands;
+- a "kink" that smaller steps see as smooth, with g disagreeing: a kink inside the
+  stencil, so a mismatch; a kink seen again at two smaller steps is a kink at θ;
+- f(θ + h e_i) − f(θ − h e_i) that does not shrink with the step (a jump, structured
+  noise), or a step at which f is rough (a truncation or fourth difference far above the
+  measured noise): that verdict is kept to fall back on where the steps run out;
+- g = 0 with f bit-identical at a smaller step: an exact zero (`stencils.verify_zeros`);
+- an "ok" element resolved worse than `REFINE`·|g| where f is rough on the scale of the
+  step (truncation, or a fourth difference far above rounding): each smaller step
+  that resolves it better replaces its verdict, so a wrong g that a long step's error bound
+  covered is seen (and then looked at as a mismatch).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _stencils as st
+
+SHRINK = 4.0  # each level divides the step by this
+LEVELS = 7  # h/4 … h/16384
+REFINE = 1e-3  # "ok" elements resolved worse than this × |g| by truncation are refined
+NOISE_ULPS = 64  # the noise probe's spacing, in units in the last place of θ_i
+_BINOMIAL6 = np.array([1.0, -6.0, 15.0, -20.0, 15.0, -6.0, 1.0])  # ‖·‖² = 924
+FIELDS = ("analytic", "numeric", "abs_error", "tolerance", "resolution", "excess_noise",
+          "status", "exact_zero", "truncation", "noise")  # fmt: skip
+
+
+def second_look(engine, leaf, s, idx, method, g, f0, tol, verdict, F) -> st.Verdict:
+    """The verdict of the elements idx of the leaf (stencil s, values F at its points, g),
+    after a second look at the suspicious and the poorly resolved ones."""
+    with np.errstate(invalid="ignore"):
+        suspect = np.isin(verdict.status, (st.MISMATCH, st.KINK)) | (
+            (verdict.status == st.NONFINITE) & np.isfinite(g) & ~np.isfinite(verdict.numeric)
+        )
+        loose = (verdict.status == st.OK) & rough(verdict, tol.get("noise_floor", 0.0))
+        loose &= verdict.resolution > REFINE * np.abs(g)
+    if not (suspect | loose).any():
+        return verdict
+    return _Look(engine, leaf, s, idx, method, g, f0, tol, verdict, F, suspect, loose).run()
+
+
+class _Look:
+    """Per-element state (arrays over the elements idx) of one leaf's second look."""
+
+    def __init__(self, engine, leaf, s, idx, method, g, f0, tol, verdict, F, suspect, loose):
+        self.engine, self.leaf, self.s, self.idx, self.method = engine, leaf, s, idx, method
+        self.g, self.f0, self.tol, self.checked, self.F = g, f0, tol, verdict.checked, F
+        self.out = {f: getattr(verdict, f).copy() for f in FIELDS}
+        self.active, self.suspect = suspect | loose, suspect.copy()
+        self.was_kink = verdict.status == st.KINK
+        self.floor = np.full(len(g), float(np.max(tol.get("noise_floor", 0.0))))
+        self.plus = s.row(max(o for o in method.primary if o != 0))
+        mirror = -s.offsets[self.plus]
+        self.minus = s.row(mirror) if mirror in s.offsets else None
+        # what the previous step saw: D, f(θ+h)−f(θ−h), resolution, second difference
+        self.seen = {"d": verdict.numeric.copy(), "res": verdict.resolution.copy()}
+        self.seen["delta"], self.seen["bend"] = self._spread(F), self._bend(F)[0]
+        self.excess = np.where(np.isfinite(verdict.abs_error), verdict.abs_error, np.inf)
+        self.agreed = np.zeros(len(g), int)  # levels in a row at which the mismatch stood
+        self.kinked = np.zeros(len(g), int)  # levels in a row that saw a kink at θ
+        self.fallback = {f: x.copy() for f, x in self.out.items()}
+        self.has_fallback = np.zeros(len(g), bool)
+
+    # ---- f at the widest primary pair --------------------------------------------------------
+
+    def _spread(self, F):  # f(θ + o h) − f(θ − o h)
+        return F[self.plus] - (F[self.minus] if self.minus is not None else self.f0)
+
+    def _bend(self, F, rows=None):  # (f(θ + o h) + f(θ − o h))/2 − f(θ), and its rounding
+        rows = np.arange(F.shape[1]) if rows is None else rows
+        if self.minus is None:
+            return np.zeros(F.shape[1]), np.full(F.shape[1], np.inf)
+        with np.errstate(invalid="ignore"):
+            top = np.fmax(np.fmax(np.abs(F[self.plus]), np.abs(F[self.minus])), abs(self.f0))
+        bent = (F[self.plus] + F[self.minus]) / 2 - self.f0
+        return bent, 8 * (self.tol["u_f"] * top + self.floor[rows])
+
+    def _judge(self, rows, F, stencil, floor=None) -> st.Verdict:
+        floor = self.floor[rows] if floor is None else floor
+        tol = {**self.tol, "noise_floor": floor}
+        return st.judge(self.g[rows], self.f0, F, stencil, self.method, **tol)
+
+    def _write(self, target: dict, rows, v: st.Verdict, mask) -> None:
+        for f in target:
+            target[f][rows[mask]] = getattr(v, f)[mask]
+
+    # ---- the look --------------------------------------------------------------------------
+
+    def run(self) -> st.Verdict:
+        self._noise()
+        for level in range(1, LEVELS + 1):
+            if not self.active.any():
+                break
+            self._level(level)
+        take = self.has_fallback & self.active
+        for f in self.out:
+            self.out[f][take] = self.fallback[f][take]
+        return st.Verdict(**self.out, checked=self.checked)
+
+    def _noise(self) -> None:
+        """Measure the noise of the suspects; a mismatch it explains is settled."""
+        rows = np.flatnonzero(self.suspect)
+        if not rows.size:
+            return
+        sigma = measured_noise(self.engine, self.leaf, self.s, self.idx[rows], rows, self.f0)
+        self.floor[rows] = np.maximum(sigma, self.floor[rows])
+        v = self._judge(rows, self.F[:, rows], self.s.take(rows))
+        explained = (v.status != st.MISMATCH) & ~(self.was_kink[rows] & (v.status == st.KINK))
+        explained &= np.isfinite(self.excess[rows])
+        self._write(self.out, rows, v, explained)
+        self.active[rows[explained]] = False
+        self.suspect[rows[explained]] = False
+
+    def _level(self, level: int) -> None:
+        rows = np.flatnonzero(self.active)
+        small = st.make_stencil(self.s.theta[rows], self.s.h[rows] / SHRINK**level, self.method)
+        lost = small.lost()
+        self.active[rows[lost]] = False  # the step cannot shrink further in this dtype
+        keep = np.setdiff1d(np.arange(rows.size), lost)
+        rows, small = rows[keep], small.take(keep)
+        if not rows.size:
+            return
+        n = len(small.offsets)
+        F = self.engine.evaluate(self.leaf, np.tile(self.idx[rows], n), small.points.reshape(-1))
+        F = F.reshape(n, -1)
+        plain = self._judge(rows, F, small)
+        delta, (bent, rounding) = self._spread(F), self._bend(F, rows)
+        seen = {k: x[rows] for k, x in self.seen.items()}
+        with np.errstate(invalid="ignore"):
+            jump = np.isfinite(delta) & (np.abs(delta) > np.abs(seen["delta"]) / 2)
+            jump &= seen["delta"] != 0
+        v = plain
+        if jump.any():  # judged again with the jump as noise
+            floor = np.where(jump, np.fmax(np.abs(delta), np.abs(seen["delta"])) / 2, 0.0)
+            v = self._judge(rows, F, small, np.maximum(floor, self.floor[rows]))
+        suspect = self.suspect[rows]
+        self._suspects(rows[suspect], _take(plain, suspect), _take(v, suspect), jump[suspect],
+                       bent[suspect], rounding[suspect], seen, suspect)  # fmt: skip
+        self._refine(rows[~suspect], _take(plain, ~suspect))
+        for key, x in (("d", plain.numeric), ("res", plain.resolution), ("delta", delta),
+                       ("bend", bent)):  # fmt: skip
+            self.seen[key][rows] = x
+
+    def _suspects(self, rows, plain, v, jump, bent, rounding, seen, mask) -> None:
+        """One level's decisions for suspicious elements (see the module's docstring)."""
+        if not rows.size:
+            return
+        seen = {k: x[mask] for k, x in seen.items()}
+        excess, g = self.excess[rows], self.g[rows]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            tight = v.abs_error + v.resolution / 2 < excess
+            agrees = (v.status == st.OK) & tight
+            settled = ~np.isfinite(excess) & np.isfinite(v.numeric) & ~jump
+            moved = np.abs(plain.numeric - seen["d"]) > plain.resolution + seen["res"]
+            settled |= moved & ~jump & np.isin(v.status, (st.OK, st.UNVERIFIABLE))
+            settled |= plain.exact_zero
+            local = (np.abs(bent) <= np.abs(seen["bend"]) / 8) | (np.abs(bent) <= rounding)
+            confirmed = (plain.status == st.MISMATCH) & ~jump & ~moved & local
+            self.agreed[rows] = np.where(confirmed, self.agreed[rows] + 1, 0)
+            stands = self.agreed[rows] >= 2
+            settled |= stands & self.was_kink[rows]  # a kink inside the stencil: a mismatch
+            self.kinked[rows] = np.where(plain.status == st.KINK, self.kinked[rows] + 1, 0)
+            stands |= self.kinked[rows] >= 2  # a kink at θ
+            is_rough = rough(plain, self.floor[rows])
+            unverifiable = v.status == st.UNVERIFIABLE
+            stands |= unverifiable & ~is_rough & np.isfinite(excess) & ~jump & ~moved
+        settled &= ~agrees
+        self._write(self.out, rows, v, settled | agrees)
+        # a verdict to fall back on where the steps run out: a jump or roughness explains it
+        fall = jump & (v.status != st.MISMATCH) | unverifiable & is_rough
+        self.has_fallback[rows] = fall
+        self._write(self.fallback, rows, v, fall)
+        done = settled | stands
+        self.active[rows[done]] = False
+        self.has_fallback[rows[done | agrees]] = False
+        # an agreement is final where it resolves well; else it is refined from here on
+        still = agrees & (v.resolution > REFINE * np.abs(g)) & rough(v, self.floor[rows])
+        self.active[rows[agrees & ~still]] = False
+        self.suspect[rows[agrees]] = False
+
+    def _refine(self, rows, v) -> None:
+        """One level for "ok" elements resolved poorly by truncation: a better-resolved
+        verdict replaces theirs; a better-resolved mismatch makes them suspects."""
+        if not rows.size:
+            return
+        with np.errstate(invalid="ignore"):
+            better = np.isfinite(v.numeric) & (v.resolution < self.out["resolution"][rows])
+            better &= np.isin(v.status, (st.OK, st.MISMATCH))
+            wrong = better & (v.status == st.MISMATCH)
+        self._write(self.out, rows, v, better)
+        self.suspect[rows[wrong]] = True
+        self.excess[rows[wrong]] = v.abs_error[wrong]
+        self.agreed[rows[wrong]] = 0
+        with np.errstate(invalid="ignore"):
+            fine = v.resolution <= REFINE * np.abs(self.g[rows])
+        self.active[rows[~better | (fine & ~wrong)]] = False
+
+
+def rough(v: st.Verdict, floor) -> np.ndarray:
+    """Where f is not smooth on the scale of the step: the resolution is mostly truncation,
+    or the fourth difference is far above rounding (u·|f|, or the measured noise floor)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rounding = np.fmax(floor, v.noise / v.excess_noise)  # noise / excess = u_f·max|f|
+        return (v.truncation > v.resolution / 2) | (v.noise > 4 * rounding)
+
+
+def _take(v: st.Verdict, mask) -> st.Verdict:
+    return st.Verdict(**{f: getattr(v, f)[mask] for f in FIELDS})
+
+
+def measured_noise(engine, leaf, s: st.Stencil, where: np.ndarray, rows: np.ndarray, f0):
+    """σ̂_f per element of rows (of the stencil s; leaf elements `where`), from the sixth
+    difference of f at θ + k·δ, k = −3 … 3, δ = 64 units in the last place of θ_i (Moré and
+    Wild's ECnoise): no function varies on that scale, so f's changes there are its rounding,
+    which grows with fn's conditioning. At least the median over the elements (one
+    difference is a small sample of the noise)."""
+    theta = s.theta[rows].astype(np.float64)
+    scale = np.maximum(np.abs(s.theta[rows]), (s.h[rows] / 64).astype(s.theta.dtype))
+    delta = NOISE_ULPS * np.spacing(scale).astype(np.float64)
+    ks = np.array([-3, -2, -1, 1, 2, 3])
+    points = np.stack([(theta + k * delta).astype(s.theta.dtype) for k in ks])
+    f = engine.evaluate(leaf, np.tile(where, len(ks)), points.reshape(-1)).reshape(len(ks), -1)
+    table = np.insert(f, 3, f0, axis=0)
+    with np.errstate(invalid="ignore"):
+        d6 = np.abs(_BINOMIAL6 @ table) / np.sqrt(924.0)
+        d6 = np.where(np.isfinite(d6), d6, 0.0)
+    return np.maximum(d6, np.median(d6) / st.HALF_NORMAL_MEDIAN)
