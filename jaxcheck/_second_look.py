@@ -18,7 +18,11 @@ an element poorly resolved, it is judged again:
 - D the same at two smaller steps in a row, with a second difference that shrinks as h²
   (or is rounding): it is the derivative, and the mismatch stands;
 - a "kink" that smaller steps see as smooth, with g disagreeing: a kink inside the
-  stencil, so a mismatch; a kink seen again at two smaller steps is a kink at θ;
+  stencil, so a mismatch; a kink seen again at two smaller steps is a kink at θ, and so is
+  a D that stays put while the second difference shrinks as h rather than h² (a slope
+  that jumps at θ: a tie of several equal values in sort, where JAX's gradient is the
+  slope of a piece no single-coordinate step reaches, so finite differences cannot check
+  it);
 - f(θ + h e_i) − f(θ − h e_i) that does not shrink with the step (a jump, structured
   noise), or a step at which f is rough (a truncation or fourth difference far above the
   measured noise): that verdict is kept to fall back on where the steps run out;
@@ -37,7 +41,9 @@ from . import _stencils as st
 
 SHRINK = 4.0  # each level divides the step by this
 LEVELS = 7  # h/4 … h/16384
+MAX_LEVELS = 64  # down to an element's own scale, where that is far smaller
 REFINE = 1e-3  # "ok" elements resolved worse than this × |g| by truncation are refined
+SAMPLE = 256  # more suspects (or loose elements) than this per leaf: a sample first
 NOISE_ULPS = 64  # the noise probe's spacing, in units in the last place of θ_i
 _BINOMIAL6 = np.array([1.0, -6.0, 15.0, -20.0, 15.0, -6.0, 1.0])  # ‖·‖² = 924
 FIELDS = ("analytic", "numeric", "abs_error", "tolerance", "resolution", "excess_noise",
@@ -55,7 +61,26 @@ def second_look(engine, leaf, s, idx, method, g, f0, tol, verdict, F) -> st.Verd
         loose &= verdict.resolution > REFINE * np.abs(g)
     if not (suspect | loose).any():
         return verdict
+    rng = np.random.default_rng(leaf.position)
+    loose = _at_most(loose, SAMPLE, rng)  # refinement is a spot check: a sample will do
+    if suspect.sum() > SAMPLE:
+        # A leaf wrong as a whole (a transposed gradient) has thousands of real mismatches:
+        # a sample of them first; only if the step is to blame there are all looked at.
+        first = _at_most(suspect, SAMPLE, rng)
+        looked = _Look(engine, leaf, s, idx, method, g, f0, tol, verdict, F, first, loose).run()
+        if (looked.status[first] == verdict.status[first]).all():  # none overturned
+            return looked
     return _Look(engine, leaf, s, idx, method, g, f0, tol, verdict, F, suspect, loose).run()
+
+
+def _at_most(mask: np.ndarray, k: int, rng) -> np.ndarray:
+    """mask with at most k of its True entries kept, chosen at random."""
+    where = np.flatnonzero(mask)
+    if where.size <= k:
+        return mask
+    out = np.zeros_like(mask)
+    out[rng.choice(where, k, replace=False)] = True
+    return out
 
 
 class _Look:
@@ -107,14 +132,26 @@ class _Look:
 
     def run(self) -> st.Verdict:
         self._noise()
-        for level in range(1, LEVELS + 1):
+        for level in range(1, self._levels() + 1):
             if not self.active.any():
                 break
             self._level(level)
-        take = self.has_fallback & self.active
+        take = self.has_fallback  # where the steps ran out (or could not shrink further)
         for f in self.out:
             self.out[f][take] = self.fallback[f][take]
         return st.Verdict(**self.out, checked=self.checked)
+
+    def _levels(self) -> int:
+        """LEVELS, or as many as it takes a suspect's step down to the rule step of its own
+        magnitude: in a leaf spanning 30 orders of magnitude (1 … 1e30), the step of the
+        leaf's scale leaves the domain of f at the small elements."""
+        rows = np.flatnonzero(self.suspect)
+        theta = np.abs(self.s.theta[rows].astype(np.float64))
+        own = st.unit_roundoff(self.s.theta.dtype) ** self.method.power * theta
+        with np.errstate(divide="ignore", invalid="ignore"):
+            need = np.log(self.s.h[rows] / own) / np.log(SHRINK)
+        need = need[np.isfinite(need)]
+        return int(min(max(LEVELS, np.ceil(need.max(initial=0.0))), MAX_LEVELS))
 
     def _noise(self) -> None:
         """Measure the noise of the suspects; a mismatch it explains is settled."""
@@ -169,7 +206,11 @@ class _Look:
         with np.errstate(invalid="ignore", divide="ignore"):
             tight = v.abs_error + v.resolution / 2 < excess
             agrees = (v.status == st.OK) & tight
-            settled = ~np.isfinite(excess) & np.isfinite(v.numeric) & ~jump
+            # a first finite difference (the step back inside the domain): final unless it
+            # is a mismatch, which is then looked at like any other from here on
+            finite_now = ~np.isfinite(excess) & np.isfinite(v.numeric) & ~jump
+            settled = finite_now & (v.status != st.MISMATCH)
+            restart = finite_now & (v.status == st.MISMATCH)
             moved = np.abs(plain.numeric - seen["d"]) > plain.resolution + seen["res"]
             settled |= moved & ~jump & np.isin(v.status, (st.OK, st.UNVERIFIABLE))
             settled |= plain.exact_zero
@@ -178,13 +219,21 @@ class _Look:
             self.agreed[rows] = np.where(confirmed, self.agreed[rows] + 1, 0)
             stands = self.agreed[rows] >= 2
             settled |= stands & self.was_kink[rows]  # a kink inside the stencil: a mismatch
-            self.kinked[rows] = np.where(plain.status == st.KINK, self.kinked[rows] + 1, 0)
-            stands |= self.kinked[rows] >= 2  # a kink at θ
+            # a kink at θ: the kink test says so, or D stays put while the second difference
+            # shrinks as h (a slope that jumps at θ), not as h²; twice in a row
+            ratio = np.abs(seen["bend"]) / np.abs(bent)
+            linear = (ratio > 2) & (ratio < 8) & (np.abs(bent) > rounding) & ~moved & ~jump
+            at_kink = (plain.status == st.KINK) | linear & (plain.status == st.MISMATCH)
+            self.kinked[rows] = np.where(at_kink, self.kinked[rows] + 1, 0)
+            kink = self.kinked[rows] >= 2
+            settled |= kink
             is_rough = rough(plain, self.floor[rows])
             unverifiable = v.status == st.UNVERIFIABLE
             stands |= unverifiable & ~is_rough & np.isfinite(excess) & ~jump & ~moved
         settled &= ~agrees
-        self._write(self.out, rows, v, settled | agrees)
+        self._write(self.out, rows, v, settled | agrees | restart)
+        self.excess[rows[restart]] = v.abs_error[restart]
+        self.out["status"][rows[kink]] = st.KINK
         # a verdict to fall back on where the steps run out: a jump or roughness explains it
         fall = jump & (v.status != st.MISMATCH) | unverifiable & is_rough
         self.has_fallback[rows] = fall
@@ -234,7 +283,8 @@ def measured_noise(engine, leaf, s: st.Stencil, where: np.ndarray, rows: np.ndar
     which grows with fn's conditioning. At least the median over the elements (one
     difference is a small sample of the noise)."""
     theta = s.theta[rows].astype(np.float64)
-    scale = np.maximum(np.abs(s.theta[rows]), (s.h[rows] / 64).astype(s.theta.dtype))
+    theta_abs = np.abs(s.theta[rows])
+    scale = np.where(theta_abs > 0, theta_abs, (s.h[rows] / 64).astype(s.theta.dtype))
     delta = NOISE_ULPS * np.spacing(scale).astype(np.float64)
     ks = np.array([-3, -2, -1, 1, 2, 3])
     points = np.stack([(theta + k * delta).astype(s.theta.dtype) for k in ks])

@@ -74,7 +74,9 @@ def split(fn: Callable, known: Sequence[Any], unknown: Sequence[Any]) -> Staged:
         env = dict(consts)
         env.update(zip(jaxpr.invars[:n_known], jax.tree_util.tree_leaves(list(known))))
         run_eqns(early_eqns, env)
-        return [env[v] for v in needed]
+        # in the traced dtypes: a NumPy float64 constant of fn (a module-level table, as in
+        # jax.scipy.special.owens_t) passed straight through would stay float64 without x64
+        return [_canonical(env[v], v.aval.dtype) for v in needed]
 
     def run(residuals, *unknown):
         env = dict(zip(needed, residuals))
@@ -84,6 +86,13 @@ def split(fn: Callable, known: Sequence[Any], unknown: Sequence[Any]) -> Staged:
 
     avals = [jax.ShapeDtypeStruct(v.aval.shape, v.aval.dtype) for v in needed]
     return Staged(jax.jit(prepare), jax.jit(run), avals, run)
+
+
+def _canonical(x, dtype):
+    """x in the dtype JAX computes dtype as under the current config (floats only)."""
+    if not jax.numpy.issubdtype(dtype, jax.numpy.inexact):
+        return x
+    return jax.numpy.asarray(x, jax.dtypes.canonicalize_dtype(dtype))
 
 
 def _grows(eqn) -> bool:
