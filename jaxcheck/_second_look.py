@@ -27,6 +27,9 @@ an element poorly resolved, it is judged again:
   noise), or a step at which f is rough (a truncation or fourth difference far above the
   measured noise): that verdict is kept to fall back on where the steps run out;
 - g = 0 with f bit-identical at a smaller step: an exact zero (`stencils.verify_zeros`);
+- a mismatch whose D moves beyond both resolutions at two smaller steps in a row: the
+  error model fails for f on these scales (a staircase of rounded values): "unverifiable",
+  with that movement as its resolution;
 - an "ok" element resolved worse than `REFINE`·|g| where f is rough on the scale of the
   step (truncation, or a fourth difference far above rounding): each smaller step
   that resolves it better replaces its verdict, so a wrong g that a long step's error bound
@@ -102,6 +105,7 @@ class _Look:
         self.excess = np.where(np.isfinite(verdict.abs_error), verdict.abs_error, np.inf)
         self.agreed = np.zeros(len(g), int)  # levels in a row at which the mismatch stood
         self.kinked = np.zeros(len(g), int)  # levels in a row that saw a kink at θ
+        self.erratic = np.zeros(len(g), int)  # levels in a row at which a mismatch's D moved
         self.fallback = {f: x.copy() for f, x in self.out.items()}
         self.has_fallback = np.zeros(len(g), bool)
 
@@ -227,6 +231,13 @@ class _Look:
             self.kinked[rows] = np.where(at_kink, self.kinked[rows] + 1, 0)
             kink = self.kinked[rows] >= 2
             settled |= kink
+            # a mismatch whose D moves beyond both resolutions at two steps in a row: the
+            # error model fails for f on these scales (a staircase of rounded values, as a
+            # float32 determinant near singular): finite differences cannot decide
+            moving = moved & (plain.status == st.MISMATCH) & ~jump
+            self.erratic[rows] = np.where(moving, self.erratic[rows] + 1, 0)
+            erratic = (self.erratic[rows] >= 2) & ~kink
+            settled |= erratic
             is_rough = rough(plain, self.floor[rows])
             unverifiable = v.status == st.UNVERIFIABLE
             stands |= unverifiable & ~is_rough & np.isfinite(excess) & ~jump & ~moved
@@ -234,6 +245,9 @@ class _Look:
         self._write(self.out, rows, v, settled | agrees | restart)
         self.excess[rows[restart]] = v.abs_error[restart]
         self.out["status"][rows[kink]] = st.KINK
+        spread = np.abs(plain.numeric - seen["d"])[erratic]
+        self.out["status"][rows[erratic]] = st.UNVERIFIABLE
+        self.out["resolution"][rows[erratic]] = np.fmax(v.resolution[erratic], spread)
         # a verdict to fall back on where the steps run out: a jump or roughness explains it
         fall = jump & (v.status != st.MISMATCH) | unverifiable & is_rough
         self.has_fallback[rows] = fall
