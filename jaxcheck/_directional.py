@@ -78,7 +78,9 @@ def probe(
         rtol=0.0,
         atol=rtol * weights[:, 0]
         + atol * weights[:, 1]
-        + st.GRAD_FLOOR * u_g * np.maximum(weights[:, 0], g_scale * weights[:, 1]),
+        # the check-wide floor along a unit direction: rounding errors of size
+        # u·g_scale in each element project onto it with norm ~ ‖v‖₂ = 1
+        + st.GRAD_FLOOR * u_g * np.maximum(weights[:, 0], g_scale),
     )
 
 
