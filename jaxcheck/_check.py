@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -13,14 +12,16 @@ import numpy as np
 
 from . import _autostep, _complex, _complex_step, _directional, _hessian, _journal, _progress
 from . import _elementwise as elementwise
+from . import _gradient as gradient
 from . import _loss as loss
 from . import _methods as methods
 from . import _options as options
 from . import _stencils as st
-from ._coords import Coords, OnlySpec, insertion_order
-from ._engine import JaxEngine, cached_jit, split_arrays
+from ._assemble import assemble
+from ._coords import Coords, OnlySpec
+from ._engine import JaxEngine
 from ._host import HostEngine
-from ._result import CheckResult, assemble
+from ._result import CheckResult
 
 SAMPLES = 64  # elements per leaf in mode="sample"
 
@@ -166,45 +167,8 @@ def check_grad(
 
     result = run(grad_fn)
     if result.verdict == "failed" and grad_fn is not None:
-        result = _in_insertion_order(result, run, grad_fn, params, args, coords)
+        result = gradient.in_insertion_order(result, run, grad_fn, params, args, coords)
     return result
-
-
-def _in_insertion_order(result, run, grad_fn, params, args, coords):
-    """A failed flat gradient vector, read again in the dicts' insertion order (W1, b1, W2,
-    ... as a hand-written `gradients_to_vector` builds it) where that differs from
-    ravel_pytree's sorted order: accepted with a note where it passes that way; otherwise the
-    failure stands, with a note on the order it was read in."""
-    order = insertion_order(params)
-    ravel = [leaf.path for leaf in coords.leaves]
-    if order == ravel or sorted(order) != sorted(ravel):
-        return result
-    if not coords.is_flat(grad_fn(params, *args)):
-        return result
-    names = ", ".join(p for p in ravel if p in {leaf.path for leaf in coords.inexact_leaves})
-    inserted = ", ".join(p for p in order if p in names.split(", "))
-    again = run(lambda *a: coords.reorder(grad_fn(*a), order))
-    if again.verdict != "failed":
-        note = (
-            f"grad_fn returns one flat vector in the dict's insertion order ({inserted}), not "
-            f"ravel_pytree's, which sorts dict keys ({names}): checked in insertion order. "
-            "Return a dict of gradients, or concatenate in ravel_pytree order."
-        )
-        return dataclasses.replace(again, notes=(*again.notes, note))
-    if again.n_failed < result.n_failed:  # the order that locates the error better
-        note = (
-            f"grad_fn returns one flat vector, read in the dict's insertion order ({inserted}) "
-            f"where fewer elements fail than in ravel_pytree's, which sorts dict keys ({names})"
-        )
-        return dataclasses.replace(again, notes=(*again.notes, note))
-    note = (
-        f"grad_fn returns one flat vector, read in ravel_pytree order, which sorts dict keys "
-        f"({names}); read in the dict's insertion order ({inserted}) it fails as well"
-    )
-    return dataclasses.replace(result, notes=(*result.notes, note))
-
-
-# ---- options and context ---------------------------------------------------------------------
 
 
 def _cast_args(args: tuple, precision: str) -> tuple:
@@ -233,21 +197,9 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
     values = coords.cast(leaves, options.working_dtype(precision, traced=traced is not None))
     work_params, work_args = coords.unflatten(values), _cast_args(args, precision)
     coords.check_finite(values)
-    # The default in lower precision: the finite differences in float64, the gradient under
-    # test as training computes it, at the parameters and data as given (Chainer's rule).
-    own_dtype = precision == "float64" and plan["order"] == 1 and _low(coords)
+    own_dtype, note = gradient.precision(coords, precision, plan["order"])
     own_note = len(notes)
-    if own_dtype:
-        dtypes = ", ".join(sorted({str(x.dtype) for x in coords.checked if _low_dtype(x.dtype)}))
-        notes.append(
-            f"finite differences in float64; the gradient under test in {dtypes}, as training "
-            "computes it (precision='upcast' computes it in float64 too)"
-        )
-    elif precision != "native" and _low(coords):
-        notes.append(
-            "lower-precision leaves checked in float64, the gradient under test too "
-            "(precision='float64' keeps the gradient in their own dtype)"
-        )
+    notes += [note] if note else []
 
     if traced is not None:  # compiled: op-by-op evaluation compiles every primitive on its own
         out = loss.abstract_output(fn, work_params, work_args)
@@ -295,20 +247,12 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
             f"fn could not be traced by JAX ({why}), so jax.grad cannot compute the gradient "
             "to check. Pass your handwritten backward as grad_fn=, or write fn with jax.numpy."
         )
-    grads = None
-    if own_dtype:
-        grads, why_not = _own_dtype_gradient(
-            fn_given, grad_fn, params, args, leaves, given, key, f_first, traced is not None
-        )
-        if grads is None:
-            notes[own_note] = why_not
-        else:
-            grads = _complex.gradient_pairs(grads, coords)
-    if grads is None and grad_fn is None:
-        grads = _jax_grad(fn_scalar, values, coords, work_args, key)[1]
-    elif grads is None:
-        grads = given.gradient(grad_fn(work_params, *work_args))
-        grads = _complex.gradient_pairs(grads, coords)
+    grads, why_not = gradient.under_test(
+        own_dtype, fn_given, fn_scalar, grad_fn, (params, args), (work_params, work_args),
+        leaves, values, given, coords, key, f_first, traced is not None,
+    )  # fmt: skip
+    if why_not:
+        notes[own_note] = why_not
     typical = _typical_scale(coords, values)
     if plan["order"] == 2:
         if plan["hvp_fn"] is None and traced is None:
@@ -372,7 +316,7 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
     tuned: set[str] = set()  # leaves whose data-chosen step is settled
     used: dict[str, str] = {}  # leaf path -> the method that judged it
     steps_used: dict[str, float] = {}
-    g_scale = _gradient_scale(grads)
+    g_scale = gradient.scale(grads)
     for leaf in coords.checked:
         g = np.asarray(grads[leaf.path])
         tol = {**_tolerances(g.dtype, u_f, rtol, atol), "g_scale": g_scale}
@@ -506,22 +450,7 @@ def _default_rule(coords: Coords, precision: str) -> str:
 
 def _native_low(coords: Coords, precision: str) -> bool:
     """Whether the check works in float32 or a lower precision."""
-    return precision == "native" and _low(coords)
-
-
-def _low(coords: Coords) -> bool:
-    """Whether some checked leaf is float32 or lower precision (complex64 included)."""
-    return any(_low_dtype(x.dtype) for x in coords.checked)
-
-
-def _low_dtype(dtype) -> bool:
-    return jnp.finfo(dtype).bits < 64
-
-
-def _gradient_scale(grads: dict) -> float:
-    """The largest finite |g| of the check."""
-    tops = [np.abs(g[np.isfinite(g)]).max(initial=0.0) for g in map(np.asarray, grads.values())]
-    return float(max(tops, default=0.0))
+    return precision == "native" and gradient.low(coords)
 
 
 def _tolerances(g_dtype, u_f: float | None, rtol, atol) -> dict[str, float]:
@@ -566,47 +495,6 @@ def _batched_or_host(fn_scalar, values, coords, args, key, engine_options, notes
         )
         return HostEngine(fn_scalar, values, coords, args)
     return engine
-
-
-def _jax_grad(fn_scalar, values, coords, args, key) -> tuple[float, dict[str, np.ndarray]]:
-    """(f, jax.grad(f)) at values, compiled once (kept across calls)."""
-    dyn, rebuild, static = split_arrays((values, args))
-    of_checked = loss.of_checked(fn_scalar, coords, rebuild)
-    checked = [jnp.asarray(values[leaf.position]) for leaf in coords.checked]
-    positions = tuple(leaf.position for leaf in coords.checked)
-    grad = cached_jit(("grad", key, static, positions), lambda: jax.value_and_grad(of_checked))
-    value, grads = grad(checked, dyn)
-    return float(value), {leaf.path: np.asarray(g) for leaf, g in zip(coords.checked, grads)}
-
-
-def _own_dtype_gradient(fn_scalar, grad_fn, params, args, leaves, coords, key, f64, traced):
-    """The gradient under test at the parameters and data in their own dtypes, or (None, why
-    not) where fn is not the same function there: its value at them must agree with the
-    float64 value f64 within √u of their dtype (random draws in the data's dtype, or a branch
-    on the dtype, make another function, and its gradient is not this one's)."""
-    if grad_fn is None:
-        f, grads = _jax_grad(fn_scalar, leaves, coords, args, key)
-    else:
-        grads = coords.gradient(grad_fn(params, *args))
-        if traced:
-            dyn, rebuild, static = split_arrays((params, args))
-            run = cached_jit(("own", key, static), lambda: lambda d: fn_scalar(*_call(rebuild, d)))
-            f = float(run(dyn))
-        else:
-            f = float(fn_scalar(params, *args))
-    u = max(st.unit_roundoff(x.dtype) for x in coords.checked if _low_dtype(x.dtype))
-    if abs(f - f64) <= np.sqrt(u) * max(abs(f64), abs(f)):
-        return grads, ""
-    return None, (
-        f"fn is {f!r} at the parameters and data in their own dtypes but {f64!r} in float64, "
-        "more apart than their rounding (random draws or a branch that depend on the dtype): "
-        "the gradient under test computed in float64 too (precision='upcast')"
-    )
-
-
-def _call(rebuild, dyn):
-    p, a = rebuild(dyn)
-    return (p, *a)
 
 
 def _typical_scale(coords: Coords, values: list) -> dict[str, float]:
