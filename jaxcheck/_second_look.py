@@ -13,8 +13,9 @@ an element poorly resolved, it is judged again:
 - a smaller step that agrees with g, resolved, with |g − D| plus half its resolution below
   the discrepancy at h (a wrong g would disagree there by at least as much): the
   discrepancy was the step's;
-- a difference D that moves with the step by more than both resolutions: the larger step's
-  estimate was not what it claimed; the smaller step's "ok" or "unverifiable" replaces it;
+- a difference D that moves with the step (from the last step's or from h's) by more than
+  both resolutions: the larger step's estimate was not what it claimed; the smaller step's
+  "ok" replaces it, its "unverifiable" is kept to fall back on;
 - D the same at two smaller steps in a row, with a second difference that shrinks as h²
   (or is rounding): it is the derivative, and the mismatch stands;
 - a "kink" that smaller steps see as smooth, with g disagreeing: a kink inside the
@@ -101,6 +102,7 @@ class _Look:
         self.minus = s.row(mirror) if mirror in s.offsets else None
         # what the previous step saw: D, f(θ+h)−f(θ−h), resolution, second difference
         self.seen = {"d": verdict.numeric.copy(), "res": verdict.resolution.copy()}
+        self.first = (verdict.numeric.copy(), verdict.resolution.copy())  # at h
         self.seen["delta"], self.seen["bend"] = self._spread(F), self._bend(F)[0]
         self.excess = np.where(np.isfinite(verdict.abs_error), verdict.abs_error, np.inf)
         self.agreed = np.zeros(len(g), int)  # levels in a row at which the mismatch stood
@@ -108,6 +110,7 @@ class _Look:
         self.erratic = np.zeros(len(g), int)  # levels in a row at which a mismatch's D moved
         self.fallback = {f: x.copy() for f, x in self.out.items()}
         self.has_fallback = np.zeros(len(g), bool)
+        self.lasting = np.zeros(len(g), bool)  # the fallback is evidence, not a jump
 
     # ---- f at the widest primary pair --------------------------------------------------------
 
@@ -136,7 +139,10 @@ class _Look:
 
     def run(self) -> st.Verdict:
         self._noise()
-        for level in range(1, self._levels() + 1):
+        levels = self._levels()
+        for level in range(1, levels + 3):
+            if level > levels:  # two more, only for a mismatch waiting for its confirmation
+                self.active &= self.agreed == 1
             if not self.active.any():
                 break
             self._level(level)
@@ -216,7 +222,10 @@ class _Look:
             settled = finite_now & (v.status != st.MISMATCH)
             restart = finite_now & (v.status == st.MISMATCH)
             moved = np.abs(plain.numeric - seen["d"]) > plain.resolution + seen["res"]
-            settled |= moved & ~jump & np.isin(v.status, (st.OK, st.UNVERIFIABLE))
+            # or from the first step's D: the discrepancy at h was the step's
+            d_h, res_h = (x[rows] for x in self.first)
+            away = moved | (np.abs(plain.numeric - d_h) > plain.resolution + res_h)
+            settled |= away & ~jump & (v.status == st.OK)  # (unverifiable: a fallback)
             settled |= plain.exact_zero
             local = (np.abs(bent) <= np.abs(seen["bend"]) / 8) | (np.abs(bent) <= rounding)
             confirmed = (plain.status == st.MISMATCH) & ~jump & ~moved & local
@@ -240,7 +249,10 @@ class _Look:
             settled |= erratic
             is_rough = rough(plain, self.floor[rows])
             unverifiable = v.status == st.UNVERIFIABLE
-            stands |= unverifiable & ~is_rough & np.isfinite(excess) & ~jump & ~moved
+            # (noise that hides the rest: the mismatch stands, unless an earlier step showed
+            # the discrepancy to be the step's, whose verdict is then the one kept)
+            stands |= unverifiable & ~is_rough & np.isfinite(excess) & ~jump & ~away
+            decisive = settled | agrees | (self.agreed[rows] >= 2) | kink
         settled &= ~agrees
         self._write(self.out, rows, v, settled | agrees | restart)
         self.excess[rows[restart]] = v.abs_error[restart]
@@ -249,12 +261,17 @@ class _Look:
         self.out["status"][rows[erratic]] = st.UNVERIFIABLE
         self.out["resolution"][rows[erratic]] = np.fmax(v.resolution[erratic], spread)
         # a verdict to fall back on where the steps run out: a jump or roughness explains it
-        fall = jump & (v.status != st.MISMATCH) | unverifiable & is_rough
-        self.has_fallback[rows] = fall
+        # a jump's fallback lasts while f keeps jumping (a saturation shrinks away); one from
+        # a D that moved, or a rough f, lasts until a later step decides
+        by_jump = jump & (v.status != st.MISMATCH)
+        by_evidence = unverifiable & (is_rough | away) & ~jump
+        fall = by_jump | by_evidence
         self._write(self.fallback, rows, v, fall)
+        kept = self.has_fallback[rows] & ~decisive & (self.lasting[rows] | jump)
+        self.has_fallback[rows] = fall | kept
+        self.lasting[rows] = np.where(fall, by_evidence, self.lasting[rows] & kept)
         done = settled | stands
         self.active[rows[done]] = False
-        self.has_fallback[rows[done | agrees]] = False
         # an agreement is final where it resolves well; else it is refined from here on
         still = agrees & (v.resolution > REFINE * np.abs(g)) & rough(v, self.floor[rows])
         self.active[rows[agrees & ~still]] = False
