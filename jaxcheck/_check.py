@@ -10,7 +10,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _autostep, _complex, _complex_step, _directional, _hessian, _journal, _progress
+from . import (
+    _autostep,
+    _complex,
+    _complex_step,
+    _directional,
+    _hessian,
+    _journal,
+    _layout,
+    _progress,
+)
 from . import _elementwise as elementwise
 from . import _gradient as gradient
 from . import _loss as loss
@@ -20,6 +29,7 @@ from . import _stencils as st
 from ._assemble import assemble
 from ._coords import Coords, OnlySpec
 from ._engine import JaxEngine
+from ._flat import FlatEngine
 from ._host import HostEngine
 from ._result import CheckResult
 
@@ -486,6 +496,15 @@ def _batched_or_host(fn_scalar, values, coords, args, key, engine_options, notes
     """
     opts = {k: v for k, v in engine_options.items() if k not in ("progress", "journal")}
     engine = JaxEngine(fn_scalar, values, coords, args, cache_key=key, **opts)
+    layout = None
+    if engine.n_devices == 1:  # one program for every leaf, where that is cheaper
+        layout = _layout.choose(coords, values, engine.flops, jax.devices()[0].platform)
+    if layout is not None:
+        engine = FlatEngine(fn_scalar, values, coords, args, layout, cache_key=key, **opts)
+        notes.append(
+            f"the {len(layout.spans)} leaves' perturbations evaluated by one compiled program "
+            "(raveled: fewer compilations than a program per leaf, which larger models get)"
+        )
     try:
         engine.prepare(coords.checked[0])
     except Exception as e:  # noqa: BLE001 - any failure to batch means: run it on the host

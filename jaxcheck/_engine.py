@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from . import _delta, _journal, _stage
+from . import _delta, _journal, _layout, _stage
 from ._coords import Coords, Leaf
 
 MAX_CHUNK = {True: 4096, False: 1024}  # points per chunk on the fast and the plain path
@@ -115,11 +115,12 @@ def _hashable(x: Any) -> Any:
         return ("id", id(x))
 
 
-def first_chunk(leaf: Leaf, itemsize: int, n_points: int, budget: int, sparse: bool) -> int:
-    """The first chunk size to try: a power of two, at most n_points (rounded up)."""
+def first_chunk(n: int, itemsize: int, n_points: int, budget: int, sparse: bool) -> int:
+    """The first chunk size to try for perturbed copies of n elements: a power of two, at
+    most n_points (rounded up)."""
     fits = MAX_CHUNK[sparse]
     if not sparse:  # perturbed copies of the leaf: do not even compile what cannot fit
-        fits = min(fits, budget // max(leaf.size * itemsize * LEAF_COPIES, 1))
+        fits = min(fits, budget // max(n * itemsize * LEAF_COPIES, 1))
     wanted = 1 << max(0, int(n_points - 1).bit_length())
     return 1 << (max(1, min(fits, wanted)).bit_length() - 1)
 
@@ -189,6 +190,14 @@ class JaxEngine:
         self.paths: dict[str, str] = {}  # leaf path -> "sparse" or "vmap"
         self._stats: dict[str, int] = {}
 
+    def flops(self) -> float | None:
+        """Arithmetic of one evaluation of fn, estimated from its jaxpr (`_layout`)."""
+
+        def run(params_dyn, args_dyn):
+            return self._fn(self._params_rebuild(params_dyn), *self._args_rebuild(args_dyn))
+
+        return _layout.flops_of(run, self._params_dyn, self._args_dyn)
+
     def _with_leaf(self, leaf: Leaf) -> Callable:
         """fn as a function of (the leaf's value, the other dynamic params, the dynamic args)."""
         coords, fn = self._coords, self._fn
@@ -250,12 +259,12 @@ class JaxEngine:
         def first_size(sparse: bool) -> int:
             n_points = 2 * leaf.size + 1
             itemsize = base.dtype.itemsize
-            return self._chunk or first_chunk(leaf, itemsize, n_points, self._budget, sparse)
+            return self._chunk or first_chunk(leaf.size, itemsize, n_points, self._budget, sparse)
 
         staged = None
         if kind == "direction":
             size = self._chunk or first_chunk(
-                leaf, base.dtype.itemsize * len(ALONG), DIRECTION_CHUNK, self._budget, False
+                leaf.size, base.dtype.itemsize * len(ALONG), DIRECTION_CHUNK, self._budget, False
             )
             path, chunk_fn = "direction", self._along(leaf)
             staged = self._stage(chunk_fn, base, size, kind)
@@ -393,14 +402,15 @@ class JaxEngine:
         return out.astype(np.float64)
 
     def _run_chunks(
-        self, program, residuals, fixed, batched, points, tag
+        self, program, residuals, fixed, batched, points, tag, expand=None
     ) -> tuple[np.ndarray, ...]:
         """program.run over the batched inputs, chunk by chunk; each output in float64.
 
         batched: (array, dtype, fill) triples, one row per batch member; the last chunk is
         padded with fill. fixed: inputs passed whole to every chunk. points: evaluations of f
         per member, for the progress bar. tag: (leaf position, kind), naming the chunks in
-        the journal, where a chunk already recorded is read instead of run.
+        the journal, where a chunk already recorded is read instead of run. expand: what
+        makes a chunk's program inputs from its batched inputs (None: they are the inputs).
         """
         size, n = program.size, len(batched[0][0])
         pad = (-n) % size
@@ -413,7 +423,8 @@ class JaxEngine:
             args = [*fixed, *(x[s : s + size] for x in padded)]
 
             def run(args=args):
-                inputs = self._global_inputs(args, tag[1]) if self._global else args
+                inputs = args if expand is None else expand(*args)
+                inputs = self._global_inputs(inputs, tag[1]) if self._global else inputs
                 return [self._gather(x) for x in program.run(residuals, *inputs)]
 
             outs.append(_journal.through(self.journal, (tag, size), args, run))
@@ -431,13 +442,12 @@ class JaxEngine:
             # float32 draws cost half the random bits of float64; any direction will do.
             v = jax.random.normal(key, base_flat.shape, np.float32).astype(base_flat.dtype) * mask
             v = v / jnp.maximum(jnp.linalg.norm(v), jnp.finfo(v.dtype).tiny)
-            fs, ss = [], []
-            for t in ts:  # the points share the direction: drawn once
-                x = base_flat + t * v
-                fs.append(g_fn(x.reshape(leaf.shape), params_dyn, args_dyn))
-                ss.append(jnp.dot(grad, x - base_flat))
+            # The points share the direction (drawn once) and one copy of fn's graph.
+            xs = base_flat[None] + ts[:, None] * v[None]
+            fs = jax.vmap(lambda x: g_fn(x.reshape(leaf.shape), params_dyn, args_dyn))(xs)
+            ss = jax.vmap(lambda x: jnp.dot(grad, x - base_flat))(xs)
             weights = jnp.stack([jnp.dot(jnp.abs(grad), jnp.abs(v)), jnp.sum(jnp.abs(v))])
-            return jnp.stack(fs), jnp.stack(ss), weights
+            return fs, ss, weights
 
         return jax.vmap(one, in_axes=(None,) * 6 + (0, 0))
 

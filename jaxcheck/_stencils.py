@@ -25,6 +25,10 @@ SCREEN_MARGIN = 64.0  # |g| above this many resolutions: more points cannot make
 # An exact zero (g_i = 0, f bit-identical at the mirrored points) is verified when its
 # resolution is at most this fraction of the gradients' scale (`verify_zeros`).
 ZERO_RESOLUTION = 1e-2
+# Any element whose g_i and D_i are both within a resolution of at most this fraction of the
+# gradients' scale is verified as negligible (a bias before a batch norm: g_i = 1e-17 of
+# rounding, D_i as small): both agree to that fraction, as a default float64 rtol asks.
+NEGLIGIBLE = 1e-6
 
 STATUSES = ("ok", "unverifiable", "mismatch", "nonfinite", "nondeterministic", "kink")
 OK, UNVERIFIABLE, MISMATCH, NONFINITE, NONDETERMINISTIC, KINK = range(6)
@@ -270,7 +274,8 @@ def _exact_zero(g, f0, F, stencil: Stencil, method: Method) -> np.ndarray:
 
 def verify_zeros(verdicts, natural: float = 0.0) -> None:
     """Exact zeros are agreement, not "unverifiable": a dead ReLU unit or a statistic the loss
-    does not use has g_i = 0 and f(θ + h e_i) == f(θ − h e_i) bit for bit.
+    does not use has g_i = 0 and f(θ + h e_i) == f(θ − h e_i) bit for bit. So are negligible
+    elements: g_i and D_i both within a resolution below NEGLIGIBLE × the gradients' scale.
 
     They are promoted to "ok" where their resolution is small against the scale of the
     gradients (ZERO_RESOLUTION × the largest |g| or |D| of the whole check): where it is
@@ -291,7 +296,9 @@ def verify_zeros(verdicts, natural: float = 0.0) -> None:
     for v in verdicts:
         with np.errstate(invalid="ignore"):
             fine = v.resolution <= ZERO_RESOLUTION * reference
-        v.status[(v.status == UNVERIFIABLE) & v.exact_zero & fine] = OK
+            negligible = v.resolution <= NEGLIGIBLE * reference
+        verified = (v.exact_zero & fine) | negligible
+        v.status[(v.status == UNVERIFIABLE) & verified] = OK
 
 
 def classify(g, d, abs_error, tolerance, resolution, kink=None) -> np.ndarray:

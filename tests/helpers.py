@@ -2,9 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+_COMPILES: list[list] = []  # the open count_compilations() lists
+
+
+def _on_event(event: str, seconds: float, **kwargs) -> None:
+    if event == "/jax/core/compile/backend_compile_duration":
+        for seen in _COMPILES:
+            seen.append(seconds)
+
+
+jax.monitoring.register_event_duration_secs_listener(_on_event)
+
+
+@contextlib.contextmanager
+def count_compilations():
+    """A list that collects one entry per XLA compilation made inside the block."""
+    seen: list = []
+    _COMPILES.append(seen)
+    try:
+        yield seen
+    finally:
+        _COMPILES.remove(seen)
 
 
 def sigmoid(z):

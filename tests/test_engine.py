@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import jaxcheck
-from jaxcheck import _engine, _progress
-from jaxcheck._coords import Coords, Leaf
+from jaxcheck import _engine, _layout, _progress
+from jaxcheck._coords import Coords
 
 from . import helpers as h
 
@@ -154,7 +154,7 @@ def test_the_sparse_path_handles_linear_structure():
 
 def test_chunks_are_powers_of_two_bounded_by_memory_and_need():
     def leaf(n):
-        return Leaf("['w']", 0, (n,), np.dtype(np.float64), 0, True)
+        return n
 
     budget = 2**30
     assert _engine.first_chunk(leaf(10), 8, 21, budget, sparse=True) == 32  # one padded chunk
@@ -186,18 +186,69 @@ def test_chunks_shrink_to_fit_max_memory():
     assert float(small.numeric["s"]) == pytest.approx(float(reference.numeric["s"]), rel=1e-9)
 
 
-def test_each_leaf_compiles_once_and_a_repeat_compiles_nothing():
+def test_a_small_model_compiles_one_program_and_a_repeat_compiles_nothing():
     loss, params, args = h.mlp_softmax_ce()
     params = {k: v * 1.0 for k, v in params.items()}  # fresh arrays: no earlier cache entry
     before = _engine.compilations
     first = jaxcheck.check_grad(loss, params, *args)
-    assert _engine.compilations - before == len(first.leaves)
+    assert _engine.compilations - before == 1 < len(first.leaves)  # flat: all leaves at once
+    assert any("one compiled program" in n for n in first.notes)
     before = _engine.compilations
     again = jaxcheck.check_grad(loss, params, *args)
     assert _engine.compilations == before
     np.testing.assert_array_equal(first.numeric["W2"], again.numeric["W2"])
     jaxcheck.check_grad(loss, params, *args, max_memory="512MB")  # another key: compiles again
     assert _engine.compilations > before
+
+
+def _deep(n_layers):
+    rng = np.random.default_rng(n_layers)
+    params = [
+        {"w": jnp.asarray(rng.normal(size=(4, 4)) / 2), "b": jnp.asarray(rng.normal(size=4))}
+        for _ in range(n_layers)
+    ]
+
+    def loss(p, x):
+        for layer in p:
+            x = jnp.tanh(x @ layer["w"] + layer["b"][None])
+        return jnp.sum(x**2)
+
+    return loss, params, jnp.asarray(rng.normal(size=(3, 4)))
+
+
+@pytest.mark.parametrize("mode", ["full", "directional"])
+def test_compilations_do_not_grow_with_the_number_of_leaves(mode):
+    """Every XLA compilation of a check (base value, gradient, chunks), counted by JAX."""
+    counts = []
+    for n_layers in (1, 4, 16):
+        loss, params, x = _deep(n_layers)
+        with h.count_compilations() as compiled:
+            result = jaxcheck.check_grad(loss, params, x, mode=mode)
+        assert result.passed, result
+        counts.append(len(compiled))
+    assert counts[1] == counts[2] and max(counts) <= 8, counts  # (the first: one-time set-up)
+
+
+@pytest.mark.parametrize("name, loss, params, args", MODELS[::3], ids=[m[0] for m in MODELS[::3]])
+def test_one_program_for_all_leaves_never_changes_a_verdict(monkeypatch, name, loss, params, args):
+    def wrong(p, *a):  # every gradient off by 3% in one element of each leaf
+        g = jax.grad(loss, allow_int=True)(p, *a)
+        return jax.tree_util.tree_map(
+            lambda x: x.at[(0,) * x.ndim].multiply(1.03) if jnp.issubdtype(x.dtype, jnp.floating)
+            else x, g)  # fmt: skip
+
+    for grad_fn in (None, wrong):
+        results = []
+        for flops in (np.inf, 0.0):  # always flat (where it can be), never
+            monkeypatch.setitem(_layout.FLOPS_PER_COMPILE, "cpu", flops)
+            results.append(jaxcheck.check_grad(loss, params, *args, grad_fn=grad_fn))
+        flat, per_leaf = results
+        assert flat.passed == per_leaf.passed == (grad_fn is None), (flat, per_leaf)
+        assert sorted((e.path, e.index, e.status) for e in flat.failures) == sorted(
+            (e.path, e.index, e.status) for e in per_leaf.failures
+        )
+        for path in flat.leaves:
+            assert flat.leaves[path].n_unverifiable == per_leaf.leaves[path].n_unverifiable
 
 
 def test_the_probe_does_not_fix_a_small_chunk_size(monkeypatch):
@@ -211,6 +262,7 @@ def test_the_probe_does_not_fix_a_small_chunk_size(monkeypatch):
 
     loss, params, args = h.mlp_softmax_ce()
     monkeypatch.setattr(_engine.JaxEngine, "_compiled", spy)
+    monkeypatch.setitem(_layout.FLOPS_PER_COMPILE, "cpu", 0.0)  # a program per leaf
     jaxcheck.check_grad(loss, params, *args, only="W2", max_memory="1GiB")
     assert set(seen) == {1024}  # 2 * 256 + 1 points: one padded chunk
 

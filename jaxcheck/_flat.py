@@ -1,0 +1,179 @@
+"""The flat engine: every leaf's perturbations in one compiled program.
+
+The checked leaves are raveled into one coordinate vector (in `ravel_pytree` order); a chunk
+is a batch of points of that space, and one `vmap`-ed program evaluates fn at them, whatever
+leaf, step or retry they belong to: the ±h and ±2h sweeps, the second look's smaller steps,
+the directions of mode="directional", every leaf of the model. A check compiles it once
+(with the `_stage` split, twice), where the per-leaf engine compiles a pair per leaf.
+
+The points are assembled on the host and enter the program as one batched array per leaf,
+the leaf's own shape with a batch axis in front: that is the layout XLA compiles fastest
+(slicing them on the device out of one batched vector costs a copy kernel per leaf, and on
+CPU more compile time than the forward pass itself). The cost model in `_layout` picks this
+engine where the extra forward passes are cheaper than the compilations they save.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import numpy as np
+
+from . import _engine, _layout, _stage
+from ._coords import Leaf
+from ._engine import Compiled, JaxEngine
+
+MAX_CHUNK = 1024  # points per chunk at most
+CHUNK_ELEMENTS = 2**22  # host-assembled coordinates per chunk at most (32 MiB in float64)
+
+
+class FlatEngine(JaxEngine):
+    """`JaxEngine`'s interface, with one program over the raveled checked leaves."""
+
+    def __init__(self, fn_scalar, values, coords, args, layout: _layout.Flat, **options):
+        super().__init__(fn_scalar, values, coords, args, delta=False, **options)
+        self.layout = layout
+        self._leaves = [leaf for leaf in coords.checked if leaf.position in layout.spans]
+        parts = [np.asarray(self._values[leaf.position]).reshape(-1) for leaf in self._leaves]
+        self._theta = np.concatenate(parts).astype(layout.dtype)  # the raveled leaves
+        if self._key is not None:
+            self._key = (*self._key, "flat", tuple(layout.spans))
+
+    # ---- the program ---------------------------------------------------------------------
+
+    def _batch_fn(self) -> Callable:
+        """fn at a batch of points: one array [B, *shape] per checked leaf."""
+        coords, fn, leaves = self._coords, self._fn, self._leaves
+        params_rebuild, args_rebuild = self._params_rebuild, self._args_rebuild
+
+        def one(params_dyn, args_dyn, *xs):
+            values = jax.tree_util.tree_leaves(params_rebuild(params_dyn))
+            for leaf, x in zip(leaves, xs):
+                values[leaf.position] = x
+            return fn(coords.unflatten(values), *args_rebuild(args_dyn))
+
+        return jax.vmap(one, in_axes=(None, None) + (0,) * len(leaves))
+
+    def _example(self, size: int) -> list[np.ndarray]:
+        dtype = self.layout.dtype
+        return [np.zeros((size, *leaf.shape), dtype) for leaf in self._leaves]
+
+    def _program(self) -> Compiled:
+        """The one program (compiled once, kept across calls like the per-leaf ones)."""
+        slot = ("flat", "points")
+        if slot in self._cache:
+            return self._cache[slot]
+        key = None if self._key is None else (*self._key, *slot)
+        if key is not None and key in _engine._CACHE:
+            _engine._CACHE.move_to_end(key)
+            self._cache[slot] = _engine._CACHE[key]
+            return self._cache[slot]
+        # Sized for a leaf's first sweep (a call evaluates one leaf's points), within memory.
+        n, itemsize = self.layout.size, np.dtype(self.layout.dtype).itemsize
+        sweep = 2 * max(leaf.size for leaf in self._leaves) + 1
+        size = self._chunk or min(
+            _engine.first_chunk(n, itemsize, sweep, self._budget, sparse=False),
+            MAX_CHUNK,
+            1 << max(0, (CHUNK_ELEMENTS // max(n, 1)).bit_length() - 1),
+        )
+        known = (self._params_dyn, self._args_dyn)
+        limit = self._budget // 2
+        while True:
+            staged = _stage.split(self._batch_fn(), known, self._example(size))
+            run = staged.run.lower(staged.residual_avals, *self._example(size)).compile()
+            self._count_compile()
+            used = _engine._working_memory(run)
+            if self._chunk or size == 1 or used <= limit:
+                break
+            size = max(1, min(size // 2, 1 << (int(size * limit / used).bit_length() - 1)))
+        prepare = staged.prepare.lower(*known).compile()
+        program = Compiled(prepare, run, size, "flat")
+        self._cache[slot] = program
+        if key is not None:
+            _engine._CACHE[key] = program
+            while len(_engine._CACHE) > _engine.CACHE_SIZE:
+                _engine._CACHE.popitem(last=False)
+        return program
+
+    def prepare(self, leaf: Leaf | None = None, kind: str = "element"):
+        """Compile the program (or find it kept) and compute what its chunks read, once."""
+        program = self._program()
+        if "flat" not in self._residuals:
+            self._residuals = {"flat": program.prepare(self._params_dyn, self._args_dyn)}
+            self.paths.update((leaf.path, "flat") for leaf in self._leaves)
+        return self._theta, program, self._residuals["flat"]
+
+    def _split(self, points: np.ndarray) -> list[np.ndarray]:
+        """Points [B, n] of the raveled space as the program's per-leaf inputs."""
+        out = []
+        for leaf in self._leaves:
+            offset, n = self.layout.spans[leaf.position]
+            out.append(
+                np.ascontiguousarray(points[:, offset : offset + n]).reshape(-1, *leaf.shape)
+            )
+        return out
+
+    # ---- evaluations ---------------------------------------------------------------------
+
+    def evaluate(self, leaf: Leaf, idx: np.ndarray, vals: np.ndarray) -> np.ndarray:
+        """f at the points where leaf element idx[k] is set to vals[k]; float64 on the host."""
+        theta, program, residuals = self.prepare()
+        offset = self.layout.spans[leaf.position][0]
+        dtype = self.layout.dtype
+
+        def expand(idx, vals):
+            points = np.tile(theta, (len(idx), 1))
+            points[np.arange(len(idx)), idx] = vals
+            return self._split(points)
+
+        (f,) = self._run_chunks(
+            program,
+            residuals,
+            (),
+            [(np.asarray(idx, np.int64) + offset, np.int64, offset), (vals, dtype, theta[offset])],
+            points=1,
+            tag=((leaf.position, "element"), "flat"),
+            expand=expand,
+        )
+        return f.reshape(-1)
+
+    def evaluate_rows(self, rows: np.ndarray) -> np.ndarray:
+        """f at whole points of the raveled space ([B, n] in the leaves' dtype)."""
+        theta, program, residuals = self.prepare()
+        (f,) = self._run_chunks(
+            program,
+            residuals,
+            (),
+            [(rows, self.layout.dtype, theta)],
+            points=1,
+            tag=("rows", "flat"),
+            expand=lambda rows: self._split(rows),
+        )
+        return f.reshape(-1)
+
+    def evaluate_along(self, leaf, grad, keys, labels, groups, ts):
+        """As `JaxEngine.evaluate_along`, the directions drawn on the host (by NumPy, from
+        the same keys, as the host engine draws them) and evaluated as points."""
+        offset, n = self.layout.spans[leaf.position]
+        theta = self._theta[offset : offset + n].astype(np.float64)
+        dtype = self.layout.dtype
+        labels, grad = np.asarray(labels), np.asarray(grad, np.float64)
+        f = np.empty((len(keys), len(ts)))
+        s = np.empty((len(keys), len(ts)))
+        weights = np.empty((len(keys), 2))
+        step = _engine.DIRECTION_CHUNK
+        for start in range(0, len(keys), step):
+            part = slice(start, start + step)
+            v = np.stack([
+                np.random.default_rng(np.asarray(key)).standard_normal(n) * (labels == group)
+                for key, group in zip(keys[part], groups[part])
+            ])  # fmt: skip
+            v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), np.finfo(np.float64).tiny)
+            x = (theta[None, None] + np.asarray(ts)[None, :, None] * v[:, None]).astype(dtype)
+            rows = np.tile(self._theta, (x.shape[0] * len(ts), 1))
+            rows[:, offset : offset + n] = x.reshape(-1, n)
+            f[part] = self.evaluate_rows(rows).reshape(-1, len(ts))
+            s[part] = (x.astype(np.float64) - theta) @ grad
+            weights[part] = np.stack([np.abs(v) @ np.abs(grad), np.abs(v).sum(axis=1)], axis=1)
+        return f, s, weights

@@ -1,0 +1,116 @@
+"""One program per leaf, or one for all leaves: the cost model that picks.
+
+A check's perturbations run in compiled chunk programs. Per leaf, only that leaf is batched
+(and the sparse path, `_delta`, propagates a one-element change as a rank-1 update), so a
+perturbation is cheap, but every leaf costs its own compilations. Flat, the card's own
+design: the checked leaves raveled into one vector, one `vmap`-ed program over its
+perturbed copies (every leaf, every step, every retry), so a perturbation costs a whole
+forward pass but the check compiles once. For a small model the compilations dominate
+(a 16-layer network: 64 compilations per leaf against 2 flat); for a large one the forward
+passes do. `flat` picks flat when the forward passes it adds cost less than the
+compilations it saves, estimated from fn's jaxpr.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.extend.core as jcore
+import numpy as np
+
+# Forward-pass FLOPs the flat program may add per compilation it saves: about what a
+# compilation of a small model costs (0.1-0.3 s on a CPU core, much less than a second of an
+# accelerator's arithmetic).
+FLOPS_PER_COMPILE = {"cpu": 1e9, "other": 1e11}
+MAX_ELEMENTS = 2**17  # beyond this, a check is long anyway: per leaf (sparse) wins
+WHILE_TRIPS = 16  # iterations assumed for a while loop of unknown length
+
+
+class Flat(NamedTuple):
+    """The checked leaves raveled: leaf position -> (offset, size) in one vector of dtype."""
+
+    spans: dict[int, tuple[int, int]]
+    size: int
+    dtype: Any
+
+    def embed(self, position: int, part: np.ndarray, fill) -> np.ndarray:
+        """A flat vector equal to `fill` except on the leaf's span, which holds `part`."""
+        offset, n = self.spans[position]
+        out = np.full(self.size, fill, dtype=np.asarray(part).dtype)
+        out[offset : offset + n] = np.asarray(part).reshape(-1)
+        return out
+
+
+def choose(coords, values, flops: Callable[[], float | None], platform: str, force=None):
+    """The flat layout (a `Flat`) or None for one program per leaf.
+
+    force: True or False to decide; None for the cost model: flat when the forward passes it
+    adds (2 per element, `flops()` each) cost less than the compilations it saves. Flat needs
+    one dtype for every checked leaf.
+    """
+    leaves = coords.checked
+    dtypes = {np.dtype(np.asarray(values[leaf.position]).dtype) for leaf in leaves}
+    n = sum(leaf.size for leaf in leaves)
+    if not leaves or len(dtypes) != 1 or force is False:
+        return None
+    if force is None:
+        if len(leaves) < 2 or n > MAX_ELEMENTS:
+            return None
+        saved = 2 * (len(leaves) - 1)  # the prepare/run pair of every leaf but one
+        budget = FLOPS_PER_COMPILE["cpu" if platform == "cpu" else "other"] * saved
+        per_point = flops()
+        if per_point is None or 2 * n * per_point > budget:
+            return None
+    spans, offset = {}, 0
+    for leaf in leaves:
+        spans[leaf.position] = (offset, leaf.size)
+        offset += leaf.size
+    return Flat(spans, n, dtypes.pop())
+
+
+def forward_flops(jaxpr: jcore.Jaxpr) -> float:
+    """Arithmetic of one evaluation of jaxpr, roughly: products and convolutions counted as
+    multiply-adds, everything else as one operation per output element."""
+    total = 0.0
+    for eqn in jaxpr.eqns:
+        name = eqn.primitive.name
+        subs = [_inner(v) for v in eqn.params.values() if _inner(v) is not None]
+        subs += [_inner(b) for b in eqn.params.get("branches", ())]
+        if name == "dot_general":
+            (lhs_contract, _), _ = eqn.params["dimension_numbers"]
+            k = np.prod([eqn.invars[0].aval.shape[d] for d in lhs_contract])
+            total += 2.0 * _size(eqn.outvars[0]) * k
+        elif name == "conv_general_dilated":
+            rhs = eqn.invars[1].aval.shape
+            out_feature = eqn.params["dimension_numbers"].rhs_spec[0]
+            total += 2.0 * _size(eqn.outvars[0]) * np.prod(rhs) / rhs[out_feature]
+        elif name == "cond":
+            total += max(forward_flops(b) for b in subs)
+        elif subs:
+            trips = eqn.params.get("length", WHILE_TRIPS if name == "while" else 1)
+            total += trips * sum(forward_flops(s) for s in subs)
+        else:
+            total += sum(_size(v) for v in eqn.outvars)
+    return total
+
+
+def _inner(v) -> jcore.Jaxpr | None:
+    if isinstance(v, jcore.ClosedJaxpr):
+        return v.jaxpr
+    if isinstance(v, jcore.Jaxpr):
+        return v
+    return None
+
+
+def _size(v) -> float:
+    return float(np.prod(getattr(v.aval, "shape", ())))
+
+
+def flops_of(fn: Callable, *dynamic) -> float | None:
+    """`forward_flops` of fn at these inputs (None where it does not trace)."""
+    try:
+        return forward_flops(jax.make_jaxpr(fn)(*dynamic).jaxpr)
+    except Exception:  # noqa: BLE001 - the per-leaf programs will say what is wrong
+        return None
