@@ -60,6 +60,7 @@ def check_grad(
     progress: bool | None = None,
     journal: str | os.PathLike | None = None,
     devices: Any = None,
+    cache_dir: str | os.PathLike | None = None,
 ) -> CheckResult:
     """Check a gradient against central finite differences, element by element.
 
@@ -128,6 +129,11 @@ def check_grad(
         devices: the devices each chunk of perturbations is split over (a jax.sharding
             Mesh over them; parameters and data replicated). None: every local device when
             there are several. The results are those of a single-device run.
+        cache_dir: a directory for JAX's persistent compilation cache, so that the same
+            check in a fresh process (a regression script rerun) loads its executables
+            instead of compiling them. Turned on for the whole process, every executable
+            cached. None: the environment variable JAXCHECK_CACHE_DIR if set, else JAX's own
+            setting (jax_compilation_cache_dir) is left as it is.
 
     Returns:
         A `CheckResult`.
@@ -144,6 +150,7 @@ def check_grad(
         True
     """
     options.validate(fn, grad_fn, mode, rtol, atol, precision, seed, chunk_size, progress)
+    options.compilation_cache(cache_dir)
     coords = Coords.build(params, only)
     steps = options.steps_option(eps, coords)
     engine_options = {

@@ -61,6 +61,7 @@ _OPTIONS = [
     ("--chunk-size", int, "perturbations per compiled batch"),
     ("--max-memory", str, "memory for the batches, e.g. 2GB"),
     ("--journal", str, "record finished chunks here; run again with it to resume a killed check"),
+    ("--cache-dir", str, "JAX's persistent compilation cache here: a rerun compiles nothing"),
 ]
 
 
