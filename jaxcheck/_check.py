@@ -243,7 +243,14 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
     # on a new treedef.
     key = (fn, coords.treedef, None if w is None else (w.shape, w.tobytes()))
     if traced is not None:
-        f_first = loss.base_value(fn_scalar, work_params, work_args, key, out_dtype)
+        value = None
+        if grad_fn is None and not own_dtype and not any(x.is_complex for x in coords.checked):
+            # JAX's gradient at these very values: its program gives f(θ) too (one compilation
+            # fewer); the gradient is read from the same executable below.
+            def value():
+                return gradient.jax_grad(fn_scalar, values, coords, work_args, key)[0]
+
+        f_first = loss.base_value(fn_scalar, work_params, work_args, key, out_dtype, value)
     else:  # two calls: Python-side randomness differs between them
         f_first = float(fn_scalar(work_params, *work_args))
         again = float(fn_scalar(work_params, *work_args))

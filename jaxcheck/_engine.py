@@ -358,7 +358,8 @@ class JaxEngine:
 
     def prepare(self, leaf: Leaf, kind: str = "element") -> tuple[jax.Array, Compiled, list]:
         """Compile the leaf's program (or find it kept) and compute what its chunks read."""
-        base = jax.numpy.asarray(self._values[leaf.position]).reshape(-1)
+        # Raveled by NumPy: an eager reshape of a JAX array compiles a program of its own.
+        base = jax.device_put(np.asarray(self._values[leaf.position]).reshape(-1))
         program = self._compiled(leaf, base, kind)
         slot = (leaf.position, kind)
         if slot not in self._residuals:
@@ -379,7 +380,10 @@ class JaxEngine:
             program,
             residuals,
             (),
-            [(idx, np.int32, 0), (vals, base.dtype, np.asarray(base[0]))],
+            [
+                (idx, np.int32, 0),
+                (vals, base.dtype, np.asarray(self._values[leaf.position]).flat[0]),
+            ],
             points=1,
             tag=(leaf.position, "element"),
         )

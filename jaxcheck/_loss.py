@@ -102,11 +102,13 @@ def abstract_output(f, params, args):
     return jax.eval_shape(run, dyn)
 
 
-def base_value(fn_scalar, params, args, key, out_dtype) -> float:
+def base_value(fn_scalar, params, args, key, out_dtype, value=None) -> float:
     """fn(θ), compiled (kept across calls), after checking fn for hidden randomness.
 
     Python-side randomness (a NumPy draw, a PRNG key made from a counter) changes the traced
     program: two traces must agree. When they do not, both are run to show the values.
+    value: a function that computes fn(θ) some other way (from jax.value_and_grad's program,
+    which the check needs anyway), or None to compile fn for it.
     """
     dyn, rebuild, static = split_arrays((params, args))
 
@@ -125,7 +127,7 @@ def base_value(fn_scalar, params, args, key, out_dtype) -> float:
         )
         check_base(f_first, f_again, out_dtype)
     else:
-        f_first = float(cached_jit(("base", key, static), fresh)(dyn))
+        f_first = value() if value else float(cached_jit(("base", key, static), fresh)(dyn))
         check_base(f_first, f_first, out_dtype)
     return f_first
 
