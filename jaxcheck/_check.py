@@ -403,7 +403,8 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
     for leaf in coords.checked:
         steps_used.setdefault(leaf.path, stencils.median_step(leaf))
     natural = abs(f_first) / max(typical.values())  # |f| over the parameters' scale
-    st.verify_zeros([v for o in judged.values() for v in _verdicts_of(o)], natural)
+    u_g = max(st.unit_roundoff(np.asarray(g).dtype) for g in grads.values())
+    st.verify_zeros([v for o in judged.values() for v in _verdicts_of(o)], natural, u_g)
     return assemble(
         coords, judged, steps_used, notes, precision, engine.name, mode,
         method=plan["method"], leaf_methods=used, advice=_advice(precision, plan, coords),
@@ -504,21 +505,27 @@ def _expected_points(coords: Coords, plan: dict) -> int:
 
 
 def _batched_or_host(fn_scalar, values, coords, args, key, engine_options, notes):
-    """The JAX engine if fn can be vmapped and compiled, else the host loop (with a note).
+    """The JAX engine if fn can be vmapped and compiled, else the host loop (with a note):
+    one program for every leaf where the cost model (`_layout`) says it is cheaper, else
+    (or where that one fails to compile) a program per leaf.
 
-    Compiling the first leaf is the probe; its executable is kept for the check itself.
+    Compiling the first program is the probe; its executable is kept for the check itself.
     """
     opts = {k: v for k, v in engine_options.items() if k not in ("progress", "journal")}
     engine = JaxEngine(fn_scalar, values, coords, args, cache_key=key, **opts)
-    layout = None
-    if engine.n_devices == 1:  # one program for every leaf, where that is cheaper
-        layout = _layout.choose(coords, values, engine.flops, jax.devices()[0].platform)
+    layout = _layout.choose(coords, values, engine.flops, jax.devices()[0].platform)
     if layout is not None:
-        engine = FlatEngine(fn_scalar, values, coords, args, layout, cache_key=key, **opts)
-        notes.append(
-            f"the {len(layout.spans)} leaves' perturbations evaluated by one compiled program "
-            "(raveled: fewer compilations than a program per leaf, which larger models get)"
-        )
+        try:
+            flat = FlatEngine(fn_scalar, values, coords, args, layout, cache_key=key, **opts)
+            flat.prepare()
+            notes.append(
+                f"the {len(layout.spans)} leaves' perturbations evaluated by one compiled "
+                "program (raveled: fewer compilations than a program per leaf, which larger "
+                "models get)"
+            )
+            return flat
+        except Exception:  # noqa: BLE001 - the per-leaf engine may still batch it
+            pass
     try:
         engine.prepare(coords.checked[0])
     except Exception as e:  # noqa: BLE001 - any failure to batch means: run it on the host

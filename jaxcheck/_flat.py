@@ -79,16 +79,19 @@ class FlatEngine(JaxEngine):
         )
         known = (self._params_dyn, self._args_dyn)
         limit = self._budget // 2
-        while True:
-            staged = _stage.split(self._batch_fn(), known, self._example(size))
-            run = staged.run.lower(staged.residual_avals, *self._example(size)).compile()
+        while True:  # `size` points per device, as one device would run them (same values)
+            example = self._example(size * self._n)
+            staged = _stage.split(self._batch_fn(), known, example)
+            if self._global:
+                example = self._global_inputs(example, "points")
+            run = self._jit_points(staged).lower(staged.residual_avals, *example).compile()
             self._count_compile()
             used = _engine._working_memory(run)
             if self._chunk or size == 1 or used <= limit:
                 break
             size = max(1, min(size // 2, 1 << (int(size * limit / used).bit_length() - 1)))
         prepare = staged.prepare.lower(*known).compile()
-        program = Compiled(prepare, run, size, "flat")
+        program = Compiled(prepare, run, size * self._n, "flat")
         self._cache[slot] = program
         if key is not None:
             _engine._CACHE[key] = program
@@ -96,11 +99,28 @@ class FlatEngine(JaxEngine):
                 _engine._CACHE.popitem(last=False)
         return program
 
+    def _jit_points(self, staged: _stage.Staged):
+        """The chunk program: on one device as staged, or with the points (and the output)
+        split over the mesh's devices and the residuals replicated."""
+        if self._mesh is None:
+            return staged.run
+        replicated, split = self._shardings
+        shardings = (replicated, *(split,) * len(self._leaves))
+        return jax.jit(staged.run_fn, in_shardings=shardings, out_shardings=split)
+
+    def _global_inputs(self, inputs, kind: str) -> list:
+        return [self._global_array(x, split=True) for x in inputs]  # every input: points
+
     def prepare(self, leaf: Leaf | None = None, kind: str = "element"):
         """Compile the program (or find it kept) and compute what its chunks read, once."""
         program = self._program()
         if "flat" not in self._residuals:
-            self._residuals = {"flat": program.prepare(self._params_dyn, self._args_dyn)}
+            residuals = program.prepare(self._params_dyn, self._args_dyn)
+            if self._global:  # every device of every process reads them
+                residuals = [self._global_array(r, split=False) for r in residuals]
+            elif self._mesh is not None:
+                residuals = jax.device_put(residuals, self._shardings[0])
+            self._residuals = {"flat": residuals}
             self.paths.update((leaf.path, "flat") for leaf in self._leaves)
         return self._theta, program, self._residuals["flat"]
 

@@ -25,9 +25,9 @@ SCREEN_MARGIN = 64.0  # |g| above this many resolutions: more points cannot make
 # An exact zero (g_i = 0, f bit-identical at the mirrored points) is verified when its
 # resolution is at most this fraction of the gradients' scale (`verify_zeros`).
 ZERO_RESOLUTION = 1e-2
-# Any element whose g_i and D_i are both within a resolution of at most this fraction of the
-# gradients' scale is verified as negligible (a bias before a batch norm: g_i = 1e-17 of
-# rounding, D_i as small): both agree to that fraction, as a default float64 rtol asks.
+# A zero to rounding (|g_i| within the gradient floor, GRAD_FLOOR·u_g·max|g|: a bias before a
+# batch norm, g_i = 1e-17) whose D_i is as small, to a resolution of at most this fraction of
+# the gradients' scale, is verified: both agree to that fraction, as a default float64 rtol.
 NEGLIGIBLE = 1e-6
 
 STATUSES = ("ok", "unverifiable", "mismatch", "nonfinite", "nondeterministic", "kink")
@@ -272,10 +272,12 @@ def _exact_zero(g, f0, F, stencil: Stencil, method: Method) -> np.ndarray:
     return same
 
 
-def verify_zeros(verdicts, natural: float = 0.0) -> None:
+def verify_zeros(verdicts, natural: float = 0.0, u_g: float = 0.0) -> None:
     """Exact zeros are agreement, not "unverifiable": a dead ReLU unit or a statistic the loss
-    does not use has g_i = 0 and f(θ + h e_i) == f(θ − h e_i) bit for bit. So are negligible
-    elements: g_i and D_i both within a resolution below NEGLIGIBLE × the gradients' scale.
+    does not use has g_i = 0 and f(θ + h e_i) == f(θ − h e_i) bit for bit. So are zeros to
+    rounding: |g_i| within the gradient floor (GRAD_FLOOR·u_g·max|g|, u_g the gradients'
+    unit roundoff) and D_i within a resolution below NEGLIGIBLE × the gradients' scale. A
+    small gradient above the floor that D cannot resolve stays unverifiable.
 
     They are promoted to "ok" where their resolution is small against the scale of the
     gradients (ZERO_RESOLUTION × the largest |g| or |D| of the whole check): where it is
@@ -293,11 +295,13 @@ def verify_zeros(verdicts, natural: float = 0.0) -> None:
         return float(m.max()) if m.size else 0.0
 
     reference = max(map(scale, verdicts), default=0.0) or natural
+    finite = [np.abs(v.analytic[np.isfinite(v.analytic)]) for v in verdicts]
+    floor = GRAD_FLOOR * u_g * max((float(a.max()) for a in finite if a.size), default=0.0)
     for v in verdicts:
         with np.errstate(invalid="ignore"):
             fine = v.resolution <= ZERO_RESOLUTION * reference
-            negligible = v.resolution <= NEGLIGIBLE * reference
-        verified = (v.exact_zero & fine) | negligible
+            rounding = (np.abs(v.analytic) <= floor) & (v.resolution <= NEGLIGIBLE * reference)
+        verified = (v.exact_zero & fine) | rounding
         v.status[(v.status == UNVERIFIABLE) & verified] = OK
 
 

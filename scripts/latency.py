@@ -9,6 +9,8 @@ excluded), float64, on this machine, side by side in one run:
   the yardstick (ratios are against it);
 - `jaxcheck.check_grad` in full and in directional mode, first call and a repeat call, with
   the number of XLA compilations of the first call;
+- the full check rerun in a fresh process with `cache_dir=` (JAX's persistent compilation
+  cache, filled by a first process): what a regression script pays from its second run;
 - `torch.autograd.gradcheck` on the same model in float64 (where torch is installed and the
   model has a torch twin);
 - `jax.test_util.check_grads(loss, (params, *data), order=1, modes=["rev"])`.
@@ -26,6 +28,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 MODELS = ("mlp", "deep", "cnn", "nnx", "hyp2f1")
@@ -36,7 +39,7 @@ DESCRIPTIONS = {
     "nnx": "flax nnx Linear-BatchNorm-Linear",
     "hyp2f1": "scipy.special.hyp2f1, 4 leaves of 32",
 }
-KINDS = ("vg", "full", "directional", "check_grads", "torch")
+KINDS = ("vg", "full", "directional", "cached", "check_grads", "torch")
 
 
 # ---- the models ------------------------------------------------------------------------------
@@ -217,13 +220,16 @@ def child(name: str, kind: str) -> dict:
         return {"first": time.perf_counter() - t, "passed": True}
     import jaxcheck
 
+    mode, options = kind, {}
+    if kind == "cached":
+        mode, options = "full", {"cache_dir": os.environ["LATENCY_CACHE_DIR"]}
     t = time.perf_counter()
-    result = jaxcheck.check_grad(loss, params, *data, mode=kind, progress=False)
+    result = jaxcheck.check_grad(loss, params, *data, mode=mode, progress=False, **options)
     first, n_compiles = time.perf_counter() - t, len(compiles)
     again = []
     for _ in range(3):
         t = time.perf_counter()
-        jaxcheck.check_grad(loss, params, *data, mode=kind, progress=False)
+        jaxcheck.check_grad(loss, params, *data, mode=mode, progress=False, **options)
         again.append(time.perf_counter() - t)
     return {
         "first": first,
@@ -236,11 +242,13 @@ def child(name: str, kind: str) -> dict:
 
 
 def measure(name: str, kind: str) -> dict:
+    env = dict(os.environ)
+    if kind == "cached":  # a first process fills the cache, the second is timed
+        env["LATENCY_CACHE_DIR"] = tempfile.mkdtemp(prefix="jaxcheck-latency-")
+        subprocess.run([sys.executable, __file__, "--child", name, kind], env=env,
+                       capture_output=True)  # fmt: skip
     out = subprocess.run(
-        [sys.executable, __file__, "--child", name, kind],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "")},
+        [sys.executable, __file__, "--child", name, kind], capture_output=True, text=True, env=env
     )
     if out.returncode != 0:
         sys.stderr.write(out.stderr[-2000:])
@@ -274,14 +282,14 @@ def main() -> None:
           f"backend {jax.default_backend()}; seconds, first call in a fresh process")  # fmt: skip
     print()
     print("| model | params | jit(value_and_grad) | jaxcheck full | (compiles) | full repeat "
-          "| jaxcheck directional | (compiles) | directional repeat | torch gradcheck "
-          "| jax check_grads |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| jaxcheck directional | (compiles) | directional repeat | full, rerun with cache_dir "
+          "| torch gradcheck | jax check_grads |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name in args.models:
         row = {k: measure(name, k) for k in KINDS if not (k == "torch" and args.no_torch)}
         base = row["vg"].get("first")
 
-        def cell(r, key="first", rel=True):
+        def cell(r, key="first", rel=True, base=base):
             if key not in r:
                 return r.get("error", "—")[:40]
             v = r[key]
@@ -296,7 +304,8 @@ def main() -> None:
             f"| {DESCRIPTIONS[name]}{flag} | {full.get('n', '?')} | {cell(row['vg'], rel=False)} "
             f"| {cell(full)} | {full.get('compiles', '—')} | {cell(full, 'repeat', False)} "
             f"| {cell(dire)} | {dire.get('compiles', '—')} | {cell(dire, 'repeat', False)} "
-            f"| {cell(row.get('torch', {}))} | {cell(row['check_grads'])} |",
+            f"| {cell(row['cached'])} | {cell(row.get('torch', {}))} "
+            f"| {cell(row['check_grads'])} |",
             flush=True,
         )
 

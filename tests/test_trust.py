@@ -498,3 +498,28 @@ def test_a_small_error_spread_over_a_leaf_is_called_approximate():
         loss, params, grad_fn=lambda p: {"w": jax.grad(loss)(p)["w"] * 1.001}
     )
     assert not any("approximate by design" in n for n in planted.notes)  # a constant factor
+
+
+def test_a_zero_to_rounding_before_a_batch_norm_is_verified_and_a_missing_term_is_not():
+    """The bias before a batch norm has a true gradient of 0; JAX computes ~1e-17 of rounding."""
+    rng = np.random.default_rng(0)
+    params = {"W": rng.normal(size=(3, 5)), "b": rng.normal(size=5), "V": rng.normal(size=(5, 2))}
+    x, y = rng.normal(size=(8, 3)), rng.normal(size=(8, 2))
+
+    def loss(p, x, y):
+        h = x @ p["W"] + p["b"][None]
+        h = (h - h.mean(0, keepdims=True)) / jnp.sqrt(h.var(0, keepdims=True) + 1e-5)
+        return jnp.mean((jnp.tanh(h) @ p["V"] - y) ** 2)
+
+    with jax.enable_x64(True):
+        g = jax.grad(loss)(params, x, y)
+    assert 0 < float(jnp.max(jnp.abs(g["b"]))) < 1e-14  # rounding, not an exact zero
+    result = jaxcheck.check_grad(loss, params, x, y)
+    assert result.verdict == "passed" and result.leaves["['b']"].n_unverifiable == 0, result
+
+    def wrong(p, x, y):  # a real (small) gradient term where the true one is 0
+        out = jax.grad(loss)(p, x, y)
+        return {**out, "b": out["b"] + 1e-9}
+
+    bad = jaxcheck.check_grad(loss, params, x, y, grad_fn=wrong)
+    assert bad.verdict != "passed" and bad.leaves["['b']"].n_verified == 0, bad
