@@ -24,12 +24,14 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import machine  # noqa: E402
 
 MODELS = ("mlp", "deep", "cnn", "nnx", "hyp2f1")
 DESCRIPTIONS = {
@@ -254,16 +256,6 @@ def measure(name: str, kind: str) -> dict:
         sys.stderr.write(out.stderr[-2000:])
         return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "?"}
     return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores"
 
 
 def main() -> None:
