@@ -184,7 +184,8 @@ def check_grad(
 
     result = run(grad_fn)
     if result.verdict == "failed" and grad_fn is not None:
-        result = gradient.in_insertion_order(result, run, grad_fn, params, args, coords)
+        with options.numerics(precision):  # grad_fn is called in the check's numerics
+            result = gradient.in_insertion_order(result, run, grad_fn, params, args, coords)
     return result
 
 
