@@ -324,7 +324,11 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
         )
         engine = HostEngine(fn_scalar, values, coords, work_args)
     else:
-        engine = _batched_or_host(fn_scalar, values, coords, work_args, key, engine_options, notes)
+        points = _expected_points(coords, plan)
+        directions = plan["directions"] if mode == "directional" else None
+        engine = _batched_or_host(
+            fn_scalar, values, coords, work_args, key, engine_options, notes, points, directions
+        )
     u_f = st.unit_roundoff(out_dtype)
     judged = {}
     bar = _progress.bar(engine_options["progress"], _expected_points(coords, plan))
@@ -494,7 +498,7 @@ def _tolerances(g_dtype, u_f: float | None, rtol, atol) -> dict[str, float]:
 def _expected_points(coords: Coords, plan: dict) -> int:
     """Evaluations of a passing check: the first points everywhere, the rest on each sample."""
     if plan["mode"] == "directional":
-        return 4 * plan["directions"] * len(coords.checked)
+        return _directional.ALONG * plan["directions"] * len(coords.checked)
     sizes = [leaf.size for leaf in coords.checked]
     if plan["mode"] == "sample":
         sizes = [min(n, plan["samples"]) for n in sizes]
@@ -505,7 +509,8 @@ def _expected_points(coords: Coords, plan: dict) -> int:
     return sum(first * n + 1 + rest * min(n, elementwise.NOISE_SAMPLE) for n in sizes)
 
 
-def _batched_or_host(fn_scalar, values, coords, args, key, engine_options, notes):
+def _batched_or_host(fn_scalar, values, coords, args, key, engine_options, notes, points,
+                     directions=None):  # fmt: skip
     """The JAX engine if fn can be vmapped and compiled, else the host loop (with a note):
     one program for every leaf where the cost model (`_layout`) says it is cheaper, else
     (or where that one fails to compile) a program per leaf.
@@ -514,10 +519,13 @@ def _batched_or_host(fn_scalar, values, coords, args, key, engine_options, notes
     """
     opts = {k: v for k, v in engine_options.items() if k not in ("progress", "journal")}
     engine = JaxEngine(fn_scalar, values, coords, args, cache_key=key, **opts)
-    layout = _layout.choose(coords, values, engine.flops, jax.devices()[0].platform)
+    layout = _layout.choose(coords, values, engine.flops, jax.devices()[0].platform, points)
     if layout is not None:
         try:
-            flat = FlatEngine(fn_scalar, values, coords, args, layout, cache_key=key, **opts)
+            per_call = _directional.ALONG * directions if directions else None
+            flat = FlatEngine(
+                fn_scalar, values, coords, args, layout, per_call, cache_key=key, **opts
+            )
             flat.prepare()
             notes.append(
                 f"the {len(layout.spans)} leaves' perturbations evaluated by one compiled "

@@ -28,6 +28,7 @@ import numpy as np
 
 from . import _stencils as st
 
+ALONG = 4  # points per direction: θ ± h v, θ ± 2h v
 DIRECTIONS = 4  # default k: Gaussian directions per leaf
 FANOUT = 4  # parts each surviving cell is split into per round
 PROBES = 2  # directions per part: a part is cleared only if all of them agree
@@ -58,7 +59,7 @@ def probe(
     g: the flat gradient under test. f0: f(θ). h: the step along the unit direction. The
     verdict has one "element" per direction.
     """
-    ts = np.array([h, -h, 2 * h, -2 * h])
+    ts = np.array([h, -h, 2 * h, -2 * h])  # (ALONG points per direction)
     f, s, weights = engine.evaluate_along(leaf, g, keys, labels, groups, ts)
     # f, s: [B, 4] values and ⟨g, x − θ⟩ at θ ± h v, θ ± 2h v; weights: [B, 2] ⟨|g|, |v|⟩, Σ|v|.
     analytic = (s[:, 0] - s[:, 1]) / (2 * h)

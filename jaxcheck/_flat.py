@@ -31,14 +31,16 @@ CHUNK_ELEMENTS = 2**22  # host-assembled coordinates per chunk at most (32 MiB i
 class FlatEngine(JaxEngine):
     """`JaxEngine`'s interface, with one program over the raveled checked leaves."""
 
-    def __init__(self, fn_scalar, values, coords, args, layout: _layout.Flat, **options):
+    def __init__(self, fn_scalar, values, coords, args, layout: _layout.Flat, per_call=None,
+                 **options):  # fmt: skip
         super().__init__(fn_scalar, values, coords, args, delta=False, **options)
         self.layout = layout
+        self._per_call = per_call  # points a call evaluates (None: a leaf's first sweep)
         self._leaves = [leaf for leaf in coords.checked if leaf.position in layout.spans]
         parts = [np.asarray(self._values[leaf.position]).reshape(-1) for leaf in self._leaves]
         self._theta = np.concatenate(parts).astype(layout.dtype)  # the raveled leaves
         if self._key is not None:
-            self._key = (*self._key, "flat", tuple(layout.spans))
+            self._key = (*self._key, "flat", tuple(layout.spans), per_call)
 
     # ---- the program ---------------------------------------------------------------------
 
@@ -69,9 +71,9 @@ class FlatEngine(JaxEngine):
             _engine._CACHE.move_to_end(key)
             self._cache[slot] = _engine._CACHE[key]
             return self._cache[slot]
-        # Sized for a leaf's first sweep (a call evaluates one leaf's points), within memory.
+        # Sized for a call (one leaf's first sweep, or its directions), within memory.
         n, itemsize = self.layout.size, np.dtype(self.layout.dtype).itemsize
-        sweep = 2 * max(leaf.size for leaf in self._leaves) + 1
+        sweep = self._per_call or 2 * max(leaf.size for leaf in self._leaves) + 1
         size = self._chunk or min(
             _engine.first_chunk(n, itemsize, sweep, self._budget, sparse=False),
             MAX_CHUNK,

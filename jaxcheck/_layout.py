@@ -43,12 +43,13 @@ class Flat(NamedTuple):
         return out
 
 
-def choose(coords, values, flops: Callable[[], float | None], platform: str, force=None):
+def choose(coords, values, flops, platform: str, points: int | None = None, force=None):
     """The flat layout (a `Flat`) or None for one program per leaf.
 
     force: True or False to decide; None for the cost model: flat when the forward passes it
-    adds (2 per element, `flops()` each) cost less than the compilations it saves. Flat needs
-    one dtype for every checked leaf.
+    adds (one whole pass of `flops()` per point; `points` the check is expected to evaluate,
+    None for a full sweep's 2 per element) cost less than the compilations it saves. Flat
+    needs one dtype for every checked leaf.
     """
     leaves = coords.checked
     dtypes = {np.dtype(np.asarray(values[leaf.position]).dtype) for leaf in leaves}
@@ -61,7 +62,7 @@ def choose(coords, values, flops: Callable[[], float | None], platform: str, for
         saved = 2 * (len(leaves) - 1)  # the prepare/run pair of every leaf but one
         budget = FLOPS_PER_COMPILE["cpu" if platform == "cpu" else "other"] * saved
         per_point = flops()
-        if per_point is None or 2 * n * per_point > budget:
+        if per_point is None or (2 * n if points is None else points) * per_point > budget:
             return None
     spans, offset = {}, 0
     for leaf in leaves:
