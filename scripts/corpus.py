@@ -14,6 +14,7 @@ to plant).
 
     python scripts/corpus.py                 # every case, seeds 0-2, both precisions
     python scripts/corpus.py --seeds 1 --only linalg --verbose
+    python scripts/corpus.py --seeds 1 --several   # the cases of several arguments
 """
 
 from __future__ import annotations
@@ -144,9 +145,12 @@ def main(argv=None) -> int:
     parser.add_argument("--only", action="append", default=[], help="substring of case names")
     parser.add_argument("--precision", choices=PRECISIONS, action="append")
     parser.add_argument("--verbose", action="store_true", help="one line per check")
+    parser.add_argument("--several", action="store_true", help="only cases of several arguments")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
     cases = [c for c in CASES if not args.only or any(s in c.name for s in args.only)]
+    if args.several:  # (where check_grad sees several leaves: the engine's layout matters)
+        cases = [c for c in cases if len(c.make(np.random.default_rng(0))) > 1]
     precisions = args.precision or PRECISIONS
     outcomes = []
     t0 = time.perf_counter()
