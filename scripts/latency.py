@@ -159,16 +159,19 @@ def torch_twin(name: str):
     loss, params, data = build(name)
     if name not in ("mlp", "deep"):
         return None
-    leaves = [torch.tensor(np.asarray(x), dtype=torch.float64, requires_grad=True)
-              for x in jax.tree.leaves(params)]  # fmt: skip
-    data = [torch.tensor(np.asarray(x), dtype=torch.float64) for x in data]
+
+    def tensor(x, grad=True):
+        return torch.tensor(np.asarray(x), dtype=torch.float64, requires_grad=grad)
+
+    leaves = [tensor(x) for x in jax.tree.leaves(params)]
+    data = [tensor(x, grad=False) for x in data]
     if name == "mlp":
         x, y = data
 
         def f(W1, b1, W2, b2):
             return torch.mean((torch.tanh(x @ W1 + b1) @ W2 + b2 - y) ** 2)
 
-        return f, tuple(leaves)
+        return f, tuple(tensor(params[k]) for k in ("W1", "b1", "W2", "b2"))
 
     (x,) = data
     order = [(leaves[2 * i + 1], leaves[2 * i]) for i in range(16)]  # dict leaves: b, w
