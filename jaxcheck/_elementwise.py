@@ -36,9 +36,10 @@ class Stencils:
     """Each checked leaf's `Stencil`, built when first asked for and kept.
 
     Every leaf whose stencil is kept, and every leaf with a given step, is validated when
-    this is made (a vanishing step raises before the long part), one leaf at a time. keep=False keeps none of them: in directional mode only the
-    leaves that fail ever need their element stencils, and those hold up to ten rows of the
-    leaf's size; otherwise every leaf needs its stencil, so the validated one is kept.
+    this is made (a vanishing step raises before the long part), one leaf at a time.
+    keep=False keeps none of them: in directional mode only the leaves that fail ever need
+    their element stencils, and those hold up to ten rows of the leaf's size; otherwise
+    every leaf needs its stencil, so the validated one is kept.
     typical: `_typical_scale`.
     """
 
