@@ -527,11 +527,6 @@ def _batched_or_host(fn_scalar, values, coords, args, key, engine_options, notes
                 fn_scalar, values, coords, args, layout, per_call, cache_key=key, **opts
             )
             flat.prepare()
-            notes.append(
-                f"the {len(layout.spans)} leaves' perturbations evaluated by one compiled "
-                "program (raveled: fewer compilations than a program per leaf, which larger "
-                "models get)"
-            )
             return flat
         except Exception:  # noqa: BLE001 - the per-leaf engine may still batch it
             pass

@@ -31,6 +31,8 @@ CHUNK_ELEMENTS = 2**22  # host-assembled coordinates per chunk at most (32 MiB i
 class FlatEngine(JaxEngine):
     """`JaxEngine`'s interface, with one program over the raveled checked leaves."""
 
+    name = "jax-flat"  # (the report's method line says: one program for every leaf)
+
     def __init__(self, fn_scalar, values, coords, args, layout: _layout.Flat, per_call=None,
                  **options):  # fmt: skip
         super().__init__(fn_scalar, values, coords, args, delta=False, **options)

@@ -207,7 +207,10 @@ class CheckResult:
         return f"{verdict} (difference {self.difference:.2e})"
 
     def _method_line(self) -> str:
-        engine = "batched JAX engine" if self.engine == "jax" else "NumPy host loop"
+        engine = {
+            "jax": "batched JAX engine",
+            "jax-flat": "batched JAX engine, one program for every leaf",
+        }.get(self.engine, "NumPy host loop")
         mode = {"full": "", "sample": ", sampled elements", "directional": ", random directions"}
         what = "" if self.order == 1 else " of the gradient against Hessian-vector products"
         name = f"{self.method} differences"
