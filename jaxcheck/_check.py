@@ -324,14 +324,17 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
         )
         engine = HostEngine(fn_scalar, values, coords, work_args)
     else:
-        points = _expected_points(coords, plan)
+
+        def points(leaves):
+            return _expected_points(leaves, plan)
+
         directions = plan["directions"] if mode == "directional" else None
         engine = _batched_or_host(
             fn_scalar, values, coords, work_args, key, engine_options, notes, points, directions
         )
     u_f = st.unit_roundoff(out_dtype)
     judged = {}
-    bar = _progress.bar(engine_options["progress"], _expected_points(coords, plan))
+    bar = _progress.bar(engine_options["progress"], _expected_points(coords.checked, plan))
     engine.progress = bar.update
     if getattr(engine, "n_devices", 1) > 1:
         notes.append(f"each chunk of perturbations split over {engine.n_devices} devices")
@@ -495,11 +498,12 @@ def _tolerances(g_dtype, u_f: float | None, rtol, atol) -> dict[str, float]:
     }
 
 
-def _expected_points(coords: Coords, plan: dict) -> int:
-    """Evaluations of a passing check: the first points everywhere, the rest on each sample."""
+def _expected_points(leaves, plan: dict) -> int:
+    """Evaluations of a passing check of these leaves: the first points everywhere, the rest
+    on each sample."""
     if plan["mode"] == "directional":
-        return _directional.ALONG * plan["directions"] * len(coords.checked)
-    sizes = [leaf.size for leaf in coords.checked]
+        return _directional.ALONG * plan["directions"] * len(leaves)
+    sizes = [leaf.size for leaf in leaves]
     if plan["mode"] == "sample":
         sizes = [min(n, plan["samples"]) for n in sizes]
     if plan["method"] == _complex_step.NAME:  # h and 3h per element, and the verification
@@ -527,6 +531,9 @@ def _batched_or_host(fn_scalar, values, coords, args, key, engine_options, notes
                 fn_scalar, values, coords, args, layout, per_call, cache_key=key, **opts
             )
             flat.prepare()
+            own = [leaf for leaf in coords.checked if leaf.position not in layout.spans]
+            if own:  # the probe of the per-leaf programs too
+                flat.prepare(own[0])
             return flat
         except Exception:  # noqa: BLE001 - the per-leaf engine may still batch it
             pass

@@ -29,14 +29,16 @@ CHUNK_ELEMENTS = 2**22  # host-assembled coordinates per chunk at most (32 MiB i
 
 
 class FlatEngine(JaxEngine):
-    """`JaxEngine`'s interface, with one program over the raveled checked leaves."""
-
-    name = "jax-flat"  # (the report's method line says: one program for every leaf)
+    """`JaxEngine`'s interface, with one program over the raveled leaves of the layout; any
+    other checked leaf (a large one, beside small ones) keeps a program of its own."""
 
     def __init__(self, fn_scalar, values, coords, args, layout: _layout.Flat, per_call=None,
                  **options):  # fmt: skip
-        super().__init__(fn_scalar, values, coords, args, delta=False, **options)
+        super().__init__(fn_scalar, values, coords, args, **options)
         self.layout = layout
+        # The report's method line: one program for every leaf, or for the small ones.
+        self.name = "jax-flat" if len(layout.spans) == len(coords.checked) else "jax-mixed"
+        self._flat_residuals = None
         self._per_call = per_call  # points a call evaluates (None: a leaf's first sweep)
         self._leaves = [leaf for leaf in coords.checked if leaf.position in layout.spans]
         parts = [np.asarray(self._values[leaf.position]).reshape(-1) for leaf in self._leaves]
@@ -113,20 +115,28 @@ class FlatEngine(JaxEngine):
         return jax.jit(staged.run_fn, in_shardings=shardings, out_shardings=split)
 
     def _global_inputs(self, inputs, kind: str) -> list:
+        if kind not in ("points", "flat"):  # a leaf of its own
+            return super()._global_inputs(inputs, kind)
         return [self._global_array(x, split=True) for x in inputs]  # every input: points
+
+    def _own(self, leaf: Leaf | None) -> bool:
+        """Whether the leaf has a program of its own (not in the flat layout)."""
+        return leaf is not None and leaf.position not in self.layout.spans
 
     def prepare(self, leaf: Leaf | None = None, kind: str = "element"):
         """Compile the program (or find it kept) and compute what its chunks read, once."""
+        if self._own(leaf):
+            return super().prepare(leaf, kind)
         program = self._program()
-        if "flat" not in self._residuals:
+        if self._flat_residuals is None:
             residuals = program.prepare(self._params_dyn, self._args_dyn)
             if self._global:  # every device of every process reads them
                 residuals = [self._global_array(r, split=False) for r in residuals]
             elif self._mesh is not None:
                 residuals = jax.device_put(residuals, self._shardings[0])
-            self._residuals = {"flat": residuals}
+            self._flat_residuals = residuals
             self.paths.update((leaf.path, "flat") for leaf in self._leaves)
-        return self._theta, program, self._residuals["flat"]
+        return self._theta, program, self._flat_residuals
 
     def _split(self, points: np.ndarray) -> list[np.ndarray]:
         """Points [B, n] of the raveled space as the program's per-leaf inputs."""
@@ -142,6 +152,8 @@ class FlatEngine(JaxEngine):
 
     def evaluate(self, leaf: Leaf, idx: np.ndarray, vals: np.ndarray) -> np.ndarray:
         """f at the points where leaf element idx[k] is set to vals[k]; float64 on the host."""
+        if self._own(leaf):
+            return super().evaluate(leaf, idx, vals)
         theta, program, residuals = self.prepare()
         offset = self.layout.spans[leaf.position][0]
         dtype = self.layout.dtype
@@ -179,6 +191,8 @@ class FlatEngine(JaxEngine):
     def evaluate_along(self, leaf, grad, keys, labels, groups, ts):
         """As `JaxEngine.evaluate_along`, the directions drawn on the host (by NumPy, from
         the same keys, as the host engine draws them) and evaluated as points."""
+        if self._own(leaf):
+            return super().evaluate_along(leaf, grad, keys, labels, groups, ts)
         offset, n = self.layout.spans[leaf.position]
         theta = self._theta[offset : offset + n].astype(np.float64)
         dtype = self.layout.dtype

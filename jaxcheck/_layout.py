@@ -43,32 +43,44 @@ class Flat(NamedTuple):
         return out
 
 
-def choose(coords, values, flops, platform: str, points: int | None = None, force=None):
+def choose(coords, values, flops, platform: str, points=None, force=None):
     """The flat layout (a `Flat`) or None for one program per leaf.
 
-    force: True or False to decide; None for the cost model: flat when the forward passes it
-    adds (one whole pass of `flops()` per point; `points` the check is expected to evaluate,
-    None for a full sweep's 2 per element) cost less than the compilations it saves. Flat
-    needs one dtype for every checked leaf.
+    force: True or False to decide; None for the cost model: flat for the smallest leaves
+    whose forward passes (one whole pass of `flops()` per point; `points(leaves)` the points
+    the check is expected to evaluate there, None for a full sweep's 2 per element) cost less
+    than the compilations it saves; the other leaves keep a program each (a model whose
+    biases and small layers sit beside one large kernel). Flat needs one dtype for every
+    checked leaf, and at least two leaves.
     """
     leaves = coords.checked
     dtypes = {np.dtype(np.asarray(values[leaf.position]).dtype) for leaf in leaves}
-    n = sum(leaf.size for leaf in leaves)
     if not leaves or len(dtypes) != 1 or force is False:
         return None
+    chosen = list(leaves)
     if force is None:
-        if len(leaves) < 2 or n > MAX_ELEMENTS:
-            return None
-        saved = 2 * (len(leaves) - 1)  # the prepare/run pair of every leaf but one
-        budget = FLOPS_PER_COMPILE["cpu" if platform == "cpu" else "other"] * saved
-        per_point = flops()
-        if per_point is None or (2 * n if points is None else points) * per_point > budget:
+        count = points or (lambda some: sum(2 * leaf.size + 1 for leaf in some))
+        budget = FLOPS_PER_COMPILE["cpu" if platform == "cpu" else "other"]
+        by_size = sorted(leaves, key=lambda leaf: leaf.size)
+        per_point, chosen = None, []
+        for k in range(2, len(by_size) + 1):
+            some = by_size[:k]
+            if sum(leaf.size for leaf in some) > MAX_ELEMENTS:
+                break
+            per_point = flops() if per_point is None else per_point
+            if per_point is None:
+                return None
+            if count(some) * per_point <= budget * 2 * (k - 1):  # a prepare/run pair each
+                chosen = some
+        if len(chosen) < 2:
             return None
     spans, offset = {}, 0
-    for leaf in leaves:
-        spans[leaf.position] = (offset, leaf.size)
-        offset += leaf.size
-    return Flat(spans, n, dtypes.pop())
+    positions = {leaf.position for leaf in chosen}
+    for leaf in leaves:  # in ravel_pytree order
+        if leaf.position in positions:
+            spans[leaf.position] = (offset, leaf.size)
+            offset += leaf.size
+    return Flat(spans, offset, dtypes.pop())
 
 
 def forward_flops(jaxpr: jcore.Jaxpr) -> float:

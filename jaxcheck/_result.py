@@ -210,6 +210,7 @@ class CheckResult:
         engine = {
             "jax": "batched JAX engine",
             "jax-flat": "batched JAX engine, one program for every leaf",
+            "jax-mixed": "batched JAX engine, one program for the small leaves",
         }.get(self.engine, "NumPy host loop")
         mode = {"full": "", "sample": ", sampled elements", "directional": ", random directions"}
         what = "" if self.order == 1 else " of the gradient against Hessian-vector products"

@@ -314,3 +314,34 @@ def test_a_size_one_bias_broadcast_over_the_batch_is_perturbed_in_every_row():
 
     result = jaxcheck.check_grad(loss, params, x)
     assert result.passed, result
+
+
+def test_small_leaves_share_one_program_beside_a_large_one_and_errors_are_located(monkeypatch):
+    rng = np.random.default_rng(3)
+    params = {
+        "big": jnp.asarray(rng.normal(size=(128, 128)) / 11),  # a program of its own
+        "b": jnp.asarray(rng.normal(size=128)),
+        "c": jnp.asarray(rng.normal(size=4)),
+        "s": jnp.asarray(0.7),
+    }
+    x = jnp.asarray(rng.normal(size=(64, 128)))
+
+    def loss(p, x):
+        h = jnp.tanh(x @ p["big"] + p["b"][None])
+        return jnp.sum(h[:, :4] * p["c"][None]) * p["s"]
+
+    def wrong(p, x):
+        g = jax.grad(loss)(p, x)
+        return {**g, "big": g["big"].at[3, 5].add(0.05), "b": g["b"].at[2].multiply(1.1)}
+
+    results = []
+    for flops in (_layout.FLOPS_PER_COMPILE["cpu"], 0.0):  # the cost model, then per leaf
+        monkeypatch.setitem(_layout.FLOPS_PER_COMPILE, "cpu", flops)
+        results.append([jaxcheck.check_grad(loss, params, x, grad_fn=g) for g in (None, wrong)])
+    (good, bad), (good_own, bad_own) = results
+    assert good.engine == bad.engine == "jax-mixed" and good_own.engine == "jax"
+    assert "one program for the small leaves" in str(good)
+    assert good.passed and good_own.passed
+    located = sorted((e.path, e.index) for e in bad.failures)
+    assert located == [("['b']", (2,)), ("['big']", (3, 5))], bad
+    assert located == sorted((e.path, e.index) for e in bad_own.failures)
