@@ -10,7 +10,10 @@ The points are assembled on the host and enter the program as one batched array 
 the leaf's own shape with a batch axis in front: that is the layout XLA compiles fastest
 (slicing them on the device out of one batched vector costs a copy kernel per leaf, and on
 CPU more compile time than the forward pass itself). The cost model in `_layout` picks this
-engine where the extra forward passes are cheaper than the compilations they save.
+engine where the extra forward passes are cheaper than the compilations they save, for every
+leaf or for the small ones: a leaf outside the layout keeps a program of its own (the
+per-leaf engine's), and the flat program reads it, like the data, as a constant of the
+check, so what depends only on it and the data is computed once (`_stage`).
 """
 
 from __future__ import annotations
