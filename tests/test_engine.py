@@ -319,12 +319,12 @@ def test_a_size_one_bias_broadcast_over_the_batch_is_perturbed_in_every_row():
 def test_small_leaves_share_one_program_beside_a_large_one_and_errors_are_located(monkeypatch):
     rng = np.random.default_rng(3)
     params = {
-        "big": jnp.asarray(rng.normal(size=(128, 128)) / 11),  # a program of its own
-        "b": jnp.asarray(rng.normal(size=128)),
+        "big": jnp.asarray(rng.normal(size=(80, 80)) / 9),  # a program of its own
+        "b": jnp.asarray(rng.normal(size=80)),
         "c": jnp.asarray(rng.normal(size=4)),
         "s": jnp.asarray(0.7),
     }
-    x = jnp.asarray(rng.normal(size=(64, 128)))
+    x = jnp.asarray(rng.normal(size=(64, 80)))
 
     def loss(p, x):
         h = jnp.tanh(x @ p["big"] + p["b"][None])
