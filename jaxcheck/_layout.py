@@ -1,4 +1,4 @@
-"""One program per leaf, or one for all leaves: the cost model that picks.
+"""One program per leaf, or one for many leaves: the cost model that picks.
 
 A check's perturbations run in compiled chunk programs. Per leaf, only that leaf is batched
 (and the sparse path, `_delta`, propagates a one-element change as a rank-1 update), so a
@@ -6,9 +6,10 @@ perturbation is cheap, but every leaf costs its own compilations. Flat, the card
 design: the checked leaves raveled into one vector, one `vmap`-ed program over its
 perturbed copies (every leaf, every step, every retry), so a perturbation costs a whole
 forward pass but the check compiles once. For a small model the compilations dominate
-(a 16-layer network: 64 compilations per leaf against 2 flat); for a large one the forward
-passes do. `flat` picks flat when the forward passes it adds cost less than the
-compilations it saves, estimated from fn's jaxpr.
+(a 16-layer network: 64 compilations, a pair per leaf, against 2 flat); for a large one
+the forward passes do. `choose` puts the smallest leaves in the flat program as long as the
+forward passes they add cost less than the compilations they save, estimated from fn's
+jaxpr; the others keep a program each.
 """
 
 from __future__ import annotations
