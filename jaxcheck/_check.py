@@ -522,6 +522,8 @@ def _batched_or_host(fn_scalar, values, coords, args, key, engine_options, notes
     Compiling the first program is the probe; its executable is kept for the check itself.
     """
     opts = {k: v for k, v in engine_options.items() if k not in ("progress", "journal")}
+    opts["directions"] = directions
+    kind = "direction" if directions else "element"  # the program the mode runs first
     engine = JaxEngine(fn_scalar, values, coords, args, cache_key=key, **opts)
     layout = _layout.choose(coords, values, engine.flops, jax.devices()[0].platform, points)
     if layout is not None:
@@ -533,12 +535,12 @@ def _batched_or_host(fn_scalar, values, coords, args, key, engine_options, notes
             flat.prepare()
             own = [leaf for leaf in coords.checked if leaf.position not in layout.spans]
             if own:  # the probe of the per-leaf programs too
-                flat.prepare(own[0])
+                flat.prepare(own[0], kind)
             return flat
         except Exception:  # noqa: BLE001 - the per-leaf engine may still batch it
             pass
     try:
-        engine.prepare(coords.checked[0])
+        engine.prepare(coords.checked[0], kind)
     except Exception as e:  # noqa: BLE001 - any failure to batch means: run it on the host
         notes.append(
             f"fn traces but cannot be batched with vmap ({type(e).__name__}): perturbations "

@@ -372,6 +372,54 @@ def _squeeze(eqn, invals) -> Slab:
     return Slab(base, axes, sel, jnp.squeeze(x.val, free_dims))
 
 
+def _conv(eqn, invals) -> Slab | None:
+    """A convolution with one perturbed operand whose feature axis is selected.
+
+    conv(x, w + d) = conv(x, w) + conv(x, d), and likewise in x. A one-element change of the
+    kernel at input feature i, output feature o reaches output feature o only, from input
+    feature i only: each perturbation convolves one input feature into one output feature.
+    A change of the input at feature i convolves with the kernel's slice at i (every output
+    feature changes).
+    """
+    lhs, rhs = invals
+    p = eqn.params
+    if isinstance(lhs, Slab) == isinstance(rhs, Slab):
+        return None
+    if p["feature_group_count"] != 1 or p["batch_group_count"] != 1:
+        return None
+    dn = p["dimension_numbers"]
+    x_is_lhs = isinstance(lhs, Slab)
+    x, y = (lhs, jnp.asarray(rhs)) if x_is_lhs else (rhs, jnp.asarray(lhs))
+    # The feature axis x shares with y, and (for a kernel) its output feature axis.
+    x_in, y_in = (dn.lhs_spec[1], dn.rhs_spec[1]) if x_is_lhs else (dn.rhs_spec[1], dn.lhs_spec[1])
+    x_out = dn.rhs_spec[0] if not x_is_lhs and dn.rhs_spec[0] in x.axes else None
+    if x_in not in x.axes and x_out is None:
+        return None
+    slice_in = x_in in x.axes
+    sel_in = x.sel[:, x.axes.index(x_in)] if slice_in else x.sel[:, 0]
+    cut = [a for a in (x_in, x_out) if a is not None and a in x.axes]
+    small = [1 if a in cut else n for a, n in enumerate(np.shape(x.base))]
+    change = put(
+        jnp.zeros(small, x.val.dtype),
+        x.axes,
+        x.sel.at[:, [x.axes.index(a) for a in cut]].set(0),
+        x.val - take(x.base, x.axes, x.sel),
+    )
+
+    def one(i, c):
+        yy = lax.dynamic_slice_in_dim(y, i, 1, y_in) if slice_in else y
+        return bind(eqn, [c, yy] if x_is_lhs else [yy, c])[0]
+
+    out = jax.vmap(one)(sel_in, change)
+    (base,) = bind(eqn, [x.base, y] if x_is_lhs else [y, x.base])
+    base = lax.optimization_barrier(base)
+    if x_out is None:
+        return Slab(base, (), x.sel[:, :0], (base[None] + out).astype(base.dtype))
+    f_out = dn.out_spec[1]
+    sel = x.sel[:, [x.axes.index(x_out)]]
+    out = jnp.squeeze(out, 1 + f_out)
+    return Slab(base, (f_out,), sel, (take(base, (f_out,), sel) + out).astype(base.dtype))
+
 RULES = {
     "reduce_sum": _reduce_sum,
     "dot_general": _dot_general,
@@ -379,4 +427,5 @@ RULES = {
     "broadcast_in_dim": _broadcast_in_dim,
     "reshape": _reshape,
     "squeeze": _squeeze,
+    "conv_general_dilated": _conv,
 }

@@ -32,7 +32,8 @@ ALONG = 4  # points per direction: θ ± h v, θ ± 2h v
 DIRECTIONS = 4  # default k: Gaussian directions per leaf
 FANOUT = 4  # parts each surviving cell is split into per round
 PROBES = 2  # directions per part: a part is cleared only if all of them agree
-ISOLATE_AT = 8  # cells this small are checked element by element
+ISOLATE_AT = 8  # cells this small are checked element by element (at the least)
+MAX_ISOLATE = 4096  # ... and cells this large at the most (`isolate_at`)
 MAX_CELLS = 64  # more failing cells than this: too many wrong elements to isolate
 DETECT_MISS = 1e-3  # `detectable_norm` is missed with at most this probability
 
@@ -113,15 +114,32 @@ class Located:
     note: str  # "" when isolated; otherwise why not
 
 
-def locate(probe_fn, n: int, rng: np.random.Generator) -> Located:
-    """Split the candidates until the failing cells are small enough to check element-wise.
+def isolate_at(cost_ratio: float | None) -> int:
+    """The cell size at which element checks are cheaper than another round of splitting.
+
+    cost_ratio: a direction's cost over one element evaluation's (None: unknown, as where
+    both are whole forward passes). Splitting a cell of c elements costs FANOUT · PROBES
+    directions; checking its elements costs about ELEMENT_POINTS evaluations each.
+    """
+    if not cost_ratio:
+        return ISOLATE_AT
+    c = FANOUT * PROBES * cost_ratio / ELEMENT_POINTS
+    return int(min(MAX_ISOLATE, max(ISOLATE_AT, c)))
+
+
+ELEMENT_POINTS = 4  # evaluations an element check costs (±h, ±2h)
+
+
+def locate(probe_fn, n: int, rng: np.random.Generator, isolate: int = ISOLATE_AT) -> Located:
+    """Split the candidates until the failing cells are small enough to check element-wise
+    (at most `isolate` elements).
 
     probe_fn(labels, groups) -> boolean array, True where the direction (restricted to
     labels == groups[b]) disagrees.
     """
     cells = [np.arange(n)]
     probes = 0
-    while any(len(c) > ISOLATE_AT for c in cells):
+    while any(len(c) > isolate for c in cells):
         if len(cells) > MAX_CELLS:
             return Located(
                 np.array([], np.int64),
@@ -129,10 +147,10 @@ def locate(probe_fn, n: int, rng: np.random.Generator) -> Located:
                 f"too many wrong elements to isolate (more than {MAX_CELLS} separate groups "
                 "disagree): the leaf is reported as a whole",
             )
-        small = [c for c in cells if len(c) <= ISOLATE_AT]
+        small = [c for c in cells if len(c) <= isolate]
         parts = []
         for c in cells:
-            if len(c) > ISOLATE_AT:
+            if len(c) > isolate:
                 shuffled = rng.permutation(c)
                 parts += [p for p in np.array_split(shuffled, FANOUT) if len(p)]
         labels = np.full(n, -1, np.int32)
@@ -219,7 +237,9 @@ def check_leaf(engine, leaf, g, f0, step, k, rng, judge_elements, **tol) -> Dire
         keys = _keys(rng, len(groups))
         return probe(engine, leaf, g, f0, step, keys, labels, groups, **tol).status == st.MISMATCH
 
-    located = locate(probe_fn, n, rng)
+    # Element checks on the sparse path cost a fraction of a direction: stop splitting early.
+    cost = getattr(engine, "direction_cost", None)
+    located = locate(probe_fn, n, rng, isolate_at(cost(leaf) if cost else None))
     elements = judge_elements(located.candidates) if located.candidates.size else None
     if elements is not None and not np.isin(elements.status, st.FAILING).any():
         located = dataclasses.replace(

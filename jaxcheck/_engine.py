@@ -119,8 +119,9 @@ def first_chunk(n: int, itemsize: int, n_points: int, budget: int, sparse: bool)
     """The first chunk size to try for perturbed copies of n elements: a power of two, at
     most n_points (rounded up)."""
     fits = MAX_CHUNK[sparse]
-    if not sparse:  # perturbed copies of the leaf: do not even compile what cannot fit
-        fits = min(fits, budget // max(n * itemsize * LEAF_COPIES, 1))
+    if not sparse:  # perturbed copies of the leaf: do not even compile what cannot fit in
+        # the working memory a compiled chunk is allowed (half the budget; see `_compiled`)
+        fits = min(fits, budget // 2 // max(n * itemsize * LEAF_COPIES, 1))
     wanted = 1 << max(0, int(n_points - 1).bit_length())
     return 1 << (max(1, min(fits, wanted)).bit_length() - 1)
 
@@ -143,6 +144,7 @@ class JaxEngine:
         cache_key: Any = None,
         progress: Callable[[int], None] | None = None,
         devices: Sequence[Any] | None = None,
+        directions: int | None = None,
     ):
         self._fn = fn_scalar
         self._coords = coords
@@ -153,6 +155,9 @@ class JaxEngine:
         self._args_dyn, self._args_rebuild, args_key = split_arrays(args)
         self._chunk = chunk
         self._delta = delta
+        # Directions a leaf's first call evaluates (mode="directional"): a chunk no larger,
+        # as a chunk is padded to its compiled size. None: DIRECTION_CHUNK.
+        self._directions = directions
         self._budget = max_memory or default_max_memory()
         self._mesh = mesh(devices)
         # Each device evaluates chunks of the size one device would: the same program on the
@@ -177,6 +182,7 @@ class JaxEngine:
                 args_key,
                 chunk,
                 delta,
+                directions,
                 self._budget,
                 jax.config.jax_enable_x64,
                 str(jax.config.jax_default_matmul_precision),
@@ -263,8 +269,9 @@ class JaxEngine:
 
         staged = None
         if kind == "direction":
+            wanted = min(DIRECTION_CHUNK, self._directions or DIRECTION_CHUNK)
             size = self._chunk or first_chunk(
-                leaf.size, base.dtype.itemsize * len(ALONG), DIRECTION_CHUNK, self._budget, False
+                leaf.size, base.dtype.itemsize * len(ALONG), wanted, self._budget, False
             )
             path, chunk_fn = "direction", self._along(leaf)
             staged = self._stage(chunk_fn, base, size, kind)
@@ -443,8 +450,11 @@ class JaxEngine:
 
         def one(base_flat, params_dyn, args_dyn, labels, grad, ts, key, group):
             mask = labels == group
-            # float32 draws cost half the random bits of float64; any direction will do.
-            v = jax.random.normal(key, base_flat.shape, np.float32).astype(base_flat.dtype) * mask
+            # float32 draws cost half the random bits of float64, and the sequential threefry
+            # 0.6x the time of the partitionable one: any direction will do.
+            with jax.threefry_partitionable(False):
+                v = jax.random.normal(key, base_flat.shape, np.float32)
+            v = v.astype(base_flat.dtype) * mask
             v = v / jnp.maximum(jnp.linalg.norm(v), jnp.finfo(v.dtype).tiny)
             # The points share the direction (drawn once) and one copy of fn's graph.
             xs = base_flat[None] + ts[:, None] * v[None]
@@ -454,6 +464,22 @@ class JaxEngine:
             return fs, ss, weights
 
         return jax.vmap(one, in_axes=(None,) * 6 + (0, 0))
+
+    def direction_cost(self, leaf: Leaf) -> float | None:
+        """A direction's cost over one element evaluation's, from XLA's cost analysis of the
+        two compiled programs (FLOPs plus bytes accessed, per member); None if unknown."""
+
+        def per_member(kind):
+            program = self.prepare(leaf, kind)[1]  # compiled (the check needs both)
+            try:
+                cost = program.run.cost_analysis()
+                cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+                return (float(cost["flops"]) + float(cost["bytes accessed"])) / program.size
+            except Exception:  # noqa: BLE001 - a backend that does not say
+                return None
+
+        d, e = per_member("direction"), per_member("element")
+        return d / e if d and e else None
 
     def evaluate_along(self, leaf, grad, keys, labels, groups, ts):
         """For each direction b: f and ⟨grad, x − θ⟩ at x = θ + ts[j]·v_b, and (⟨|grad|, |v_b|⟩,

@@ -24,7 +24,7 @@ import numpy as np
 # Forward-pass FLOPs the flat program may add per compilation it saves: about what a
 # compilation of a small model costs (0.1-0.3 s on a CPU core, much less than a second of an
 # accelerator's arithmetic).
-FLOPS_PER_COMPILE = {"cpu": 1e9, "other": 1e11}
+FLOPS_PER_COMPILE = {"cpu": 3e8, "other": 1e11}
 MAX_ELEMENTS = 2**17  # beyond this, a check is long anyway: per leaf (sparse) wins
 WHILE_TRIPS = 16  # iterations assumed for a while loop of unknown length
 

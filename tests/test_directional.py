@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import jaxcheck
-from jaxcheck import _directional
+from jaxcheck import _directional, _engine
+from jaxcheck._coords import Coords
 from tests import helpers as h
 
 # ---- correct models pass ---------------------------------------------------------------------
@@ -120,8 +121,24 @@ def test_one_wrong_element_among_262144_is_found_in_logarithmic_probes():
     n = 512 * 512
     rounds = math.ceil(math.log(n / _directional.ISOLATE_AT, _directional.FANOUT)) + 1
     assert 0 < leaf.probes <= rounds * _directional.FANOUT * _directional.PROBES
-    assert leaf.n_checked <= _directional.ISOLATE_AT * 4  # only candidates, element-wise
+    # only candidates, element-wise: cells as large as element checks are cheaper than a round
+    assert leaf.n_checked <= _directional.MAX_ISOLATE * 2
     assert result.leaves["['b']"].passed
+
+
+def test_splitting_stops_where_element_checks_are_cheaper_than_a_round():
+    assert _directional.isolate_at(None) == _directional.ISOLATE_AT  # cost unknown
+    assert _directional.isolate_at(1.0) == _directional.ISOLATE_AT  # both whole forward passes
+    assert _directional.isolate_at(100.0) == 200  # FANOUT * PROBES * 100 / 4 points
+    assert _directional.isolate_at(1e9) == _directional.MAX_ISOLATE
+    # On the sparse path a one-element change of W costs far less than a dense direction.
+    loss, params, x = _big_linear_model(64, 64)
+    with jax.enable_x64(True):
+        coords = Coords.build(params)
+        values = coords.cast(jax.tree_util.tree_leaves(params), lambda leaf: np.float64)
+        engine = _engine.JaxEngine(loss, values, coords, (np.asarray(x, np.float64),))
+        ratio = engine.direction_cost(coords.checked[0])
+    assert ratio > 10
 
 
 def test_an_error_everywhere_is_reported_for_the_leaf_not_isolated():
