@@ -420,6 +420,7 @@ def _conv(eqn, invals) -> Slab | None:
     out = jnp.squeeze(out, 1 + f_out)
     return Slab(base, (f_out,), sel, (take(base, (f_out,), sel) + out).astype(base.dtype))
 
+
 RULES = {
     "reduce_sum": _reduce_sum,
     "dot_general": _dot_general,

@@ -154,7 +154,6 @@ def test_the_sparse_path_handles_linear_structure():
     assert set(sparse.paths.values()) == {"sparse"}
 
 
-
 CONVS = {  # (input shape, kernel shape, conv_general_dilated keywords)
     "nhwc-same": ((2, 6, 6, 3), (3, 3, 3, 4), dict(window_strides=(1, 1), padding="SAME",
                   dimension_numbers=("NHWC", "HWIO", "NHWC"))),
@@ -205,6 +204,7 @@ def test_the_sparse_path_computes_convolutions(monkeypatch, case):
             b = plain.evaluate(leaf, idx, theta + 0.01)
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12, err_msg=leaf.path)
     assert used and set(sparse.paths.values()) == {"sparse"}, sparse.paths
+
 
 # ---- chunks and compilation ------------------------------------------------------------------
 
