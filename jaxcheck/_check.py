@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -20,7 +20,9 @@ from . import (
     _layout,
     _progress,
 )
+from . import _calling as calling
 from . import _elementwise as elementwise
+from . import _errors
 from . import _gradient as gradient
 from . import _loss as loss
 from . import _methods as methods
@@ -41,6 +43,9 @@ def check_grad(
     params: Any,
     *args: Any,
     grad_fn: Callable[..., Any] | None = None,
+    argnums: int | Sequence[int] = 0,
+    cotangent: Any = None,
+    has_aux: bool = False,
     mode: str = "full",
     method: str | None = None,
     kinks: str = "report",
@@ -61,6 +66,7 @@ def check_grad(
     journal: str | os.PathLike | None = None,
     devices: Any = None,
     cache_dir: str | os.PathLike | None = None,
+    **unknown: Any,
 ) -> CheckResult:
     """Check a gradient against central finite differences, element by element.
 
@@ -79,6 +85,15 @@ def check_grad(
             to float64 when `precision="float64"`).
         grad_fn: the gradient under test, `grad_fn(params, *args)`, returning a pytree like
             params or one flat vector in `ravel_pytree(params)` order. None: `jax.grad(fn)`.
+            What `jax.value_and_grad(fn)` returns, (value, grads), is accepted, and so are
+            `nnx.grad`'s State and gradients given as NumPy arrays or torch tensors.
+        argnums: as in `jax.grad`: the positional arguments checked (0: params). A tuple
+            checks several; the leaves are named after fn's parameters (`x`, `w`, `b`) and
+            grad_fn returns one gradient per argument, in argnums order.
+        cotangent: for fn returning an array: check the gradient of ⟨cotangent, fn(...)⟩,
+            a layer's backward pass given the upstream gradient `dout` (CS231n's
+            `eval_numerical_gradient_array(f, x, df)`). None: a scalar fn, or a random w.
+        has_aux: fn returns (loss, aux), as with `jax.grad(..., has_aux=True)`.
         mode: "full", every element; "directional", `directions` random directions per leaf,
             then group testing to locate the wrong elements of a failing leaf; "sample",
             `samples` random elements of every leaf.
@@ -149,7 +164,22 @@ def check_grad(
         >>> jaxcheck.check_grad(loss, params, jnp.arange(6.0).reshape(2, 3)).passed
         True
     """
-    options.validate(fn, grad_fn, mode, rtol, atol, precision, seed, chunk_size, progress)
+    __tracebackhide__ = True  # a mistake in the input shows the user's line, not jaxcheck's
+    with _errors.input_errors():
+        options.refuse_unknown(unknown)
+        options.validate(fn, grad_fn, mode, rtol, atol, precision, seed, chunk_size, progress)
+        call = calling.adapt(fn, params, args, grad_fn, argnums, cotangent, has_aux)
+    fn, params, args, grad_fn = call.fn, call.params, call.args, call.grad_fn
+    with _errors.input_errors():
+        return _checked(fn, params, args, grad_fn, mode, method, kinks, order, hvp_fn, eps,
+                        rtol, atol, nondet_tol, only, precision, seed, directions, samples,
+                        chunk_size, max_memory, progress, journal, devices, cache_dir,
+                        call.cotangent)  # fmt: skip
+
+
+def _checked(fn, params, args, grad_fn, mode, method, kinks, order, hvp_fn, eps, rtol, atol,
+             nondet_tol, only, precision, seed, directions, samples, chunk_size, max_memory,
+             progress, journal, devices, cache_dir, cotangent) -> CheckResult:  # fmt: skip
     options.compilation_cache(cache_dir)
     coords = Coords.build(params, only)
     steps = options.steps_option(eps, coords)
@@ -173,6 +203,7 @@ def check_grad(
         "samples": options.count_option("samples", samples, "elements sampled per leaf"),
         "seed": seed,
         "nondet_tol": options.nondet_option(nondet_tol),
+        "cotangent": cotangent,
     }
 
     def run(grad_fn):
@@ -223,9 +254,18 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
         out = loss.abstract_output(fn, work_params, work_args)
     else:
         out = fn(work_params, *work_args)
-    shape, out_dtype = loss.output_info(out)
+    shape, out_dtype = loss.output_info(out, coords)
     w = None
-    if int(np.prod(shape)) != 1:
+    if plan["cotangent"] is not None:
+        w = plan["cotangent"]
+        if w.shape != shape:
+            raise ValueError(
+                f"cotangent has shape {w.shape}, but fn returns shape {shape}: pass the upstream "
+                "gradient of fn's output (dout), shaped like the output."
+            )
+        w = w.astype(out_dtype)
+        notes.append(f"checked the gradient of ⟨cotangent, fn(params)⟩ (fn returns {shape})")
+    elif int(np.prod(shape)) != 1:
         if grad_fn is not None:
             raise ValueError(
                 f"fn returned an array of shape {shape}, but grad_fn is given: a gradient "
@@ -278,6 +318,8 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
     )  # fmt: skip
     if why_not:
         notes[own_note] = why_not
+    if grad_fn is not None:
+        notes += gradient.dtype_notes(given, grads)
     typical = _typical_scale(coords, values)
     if plan["order"] == 2:
         if plan["hvp_fn"] is None and traced is None:

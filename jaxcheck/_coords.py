@@ -158,6 +158,25 @@ class Leaf:
         return tuple(int(i) for i in np.unravel_index(flat, self.shape)) if self.shape else ()
 
 
+def is_torch(x: Any) -> bool:
+    return type(x).__module__.split(".")[0] == "torch" and hasattr(x, "detach")
+
+
+def _from_torch(x: Any) -> Any:
+    """A torch tensor as the NumPy array it holds (a gradient computed by torch code)."""
+    return x.detach().cpu().numpy() if is_torch(x) else x
+
+
+def _names(path: str) -> tuple[str, ...]:
+    """The key names along a path, whatever the container: .l1.bias and ['l1']['bias']."""
+    return tuple(re.findall(r"\w+", path))
+
+
+def _paths_with_none(tree: Any) -> list[tuple[str, Any]]:
+    flat = tree_flatten_with_path(tree, is_leaf=lambda x: x is None)[0]
+    return [(_keystr(k), x) for k, x in flat]
+
+
 def _describe(x: Any) -> tuple[tuple[int, ...], Any, str]:
     """(shape, dtype, skip reason or "") of one leaf."""
     if isinstance(x, bool):
@@ -227,6 +246,12 @@ class Coords:
         leaves, offset = [], 0
         library = library_reasons(params)
         for position, (path, x) in enumerate(leaf_paths(params)):
+            if is_torch(x):
+                raise TypeError(
+                    f"The parameter {qualified(path)} is a torch.Tensor: jaxcheck evaluates JAX and "
+                    "NumPy functions. Pass t.detach().numpy() (and write fn with NumPy or "
+                    "jax.numpy), or check torch code with torch.autograd.gradcheck."
+                )
             shape, dtype, reason = _describe(x)
             if not reason and library[position] and (only is None or not match(path)):
                 reason = library[position]  # only= naming the leaf checks it all the same
@@ -304,11 +329,32 @@ class Coords:
         Returns {leaf path: float array shaped like the leaf}; raises a ValueError or
         TypeError naming the leaf and the fix when structure, shape or dtype is wrong.
         """
+        if grad is None:
+            raise TypeError(
+                "grad_fn returned None: does it end with `return` of the gradients? Return a "
+                "pytree like params, or one flat vector in ravel_pytree(params) order."
+            )
+        grad = jax.tree_util.tree_map(_from_torch, grad)
+        grad = self._unwrapped(grad)
         flat = self._flat_vector(grad)
         if flat is not None:
             return self._split_flat(flat)
         entries = dict(leaf_paths(grad))
+        nones = [p for p, x in _paths_with_none(grad) if x is None]
         by_path = {leaf.path: leaf for leaf in self.leaves}
+        missing = [leaf.path for leaf in self.checked if leaf.path not in entries]
+        if missing and nones:
+            named = {_names(p): p for p in nones}
+            none_paths = [leaf.path for leaf in self.checked if _names(leaf.path) in named]
+            if none_paths:
+                raise TypeError(
+                    f"The gradient for {list_paths([qualified(p) for p in none_paths])} is None: "
+                    "grad_fn returned None there (a branch that does not compute it, a "
+                    "parameter left out of the backward pass). Return an array, zeros if that "
+                    "gradient is truly zero."
+                )
+        if missing:  # the same leaves under another container (an nnx State for a Module)
+            entries = self._by_names(entries)
         extra = [p for p in entries if p not in by_path]
         missing = [leaf.path for leaf in self.checked if leaf.path not in entries]
         if extra or missing:
@@ -334,6 +380,53 @@ class Coords:
                 f"{len(problems)} gradient leaves are wrong:\n"
                 + "\n".join(f"- {e}" for e in problems)
             )
+        return out
+
+    def structure_matches(self, tree: Any) -> bool:
+        """Whether tree has a leaf of each checked leaf's shape at its path (a gradient)."""
+        shapes = {_names(p): np.shape(x) for p, x in leaf_paths(tree)}
+        return bool(self.checked) and all(
+            shapes.get(_names(leaf.path)) == leaf.shape for leaf in self.checked
+        )
+
+    def _matches(self, tree: Any) -> bool:
+        """Whether tree holds a value for every checked leaf (by path or by key names)."""
+        if self._flat_vector_or_none(tree) is not None:
+            return True
+        names = {_names(p) for p, _ in leaf_paths(tree)}
+        return all(_names(leaf.path) in names for leaf in self.checked)
+
+    def _flat_vector_or_none(self, tree: Any):
+        try:
+            return self._flat_vector(tree)
+        except (ValueError, TypeError):
+            return None
+
+    def _unwrapped(self, grad: Any) -> Any:
+        """The gradients out of the pairs people return: jax.value_and_grad's (value,
+        grads), and jax.grad(..., has_aux=True)'s (grads, aux)."""
+        if not isinstance(grad, (tuple, list)) or len(grad) != 2 or self._matches(grad):
+            return grad
+        first, second = grad
+        if self._matches(second) and (np.ndim(first) == 0 or isinstance(first, (tuple, list))):
+            return second  # (value, grads), or ((value, aux), grads)
+        if self._matches(first):
+            return first  # (grads, aux)
+        return grad
+
+    def _by_names(self, entries: dict[str, Any]) -> dict[str, Any]:
+        """entries re-keyed to the params' paths where the key names agree one to one
+        (['l1']['bias'] for .l1.bias); an entry matching no leaf keeps its path."""
+        by_names: dict[tuple[str, ...], list[str]] = {}
+        for leaf in self.leaves:
+            by_names.setdefault(_names(leaf.path), []).append(leaf.path)
+        out = {}
+        for path, x in entries.items():
+            target = by_names.get(_names(path), [])
+            key = target[0] if len(target) == 1 else path
+            if key in out:  # two entries for one leaf: not the same leaves after all
+                return entries
+            out[key] = x
         return out
 
     def is_flat(self, grad: Any) -> bool:

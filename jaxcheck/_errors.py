@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 
@@ -31,3 +32,25 @@ def list_paths(paths: Sequence[str], limit: int = 12) -> str:
     shown = ", ".join(paths[:limit])
     more = len(paths) - limit
     return shown + (f" (and {more} more)" if more > 0 else "")
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+
+
+class input_errors:  # noqa: N801 - used as a context manager, like contextlib's
+    """Where jaxcheck itself refuses the input (a ValueError or TypeError raised by its own
+    code), drop the traceback: the message names the leaf and the fix, and the user's own
+    line is what matters, not a wall of jaxcheck frames. Errors raised inside the user's
+    fn or grad_fn, and anything else, keep theirs."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, typ, exc, tb):
+        if isinstance(exc, (ValueError, TypeError)) and tb is not None:
+            last = tb
+            while last.tb_next is not None:
+                last = last.tb_next
+            if os.path.abspath(last.tb_frame.f_code.co_filename).startswith(_PACKAGE):
+                exc.__traceback__ = None
+        return False

@@ -115,6 +115,27 @@ def under_test(own, fn_given, fn_scalar, grad_fn, given_call, work_call, leaves,
     return _complex.gradient_pairs(grads, coords), why_not
 
 
+def dtype_notes(given: Coords, grads: dict) -> list[str]:
+    """A note where grad_fn returned a gradient in a lower precision than its parameter
+    (as torch's check_grad_dtypes refuses): it is judged at its own dtype's tolerance."""
+    low = []
+    for leaf in given.checked:
+        g = grads.get(leaf.path)
+        if g is None or leaf.is_complex or not np.issubdtype(np.asarray(g).dtype, np.floating):
+            continue
+        if np.finfo(np.asarray(g).dtype).bits < np.finfo(leaf.dtype).bits:
+            low.append((leaf.path, np.asarray(g).dtype, leaf.dtype))
+    if not low:
+        return []
+    paths = ", ".join(p for p, _, _ in low[:4]) + (" ..." if len(low) > 4 else "")
+    _, g_dtype, p_dtype = low[0]
+    return [
+        f"grad_fn returned {g_dtype} gradients for {p_dtype} parameters ({paths}): judged at "
+        f"{g_dtype}'s tolerance, so an error below {g_dtype}'s rounding passes; return them in "
+        "the parameters' dtype for a check at its precision"
+    ]
+
+
 def jax_grad(fn_scalar, values, coords, args, key) -> tuple[float, dict[str, np.ndarray]]:
     """(f, jax.grad(f)) at values, compiled once (kept across calls)."""
     dyn, rebuild, static = split_arrays((values, args))

@@ -39,11 +39,26 @@ def trace(fn, leaves, coords, args) -> tuple[Any, str]:
         return None, type(e).__name__
 
 
-def output_info(out: Any) -> tuple[tuple[int, ...], Any]:
-    if isinstance(out, (tuple, list, dict)):
+def output_info(out: Any, coords=None) -> tuple[tuple[int, ...], Any]:
+    """(shape, dtype) of fn's output; a pytree output is refused with what it looks like:
+    a gradient (fn and grad_fn swapped), or (loss, aux) without has_aux=True."""
+    if isinstance(out, (tuple, list, dict)) or (
+        coords is not None and len(jax.tree_util.tree_leaves(out)) > 1
+    ):
+        if coords is not None and coords.structure_matches(out):
+            raise TypeError(
+                f"fn returned a {type(out).__name__} shaped like params: that is a gradient, "
+                "not a loss. fn is the loss, fn(params, *args) -> scalar; pass the gradient "
+                "function as grad_fn=: check_grad(loss, params, ..., grad_fn=gradient)."
+            )
+        if isinstance(out, (tuple, list)) and len(out) == 2:
+            raise TypeError(
+                f"fn returned a {type(out).__name__} of 2, not a loss. If it returns (loss, "
+                "aux), pass has_aux=True (as with jax.grad)."
+            )
         raise TypeError(
-            f"fn returned a {type(out).__name__}, not a loss. If it returns (loss, extras), "
-            "wrap it: check_grad(lambda p, *a: fn(p, *a)[0], params, ...)."
+            f"fn returned a {type(out).__name__}, not a loss: it must return the loss as a "
+            "number or array (with has_aux=True, a pair (loss, aux))."
         )
     if isinstance(out, (float, int)) and not isinstance(out, bool):
         return (), np.dtype(np.float64)

@@ -23,6 +23,39 @@ _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
           "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}  # fmt: skip
 
 
+# Names people reach for, from other checkers and papers, and the option that does it here.
+ALIASES = {"tol": "rtol= (relative) or atol= (absolute)", "rel_tol": "rtol=", "abs_tol": "atol=",
+           "epsilon": "eps=", "h": "eps=", "step": "eps=", "delta": "eps=", "dx": "eps=",
+           "raise_exception": "jaxcheck.assert_grad (raises) instead of check_grad (returns)",
+           "verbose": "print(result) (the report), or progress=True for a progress bar",
+           "n_samples": "samples=", "num_directions": "directions=", "argnum": "argnums=",
+           "backward": "grad_fn=", "grad": "grad_fn=", "df": "cotangent=", "dout": "cotangent="}  # fmt: skip
+
+
+def refuse_unknown(unknown: Mapping[str, Any]) -> None:
+    """A keyword check_grad does not take: say which one it has."""
+    if not unknown:
+        return
+    import difflib
+    import inspect
+
+    from . import _check
+
+    known = [p for p in inspect.signature(_check.check_grad).parameters if p not in
+             ("fn", "params", "args", "unknown")]  # fmt: skip
+    lines = []
+    for name in unknown:
+        fix = ALIASES.get(name) or ", ".join(
+            f"{m}=" for m in difflib.get_close_matches(name, known, n=2, cutoff=0.6)
+        )
+        lines.append(f"{name}=" + (f" (did you mean {fix}?)" if fix else ""))
+    raise TypeError(
+        f"check_grad() got an unexpected keyword argument {'; '.join(lines)}. Its options: "
+        + ", ".join(known)
+        + "."
+    )
+
+
 def validate(fn, grad_fn, mode, rtol, atol, precision, seed, chunk_size, progress) -> None:
     if not callable(fn):
         raise TypeError(

@@ -101,7 +101,7 @@ def test_non_scalar_output_with_a_handwritten_gradient_explains_why():
 @pytest.mark.parametrize(
     "fn, match",
     [
-        (lambda p, x: (loss(p, x), 0.0), "returned a tuple.*wrap it"),
+        (lambda p, x: (loss(p, x), 0.0), "returned a tuple.*has_aux=True"),
         (lambda p, x: jnp.sum(x @ p["W"]).astype(int), "dtype int"),
         (lambda p, x: "loss", "returned a str"),
     ],
