@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from . import _complex, _stencils
+from . import _complex, _diagnosis, _stencils
 from ._result import CheckResult, ElementReport, LeafReport
 
 # A leaf is conclusive when at least this fraction of its checked elements (directions, in
@@ -32,12 +32,14 @@ def assemble(
     method="central",
     leaf_methods=None,
     advice="",
+    thetas=None,
 ) -> CheckResult:
     """Build the result from each checked leaf's `Verdict` or `DirectionalVerdict`.
 
     steps: {leaf path: the median step} (directional verdicts carry their own). method: the
     check's; leaf_methods: {leaf path: the method that judged it} where that differs.
-    advice: what would make the check conclusive, shown when it is not.
+    advice: what would make the check conclusive, shown when it is not. thetas: {leaf path:
+    the parameter's values}, for the diagnosis of a failing leaf.
     """
     leaf_methods = leaf_methods or {}
     numeric, analytic, resolution, reports = [], [], [], {}
@@ -72,9 +74,9 @@ def assemble(
             n_unverifiable, n_kinks = len(weak), len(at_kinks)
             n_ok = int(np.count_nonzero(checked & (v.status == _stencils.OK)))
         failures += records
-        if v is not None and records:
-            spread = _spread_note(leaf.path, v)
-            notes = [*notes, spread] if spread else notes
+        diagnosis = ""
+        if v is not None and records and not leaf.complex_pairs:
+            diagnosis = _diagnosis.diagnose(v, leaf.shape, (thetas or {}).get(leaf.path))
         passed = not records
         # conclusive: enough verified, counted over elements (directions in directional mode)
         counted, total = n_ok + n_kinks, n_checked
@@ -120,6 +122,7 @@ def assemble(
             verdict=_verdict(passed, counted, total),
             n_verified=n_ok,
             n_kinks=n_kinks,
+            diagnosis=diagnosis,
             **extra,
         )
     failures.sort(key=lambda e: -_badness(e))
@@ -145,36 +148,6 @@ def assemble(
         engine=engine,
         mode=mode,
         order=order,
-    )
-
-
-APPROXIMATE = 1e-2  # mismatches under this relative size, spread over a leaf: approximate
-
-
-def _spread_note(path: str, v: _stencils.Verdict) -> str:
-    """A note where a leaf's mismatches are small, cover most of what was resolved, and vary
-    in sign and size from element to element: an approximate gradient by design (a constant
-    factor would be the same everywhere), not a wrong rule."""
-    checked = np.ones(v.status.shape, bool) if v.checked is None else v.checked
-    wrong = checked & (v.status == _stencils.MISMATCH)
-    resolved = checked & np.isin(v.status, (_stencils.OK, _stencils.MISMATCH))
-    if wrong.sum() < 2 or wrong.sum() < 0.5 * resolved.sum():
-        return ""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rel = v.analytic[wrong] / v.numeric[wrong] - 1  # a constant factor: the same everywhere
-    rel = rel[np.isfinite(rel)]
-    if not rel.size:
-        return ""
-    size = float(np.median(np.abs(rel)))
-    if size > APPROXIMATE or abs(float(np.mean(rel))) > 2 * float(np.std(rel)):
-        return ""
-    return (
-        f"{path}: a small error spread over the leaf ({int(wrong.sum())} of "
-        f"{int(resolved.sum())} resolved elements off by about {size:.1e} relative, at most "
-        f"{float(np.max(np.abs(rel))):.1e}, of either sign): typical of a gradient that is "
-        "approximate by design (an adaptive ODE solver's gradient holding its step-size "
-        "controller fixed, an iterative solve stopped at its tolerance, a truncated adjoint), "
-        "not of a wrong rule; if that is expected, pass rtol= about that size"
     )
 
 

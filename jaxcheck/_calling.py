@@ -69,9 +69,9 @@ def adapt(fn, params, args, grad_fn, argnums=0, cotangent=None, has_aux=False) -
     def fn_p(p, *rest):
         return loss(*merged(p, rest))
 
-    new_params = {n: positional[i] for n, i in zip(names, selected)} if names else positional[
-        selected[0]
-    ]
+    new_params = (
+        {n: positional[i] for n, i in zip(names, selected)} if names else positional[selected[0]]
+    )
     new_grad = None
     if grad_fn is not None:
 
@@ -115,8 +115,10 @@ def refuse_transform(grad_fn) -> None:
 
 def _argnums(argnums, n: int) -> tuple[int, ...]:
     one = isinstance(argnums, int) and not isinstance(argnums, bool)
-    many = isinstance(argnums, (tuple, list)) and argnums and all(
-        isinstance(a, int) and not isinstance(a, bool) for a in argnums
+    many = (
+        isinstance(argnums, (tuple, list))
+        and argnums
+        and all(isinstance(a, int) and not isinstance(a, bool) for a in argnums)
     )
     if not (one or many):
         raise TypeError(
@@ -141,9 +143,7 @@ def _names(fn, selected: Sequence[int]) -> list[str]:
         params = list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):
         params = []
-    positional = [
-        p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
+    positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     names = [positional[i] if i < len(positional) else f"arg{i}" for i in selected]
     return names if len(set(names)) == len(names) else [f"arg{i}" for i in selected]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -15,6 +16,7 @@ from . import (
     _complex,
     _complex_step,
     _directional,
+    _errors,
     _hessian,
     _journal,
     _layout,
@@ -22,7 +24,6 @@ from . import (
 )
 from . import _calling as calling
 from . import _elementwise as elementwise
-from . import _errors
 from . import _gradient as gradient
 from . import _loss as loss
 from . import _methods as methods
@@ -409,7 +410,9 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
                 engine, leaf, s, method, g, tol, subset=subset, nondet=nondet
             )
             if plan["kinks"] == "fail":
-                verdict.status[verdict.status == st.KINK] = st.MISMATCH
+                at_kinks = verdict.status == st.KINK
+                verdict.status[at_kinks] = st.MISMATCH
+                verdict = dataclasses.replace(verdict, at_kinks=at_kinks)
             return verdict
 
         subset = None
@@ -455,9 +458,11 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
     natural = abs(f_first) / max(typical.values())  # |f| over the parameters' scale
     u_g = max(st.unit_roundoff(np.asarray(g).dtype) for g in grads.values())
     st.verify_zeros([v for o in judged.values() for v in _verdicts_of(o)], natural, u_g)
+    thetas = {leaf.path: values[leaf.position] for leaf in coords.checked}
     return assemble(
         coords, judged, steps_used, notes, precision, engine.name, mode,
         method=plan["method"], leaf_methods=used, advice=_advice(precision, plan, coords),
+        thetas=thetas,
     )  # fmt: skip
 
 

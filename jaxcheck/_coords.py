@@ -248,8 +248,8 @@ class Coords:
         for position, (path, x) in enumerate(leaf_paths(params)):
             if is_torch(x):
                 raise TypeError(
-                    f"The parameter {qualified(path)} is a torch.Tensor: jaxcheck evaluates JAX and "
-                    "NumPy functions. Pass t.detach().numpy() (and write fn with NumPy or "
+                    f"The parameter {qualified(path)} is a torch.Tensor: jaxcheck evaluates JAX "
+                    "and NumPy functions. Pass t.detach().numpy() (and write fn with NumPy or "
                     "jax.numpy), or check torch code with torch.autograd.gradcheck."
                 )
             shape, dtype, reason = _describe(x)

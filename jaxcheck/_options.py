@@ -24,12 +24,21 @@ _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
 
 
 # Names people reach for, from other checkers and papers, and the option that does it here.
-ALIASES = {"tol": "rtol= (relative) or atol= (absolute)", "rel_tol": "rtol=", "abs_tol": "atol=",
-           "epsilon": "eps=", "h": "eps=", "step": "eps=", "delta": "eps=", "dx": "eps=",
-           "raise_exception": "jaxcheck.assert_grad (raises) instead of check_grad (returns)",
-           "verbose": "print(result) (the report), or progress=True for a progress bar",
-           "n_samples": "samples=", "num_directions": "directions=", "argnum": "argnums=",
-           "backward": "grad_fn=", "grad": "grad_fn=", "df": "cotangent=", "dout": "cotangent="}  # fmt: skip
+ALIASES = {
+    "tol": "rtol= (relative) or atol= (absolute)",
+    "rel_tol": "rtol=",
+    "abs_tol": "atol=",
+    **dict.fromkeys(("epsilon", "h", "step", "delta", "dx"), "eps="),
+    "raise_exception": "jaxcheck.assert_grad (raises) instead of check_grad (returns)",
+    "verbose": "print(result) (the report), or progress=True for a progress bar",
+    "n_samples": "samples=",
+    "num_directions": "directions=",
+    "argnum": "argnums=",
+    "backward": "grad_fn=",
+    "grad": "grad_fn=",
+    "df": "cotangent=",
+    "dout": "cotangent=",
+}
 
 
 def refuse_unknown(unknown: Mapping[str, Any]) -> None:

@@ -69,6 +69,7 @@ class LeafReport:
     miss_probability: float = math.nan  # P(an error of norm 1% of ‖g‖ passes every direction)
     detectable_norm: float = math.nan  # an error of this norm is missed with P ≤ 0.001
     located: str = ""  # why the wrong elements could not be isolated ("" if they were)
+    diagnosis: str = ""  # a failing leaf: what kind of bug the errors fit ("" if none fits)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -279,6 +280,7 @@ class CheckResult:
         lines += [f"  to make it conclusive: {self.advice}"] if self.advice else []
         lines += ["", *_table(self._leaf_header(), self._leaf_rows())]
         lines += [f"  {leaf.path}: {leaf.located}" for leaf in self.leaves.values() if leaf.located]
+        lines += self._diagnosis_lines()
         if self.failures:
             shown = min(WORST_SHOWN, len(self.failures))
             lines += ["", f"worst elements ({shown} of {len(self.failures)}):"]
@@ -303,6 +305,12 @@ class CheckResult:
             ]
         return "\n".join(lines)
 
+    def _diagnosis_lines(self) -> list[str]:
+        found = [leaf for leaf in self.leaves.values() if leaf.diagnosis]
+        return (
+            [""] + [f"diagnosis {leaf.path}: {leaf.diagnosis}" for leaf in found] if found else []
+        )
+
     def plot(self, ax=None, per_leaf: int = 2000):
         """A per-leaf overview: each element's |g − D| (up to `per_leaf` per leaf, sampled),
         failures in red, and the leaf's median error estimate (resolution) as a black bar.
@@ -318,6 +326,8 @@ class CheckResult:
         weak = [leaf.path for leaf in self.leaves.values() if leaf.verdict == "inconclusive"]
         lines = [f"gradient check {self._headline()}"]
         lines += [f"  wrong leaves: {', '.join(bad)}"] if bad else []
+        lines += [f"  diagnosis {leaf.path}: {leaf.diagnosis}" for leaf in self.leaves.values()
+                  if leaf.diagnosis]  # fmt: skip
         if self.verdict == "inconclusive":
             lines += [f"  leaves under half verified: {', '.join(weak)}"]
             lines += [f"  to make it conclusive: {self.advice}"] if self.advice else []

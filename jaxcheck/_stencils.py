@@ -115,6 +115,7 @@ class Verdict:
     exact_zero: np.ndarray | None = None
     truncation: np.ndarray | None = None  # the truncation part of the resolution (κ·|D − D'|)
     noise: np.ndarray | None = None  # σ̂_f, the noise in one value of f
+    at_kinks: np.ndarray | None = None  # where kinks="fail" made a kink a mismatch
 
     def expand(self, idx: np.ndarray, n: int) -> Verdict:
         """This verdict of elements idx as one of all n elements: NaN and "ok" elsewhere."""
