@@ -35,6 +35,12 @@ def read(path: str) -> dict[str, Any]:
 def compare(now: dict[str, Any], before: dict[str, Any], factor: float) -> tuple[list, list]:
     """(regressions, remarks): one line each, about the leaves of two JSON reports."""
     worse, remarks = [], []
+    modes = (before.get("mode"), now.get("mode"))
+    if None not in modes and modes[0] != modes[1]:
+        remarks.append(
+            f"the baseline was a mode={modes[0]!r} run, this one is mode={modes[1]!r}: their "
+            "differences cover other elements (or directions), so the comparison is loose"
+        )
     for path, leaf in now["leaves"].items():
         old = before["leaves"].get(path)
         name = path or "params"

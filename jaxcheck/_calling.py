@@ -154,18 +154,19 @@ def _bind(what: str, f, positional: tuple, selected) -> None:
         signature = inspect.signature(f)
     except (TypeError, ValueError):  # a builtin or a C function: let the call say
         return
+    names = list(signature.parameters)
+    if what == "grad_fn" and names[:2] == ["dout", "cache"]:
+        raise TypeError(
+            f"grad_fn looks like a layer's backward{signature}: grad_fn is called like fn, "
+            "with the inputs, grad_fn(params, *args). Pass cotangent=dout and "
+            "grad_fn=lambda *inputs: backward(dout, forward(*inputs)[1]), with argnums= "
+            "selecting the inputs backward returns gradients for."
+        )
     try:
         signature.bind(*positional)
     except TypeError as e:
-        names = list(signature.parameters)
         hint = ""
-        if what == "grad_fn" and names[:2] == ["dout", "cache"]:
-            hint = (
-                " It looks like a layer's backward(dout, cache): grad_fn is called like fn, "
-                "with the inputs. Pass cotangent=dout and grad_fn=lambda *inputs: "
-                "backward(dout, forward(*inputs)[1])."
-            )
-        elif what == "fn" and len(positional) < len(
+        if what == "fn" and len(positional) < len(
             [p for p in signature.parameters.values() if p.default is p.empty
              and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         ):  # fmt: skip

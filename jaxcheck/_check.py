@@ -265,7 +265,7 @@ def _check(fn, params, args, coords, grad_fn, steps, rtol, atol, precision, plan
                 "gradient of fn's output (dout), shaped like the output."
             )
         w = w.astype(out_dtype)
-        notes.append(f"checked the gradient of ⟨cotangent, fn(params)⟩ (fn returns {shape})")
+        notes.append(f"checked the gradient of ⟨cotangent, fn(...)⟩ (fn returns shape {shape})")
     elif int(np.prod(shape)) != 1:
         if grad_fn is not None:
             raise ValueError(

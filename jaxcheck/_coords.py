@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.tree_util import FlattenedIndexKey, GetAttrKey, tree_flatten_with_path
 
-from ._errors import format_index, list_paths
+from ._errors import GradientTypeError, GradientValueError, format_index, list_paths
 
 OnlySpec = str | Sequence[str] | Callable[[str], bool] | None
 ROOT = "params"  # the path of params that is a single array: shown and keyed the same
@@ -330,7 +330,7 @@ class Coords:
         TypeError naming the leaf and the fix when structure, shape or dtype is wrong.
         """
         if grad is None:
-            raise TypeError(
+            raise GradientTypeError(
                 "grad_fn returned None: does it end with `return` of the gradients? Return a "
                 "pytree like params, or one flat vector in ravel_pytree(params) order."
             )
@@ -347,7 +347,7 @@ class Coords:
             named = {_names(p): p for p in nones}
             none_paths = [leaf.path for leaf in self.checked if _names(leaf.path) in named]
             if none_paths:
-                raise TypeError(
+                raise GradientTypeError(
                     f"The gradient for {list_paths([qualified(p) for p in none_paths])} is None: "
                     "grad_fn returned None there (a branch that does not compute it, a "
                     "parameter left out of the backward pass). Return an array, zeros if that "
@@ -358,7 +358,7 @@ class Coords:
         extra = [p for p in entries if p not in by_path]
         missing = [leaf.path for leaf in self.checked if leaf.path not in entries]
         if extra or missing:
-            raise ValueError(
+            raise GradientValueError(
                 "grad_fn returned a pytree whose structure differs from params: "
                 + (f"missing {list_paths(missing)}" if missing else "")
                 + ("; " if missing and extra else "")
@@ -374,8 +374,11 @@ class Coords:
                 problems.append(e)
         if len(problems) == 1:
             raise problems[0]
-        if problems:  # name every wrong leaf at once (seed 001 has two transposed gradients)
-            kind = TypeError if all(isinstance(e, TypeError) for e in problems) else ValueError
+        if (
+            problems
+        ):  # name every wrong leaf at once (the autoencoder question has two transposed gradients)
+            kind = (GradientTypeError if all(isinstance(e, TypeError) for e in problems)
+                    else GradientValueError)  # fmt: skip
             raise kind(
                 f"{len(problems)} gradient leaves are wrong:\n"
                 + "\n".join(f"- {e}" for e in problems)
@@ -460,14 +463,14 @@ class Coords:
         if len(shape) == 2 and 1 in shape:
             shape = (shape[0] * shape[1],)  # a column or row vector, as in the seeds
         if len(shape) != 1:
-            raise ValueError(
+            raise GradientValueError(
                 f"grad_fn returned one array of shape {tuple(grad.shape)}; params has "
                 f"{len(self.leaves)} leaves. Return a pytree shaped like params, or a flat vector "
                 f"of length {self.n_flat} in ravel_pytree(params) order."
             )
         n_float = sum(leaf.size for leaf in self.inexact_leaves)
         if shape[0] not in (self.n_flat, n_float):
-            raise ValueError(
+            raise GradientValueError(
                 f"grad_fn returned a flat vector of length {shape[0]}, but ravel_pytree(params) "
                 f"has {self.n_flat} elements ({n_float} of them floating-point). Return the "
                 "gradient of every parameter, concatenated in ravel_pytree(params) order."
@@ -488,7 +491,7 @@ class Coords:
                 part = flat[offset : offset + leaf.size].reshape(leaf.shape)
                 if leaf.is_float and np.iscomplexobj(part):
                     if np.any(part.imag != 0):
-                        raise TypeError(
+                        raise GradientTypeError(
                             f"The gradient for {qualified(leaf.path)} (in the flat vector) has a "
                             "nonzero imaginary part but the parameter is real: the gradient of "
                             "a real loss with respect to a real parameter is real."
@@ -501,19 +504,19 @@ class Coords:
     @staticmethod
     def _check_dtype(where: str, dtype: Any, complex_param: bool = False) -> None:
         if dtype == jax.dtypes.float0:
-            raise TypeError(
+            raise GradientTypeError(
                 f"{where} has dtype float0 (the gradient JAX gives integer inputs); return a float "
                 "array of zeros, or leave non-float parameters out of the check."
             )
         if complex_param and jnp.issubdtype(dtype, jnp.complexfloating):
             return
         if jnp.issubdtype(dtype, jnp.complexfloating):
-            raise TypeError(
+            raise GradientTypeError(
                 f"{where} is complex ({dtype}) but the parameter is real: return the real "
                 "gradient (for a real loss of real parameters the gradient is real)."
             )
         if not jnp.issubdtype(dtype, jnp.floating):
-            raise TypeError(
+            raise GradientTypeError(
                 f"{where} has dtype {dtype}; a gradient must be floating-point. An integer "
                 "gradient usually means an integer array was built with np.zeros(shape, int) or "
                 "from integer data: build it with a float dtype."
@@ -523,7 +526,7 @@ class Coords:
         where = f"The gradient for {qualified(leaf.path)}"
         if not hasattr(value, "shape"):
             if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise TypeError(f"{where} is a {type(value).__name__}; return an array.")
+                raise GradientTypeError(f"{where} is a {type(value).__name__}; return an array.")
             value = np.asarray(value, dtype=np.float64)
         shape = tuple(int(d) for d in value.shape)
         if shape != leaf.shape:
@@ -539,7 +542,7 @@ class Coords:
                     " It has the same number of elements: reshape it to the parameter's shape "
                     "if the layout is right."
                 )
-            raise ValueError(
+            raise GradientValueError(
                 f"{where} has shape {shape}, but the parameter has shape {leaf.shape}.{hint}"
             )
         self._check_dtype(where, value.dtype, leaf.is_complex)

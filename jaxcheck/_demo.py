@@ -1,6 +1,6 @@
 """The built-in example behind `jaxcheck demo`: a handwritten backward pass with a planted bug.
 
-The network and the bug are seed 003's (the deeplearning.ai exercise): a tanh layer and a
+The network and the bug are those of the deeplearning.ai gradient-check exercise: a tanh layer and a
 logistic output, the forward pass in JAX, the backward pass written by hand in NumPy, and
 `db1` scaled by 4/m instead of 1/m.
 """
@@ -32,7 +32,7 @@ def make_demo() -> tuple:
         return jnp.mean(jnp.logaddexp(0.0, z) - y * z)
 
     def backward(p, X, y):
-        """The handwritten gradient of `loss`, in NumPy, with seed 003's bug."""
+        """The handwritten gradient of `loss`, in NumPy, with the exercise's bug."""
         m = X.shape[0]
         A1 = np.tanh(X @ p["W1"] + p["b1"])
         Z2 = A1 @ p["W2"] + p["b2"]

@@ -25,7 +25,7 @@ import numpy as np
 from . import _stencils as st
 
 FIT = 0.05  # a fit explains the leaf when its residual is under this fraction of ‖g − D‖
-MIN_FIT = 4  # resolved elements a fit needs (a scalar fits any factor)
+MIN_FIT = 3  # resolved elements a fit needs (a scalar fits any factor, a pair often one)
 SLICE_MIN = 3  # failures confined to a slice: at least this many ...
 SLICE_SHARE = 0.5  # ... covering at least this share of the slice's resolved elements
 APPROXIMATE = 1e-2  # mismatches under this relative size, spread over a leaf: approximate

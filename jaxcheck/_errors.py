@@ -22,6 +22,19 @@ class GradCheckError(AssertionError):
 GradCheckError.__module__ = "jaxcheck"
 
 
+class WrongGradient(Exception):  # noqa: N818 - a mixin: the errors below are its names
+    """The gradient under test cannot even be compared: a leaf missing, None, transposed or
+    of another shape. A wrong gradient, so the CLI exits 1 (a failed check), not 2."""
+
+
+class GradientValueError(WrongGradient, ValueError):
+    pass
+
+
+class GradientTypeError(WrongGradient, TypeError):
+    pass
+
+
 def format_index(index: Sequence[int]) -> str:
     """`(2, 3)` -> `"[2, 3]"`; a scalar leaf (empty index) -> `""`."""
     return "[" + ", ".join(str(int(i)) for i in index) + "]" if len(index) else ""

@@ -1,6 +1,7 @@
 """The host engine: plain Python evaluation for functions JAX cannot trace (NumPy code).
 
-Same interface as the JAX engine, one call of fn per perturbed point, as in the seeds' loops.
+Same interface as the JAX engine, one call of fn per perturbed point,
+as in the course exercises' loops.
 The perturbed leaf is a private copy, set and restored in place, so the user's arrays are
 never modified.
 """

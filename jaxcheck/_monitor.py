@@ -85,6 +85,21 @@ class GradMonitor:
         self.history: list[Record] = []
         self.last: CheckResult | None = None
 
+    def __repr__(self) -> str:
+        name = getattr(self.fn, "__name__", type(self.fn).__name__)
+        checks = self.checks
+        if not checks:
+            state = "no check yet"
+        elif self.passed:
+            state = f"{len(checks)} checks, all passed (last at step {checks[-1].step})"
+        else:
+            first = next(r for r in checks if not r.passed)
+            state = (
+                f"{len(checks)} checks, {sum(not r.passed for r in checks)} failed (first at "
+                f"step {first.step}; last: {self.last.summary() if self.last else '?'})"
+            )
+        return f"GradMonitor({name}, every={self.every}: {state})"
+
     @property
     def passed(self) -> bool:
         """Every check so far passed."""
@@ -123,7 +138,7 @@ class GradMonitor:
             if self.on_failure == "raise":
                 raise GradCheckError(result)
             if self.on_failure == "warn":
-                warnings.warn(f"jaxcheck at step {step}: {result!r}", stacklevel=2)
+                warnings.warn(f"jaxcheck at step {step}: {result.summary()}", stacklevel=2)
         return result
 
     def _min_abs(self, result: CheckResult, params: Any, args: tuple) -> float:
@@ -141,9 +156,10 @@ class GradMonitor:
         return [{k: clean(v) for k, v in dataclasses.asdict(r).items()} for r in self.history]
 
     def plot(self, fig=None):
-        """Seed 002's three panels over the training steps: the cost, the gradient difference
-        at each check (red where it failed) and the smallest |g|. Needs matplotlib; returns the
-        Figure."""
+        """Three panels over the training steps: the cost, the gradient difference at each
+        check (red where it failed) and the smallest |g|. Needs matplotlib; returns the three
+        Axes (an array, as `plt.subplots` does; `.figure` of any is the Figure), like every
+        plot of jaxcheck returns its Axes."""
         plt = pyplot("GradMonitor.plot")
         if fig is None:
             fig = plt.figure(figsize=(10, 3.2))
@@ -162,7 +178,7 @@ class GradMonitor:
         for ax in axes:
             ax.set_xlabel("step")
         fig.tight_layout()
-        return fig
+        return axes
 
 
 def _size(params: Any) -> int:

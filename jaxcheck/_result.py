@@ -87,7 +87,7 @@ class CheckResult:
             some leaf has fewer than half of its checked elements verified (the rest below
             what finite differences resolve here); else "passed".
         passed: verdict == "passed".
-        difference: ‖g − g_fd‖ / (‖g‖ + ‖g_fd‖) over all checked elements (the seeds' number).
+        difference: ‖g − g_fd‖ / (‖g‖ + ‖g_fd‖) over all checked elements.
         leaves: leaf key path -> `LeafReport`, in ravel_pytree order.
         failures: every failing element, worst first (largest |error| / tolerance).
         unverifiable: elements whose gradient is below what finite differences resolve here.
@@ -151,6 +151,7 @@ class CheckResult:
             "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
             "notes": list(self.notes),
             "advice": self.advice,
+            "versions": _versions(),
         }
         if arrays:
             for name in ("numeric", "analytic"):
@@ -344,6 +345,20 @@ class CheckResult:
     def __repr__(self) -> str:
         return f"CheckResult({self._headline()})"
 
+    def summary(self) -> str:
+        """One line: the verdict, the wrong leaves (with a diagnosis where one fits) and the
+        worst element, for a log or a warning."""
+        parts = [self._headline()]
+        bad = [leaf for leaf in self.leaves.values() if leaf.verdict == "failed"]
+        if bad:
+            parts.append("wrong: " + ", ".join(
+                leaf.path + (f" ({leaf.diagnosis.split(':')[0]})" if leaf.diagnosis else "")
+                for leaf in bad))  # fmt: skip
+        if self.failures:
+            e = self.failures[0]
+            parts.append(f"worst {e.name}: analytic {e.analytic:.6g}, numeric {e.numeric:.6g}")
+        return "; ".join(parts)
+
     def _repr_html_(self) -> str:
         color = {"passed": "#1a7f37", "failed": "#cf222e"}.get(self.verdict, "#9a6700")
         parts = [
@@ -392,3 +407,16 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
         "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _versions() -> dict[str, str]:
+    """What produced a report: jaxcheck's, jax's and jaxlib's versions."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("jaxcheck", "jax", "jaxlib"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "unknown"
+    return out

@@ -215,7 +215,7 @@ def judge(
     |f(−2s) − 4f(−s) + 6f(0) − 4f(s) + f(2s)| / √70, and the leaf's median of it. An element
     whose |g_i| and |D_i| both lie below κ·(noise + truncation) is "unverifiable": finite
     differences cannot tell its gradient from zero here. Nothing scales with |g| alone, so a
-    correct gradient does not fail when it becomes tiny near a minimum (seed 002). A mismatch
+    correct gradient does not fail when it becomes tiny near a minimum. A mismatch
     whose g_i lies within τ of the one-sided slopes [min(D±), max(D±)], where the slopes jump
     by the same amount at twice the step (a kink, not curvature), is a "kink".
 

@@ -29,7 +29,7 @@ def _demo(args: argparse.Namespace) -> int:
     print(
         "jaxcheck demo: a 4-8-1 tanh network, forward pass in JAX, backward pass by hand in NumPy."
     )
-    print(f"The backward has a planted bug (seed 003's):  {BUG_LINE}")
+    print(f"The backward has a planted bug, as in the deeplearning.ai exercise:  {BUG_LINE}")
     print("Checking backward against central finite differences of the forward pass...\n")
     result = check_grad(loss, params, X, y, grad_fn=backward)
     print(result)
@@ -38,7 +38,8 @@ def _demo(args: argparse.Namespace) -> int:
         ratio = worst.analytic / worst.numeric if worst.numeric else float("nan")
         print(
             f"\nThe report points into {worst.path}: every element fails, with analytic = "
-            f"{ratio:.2f} x numeric, the factor 4 of the bug. The other leaves pass."
+            f"{ratio:.2f} x numeric, the factor 4 of the bug, which the diagnosis names. The "
+            "other leaves pass."
         )
     print("\nOn your own code:  jaxcheck check checks.py:make_spec  (see the README)")
     return 0  # the demo worked: it found the bug it planted
@@ -50,7 +51,12 @@ _OPTIONS = [
     ("--method", str, "central, central4, central6, richardson, forward or complex_step"),
     ("--kinks", str, "report (default) or fail"),
     ("--order", int, "1 checks the gradient, 2 Hessian-vector products"),
-    ("--eps", str, "the step: a number, 'auto' or 'rule'"),
+    (
+        "--eps",
+        str,
+        "the step: a number, 'auto' or 'rule'; or PATH=STEP for one leaf "
+        "(repeatable: --eps \"['W1']=1e-4\" --eps \"['b1']=1e-5\")",
+    ),
     ("--rtol", float, "relative tolerance"),
     ("--atol", float, "absolute tolerance"),
     ("--precision", str, "float64 (default), upcast or native"),
@@ -67,19 +73,26 @@ _OPTIONS = [
 
 def _check(args: argparse.Namespace) -> int:
     from . import _baseline, _spec
+    from ._errors import WrongGradient
 
+    # A baseline that is not there is said now, not after the check has run.
+    baseline = _baseline.read(args.baseline) if args.baseline else None
     spec = _spec.load(args.target)
     overrides = {}
     for flag, _, _ in _OPTIONS:
         key = flag[2:].replace("-", "_")
         value = getattr(args, key)
         if value is not None:
-            overrides[key] = _number_or_text(value) if key == "eps" else value
+            overrides[key] = _eps(value) if key == "eps" else value
     if args.only:
         overrides["only"] = args.only
     if args.progress is not None:
         overrides["progress"] = args.progress
-    result = spec.check(**overrides)
+    try:
+        result = spec.check(**overrides)
+    except WrongGradient as e:  # the gradient under test is wrong before any comparison
+        print(f"jaxcheck: FAILED: the gradient under test is wrong: {e}")
+        return 1
     # Under jax.distributed every process runs the check; process 0 speaks and writes.
     say = print if _lead() else lambda *a, **k: None
     say(result)
@@ -89,7 +102,7 @@ def _check(args: argparse.Namespace) -> int:
         say(f"\nreport written to {args.json}")
     worse = []
     if args.baseline:
-        worse, remarks = _baseline.compare(report, _baseline.read(args.baseline), args.factor)
+        worse, remarks = _baseline.compare(report, baseline, args.factor)
         say(f"\nagainst the baseline {args.baseline} (a leaf fails at {args.factor:g}x worse):")
         for line in worse:
             say(f"  WORSE {line}")
@@ -115,6 +128,27 @@ def _number_or_text(value: str):
         return value
 
 
+def _eps(values: list[str]):
+    """--eps given once as a number, 'auto' or 'rule'; or as PATH=STEP, once per leaf."""
+    from ._spec import SpecError
+
+    per_leaf = [v for v in values if "=" in v]
+    if not per_leaf:
+        if len(values) > 1:
+            raise SpecError(f"--eps given {len(values)} times: give one step, or PATH=STEP each")
+        return _number_or_text(values[0])
+    if len(per_leaf) != len(values):
+        raise SpecError("--eps: give one step for every leaf, or PATH=STEP for each, not both")
+    steps = {}
+    for v in per_leaf:
+        path, _, step = v.rpartition("=")
+        try:
+            steps[path.strip()] = float(step)
+        except ValueError:
+            raise SpecError(f"--eps {v!r}: the step after '=' must be a number") from None
+    return steps
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jaxcheck",
@@ -137,7 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("target", metavar="FILE.py:FUNCTION | module:FUNCTION")
     for flag, kind, text in _OPTIONS:
-        check.add_argument(flag, type=kind, help=text)
+        if flag == "--eps":
+            check.add_argument(flag, type=kind, help=text, action="append")
+        else:
+            check.add_argument(flag, type=kind, help=text)
     check.add_argument(
         "--only", action="append", metavar="REGEX", help="check only matching leaves (repeatable)"
     )

@@ -51,3 +51,14 @@ def not_a_spec():
 def raising_spec():
     params, x, y = data()
     return jaxcheck.Spec(lambda p, x, y: 1 / 0, params, (x, y))
+
+
+def transposed_spec():
+    """A backward whose W1 gradient is transposed ((8, 4) for a (4, 8) parameter)."""
+    params, x, y = data()
+
+    def transposed(*a):
+        g = backward(*a, bug=False)
+        return {**g, "W1": g["W1"].T}
+
+    return jaxcheck.Spec(loss, params, (x, y), grad_fn=transposed)

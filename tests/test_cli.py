@@ -102,6 +102,51 @@ def test_baseline_fails_a_leaf_that_got_worse(capsys, tmp_path):
     assert code == 1 and "WORSE ['b1']: passed in the baseline, fails now" in out
 
 
+def test_a_missing_baseline_is_said_before_the_check_runs(capsys):
+    code, out, err = run_cli(capsys, "check", f"{SPEC}:fixed_spec", "--baseline", "none.json")
+    assert code == 2 and "no baseline at none.json" in err
+    assert "jaxcheck:" not in out  # no report: the check did not run
+
+
+def test_the_json_report_records_versions_and_how_it_was_checked(capsys, tmp_path):
+    import jax
+
+    report = tmp_path / "r.json"
+    run_cli(capsys, "check", f"{SPEC}:fixed_spec", "--json", str(report))
+    stored = json.loads(report.read_text())
+    assert stored["versions"] == {
+        "jaxcheck": jaxcheck.__version__, "jax": jax.__version__,
+        "jaxlib": stored["versions"]["jaxlib"],
+    }  # fmt: skip
+    assert stored["versions"]["jaxlib"] != "unknown"
+    assert (stored["mode"], stored["method"], stored["precision"]) == ("full", "central", "float64")
+
+
+def test_a_sample_run_against_a_full_baseline_warns(capsys, tmp_path):
+    full = tmp_path / "full.json"
+    run_cli(capsys, "check", f"{SPEC}:fixed_spec", "--json", str(full))
+    code, out, _ = run_cli(capsys, "check", f"{SPEC}:fixed_spec", "--mode", "sample",
+                           "--baseline", str(full))  # fmt: skip
+    assert "note: the baseline was a mode='full' run, this one is mode='sample'" in out
+
+
+def test_eps_per_leaf(capsys, tmp_path):
+    report = tmp_path / "r.json"
+    code, out, _ = run_cli(capsys, "check", f"{SPEC}:fixed_spec", "--eps", "['W1']=1e-3",
+                           "--eps", "['b1']=1e-5", "--json", str(report))  # fmt: skip
+    assert code == 0, out
+    leaves = json.loads(report.read_text())["leaves"]
+    assert leaves["['W1']"]["step"] == 1e-3 and leaves["['b1']"]["step"] == 1e-5
+    code, _, err = run_cli(capsys, "check", f"{SPEC}:fixed_spec", "--eps", "1e-3", "--eps", "x=1")
+    assert code == 2 and "PATH=STEP for each, not both" in err
+
+
+def test_a_transposed_gradient_is_a_failed_check_exit_1(capsys):
+    code, out, _ = run_cli(capsys, "check", f"{SPEC}:transposed_spec")
+    assert code == 1
+    assert "FAILED: the gradient under test is wrong" in out and "transposed" in out
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

@@ -1,0 +1,231 @@
+"""The checks people write: argnums, cotangent, has_aux, the gradient outputs they pass, and
+the messages for the mistakes they make."""
+
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxcheck
+
+RNG = np.random.default_rng(0)
+
+# ---- a CS231n layer: forward(x, w, b) -> (out, cache), backward(dout, cache) -> dx, dw, db ----
+
+
+def affine_forward(x, w, b):
+    out = x.reshape(x.shape[0], -1) @ w + b
+    return out, (x, w, b)
+
+
+def affine_backward(dout, cache, bug=None):
+    x, w, b = cache
+    dx = (dout @ w.T).reshape(x.shape)
+    dw = x.reshape(x.shape[0], -1).T @ dout
+    db = dout.sum(axis=0)
+    if bug == "dw":
+        dw = 2 * dw
+    return dx, dw, db
+
+
+def relu_forward(x):
+    return np.maximum(0, x), x  # NumPy: not traceable by JAX, evaluated on the host
+
+
+def relu_backward(dout, cache, bug=False):
+    return dout * (cache > 0) if not bug else dout * (cache >= -0.1)
+
+
+X, W, B = RNG.normal(size=(4, 3, 2)), RNG.normal(size=(6, 5)), RNG.normal(size=5)
+DOUT = RNG.normal(size=(4, 5))
+
+
+def test_a_layer_with_an_upstream_gradient_is_one_call_named_after_its_inputs():
+    result = jaxcheck.check_grad(
+        lambda x, w, b: affine_forward(x, w, b)[0], X, W, B, argnums=(0, 1, 2), cotangent=DOUT,
+        grad_fn=lambda x, w, b: affine_backward(DOUT, affine_forward(x, w, b)[1]),
+    )  # fmt: skip
+    assert result.passed, result
+    assert set(result.leaves) == {"['x']", "['w']", "['b']"}
+    assert result.leaves["['x']"].shape == (4, 3, 2)
+
+
+def test_a_wrong_layer_gradient_is_located_in_its_argument():
+    result = jaxcheck.check_grad(
+        lambda x, w, b: affine_forward(x, w, b)[0], X, W, B, argnums=(0, 1, 2), cotangent=DOUT,
+        grad_fn=lambda x, w, b: affine_backward(DOUT, affine_forward(x, w, b)[1], bug="dw"),
+    )  # fmt: skip
+    assert result.verdict == "failed"
+    assert {leaf.path for leaf in result.leaves.values() if not leaf.passed} == {"['w']"}
+    assert "2 × numeric" in result.leaves["['w']"].diagnosis
+
+
+def test_a_numpy_layer_with_an_upstream_gradient():
+    x = RNG.normal(size=(5, 4)) + 0.05  # away from the kink at 0 by more than the step
+    x[np.abs(x) < 0.2] = 0.5
+    dout = RNG.normal(size=x.shape)
+    good = jaxcheck.check_grad(lambda x: relu_forward(x)[0], x, cotangent=dout,
+                               grad_fn=lambda x: relu_backward(dout, x))  # fmt: skip
+    assert good.passed, good
+    assert any("not JAX-traceable" in n for n in good.notes)
+    x[0, 0] = -0.05  # where the planted bug's mask differs
+    bad = jaxcheck.check_grad(lambda x: relu_forward(x)[0], x, cotangent=dout,
+                              grad_fn=lambda x: relu_backward(dout, x, bug=True))  # fmt: skip
+    assert [(e.path, e.index) for e in bad.failures] == [("params", (0, 0))]
+
+
+def test_argnums_as_an_int_checks_that_argument_with_its_own_structure():
+    def f(x, p):
+        return jnp.sum(jnp.tanh(x @ p["w"]))
+
+    x, p = RNG.normal(size=(3, 4)), {"w": RNG.normal(size=(4, 2))}
+    result = jaxcheck.check_grad(f, x, p, argnums=1, grad_fn=jax.grad(f, argnums=1))
+    assert result.passed and set(result.leaves) == {"['w']"}, result
+
+    def thrice(x, p):
+        return {"w": 3 * jax.grad(f, argnums=1)(x, p)["w"]}
+
+    wrong = jaxcheck.check_grad(f, x, p, argnums=1, grad_fn=thrice)
+    assert wrong.verdict == "failed"
+
+
+def test_has_aux_with_every_gradient_jax_gives():
+    def f(p, x):
+        return jnp.sum(jnp.sin(x @ p["w"])), {"logits": x @ p["w"]}
+
+    p, x = {"w": RNG.normal(size=(3, 2))}, RNG.normal(size=(4, 3))
+    for grad_fn in (None, jax.grad(f, has_aux=True), jax.value_and_grad(f, has_aux=True)):
+        result = jaxcheck.check_grad(f, p, x, has_aux=True, grad_fn=grad_fn)
+        assert result.passed, (grad_fn, result)
+
+
+def test_value_and_grad_nnx_grad_and_torch_gradients_are_accepted():
+    def f(p, x):
+        return jnp.sum(jnp.tanh(x @ p["w"] + p["b"][None]))
+
+    p, x = {"w": RNG.normal(size=(3, 2)), "b": RNG.normal(size=2)}, RNG.normal(size=(4, 3))
+    assert jaxcheck.check_grad(f, p, x, grad_fn=jax.value_and_grad(f)).passed
+    torch = pytest.importorskip("torch")
+
+    def torch_grads(p, x):
+        return {k: torch.tensor(np.asarray(v)) for k, v in jax.grad(f)(p, x).items()}
+
+    assert jaxcheck.check_grad(f, p, x, grad_fn=torch_grads).passed
+
+
+def test_nnx_grad_state_matches_the_module_and_a_bug_is_located():
+    nnx = pytest.importorskip("flax.nnx")
+
+    class M(nnx.Module):
+        def __init__(self, rngs):
+            self.l1 = nnx.Linear(3, 4, rngs=rngs)
+            self.l2 = nnx.Linear(4, 1, rngs=rngs)
+
+        def __call__(self, x):
+            return self.l2(jnp.tanh(self.l1(x)))
+
+    model, x = M(nnx.Rngs(0)), jnp.asarray(RNG.normal(size=(5, 3)), jnp.float32)
+
+    def loss(m, x):
+        return jnp.mean(m(x) ** 2)
+
+    assert jaxcheck.check_grad(loss, model, x, grad_fn=nnx.grad(loss)).passed
+
+    def wrong(m, x):
+        g = nnx.grad(loss)(m, x)
+        g["l1"]["bias"].value = g["l1"]["bias"].value.at[2].add(0.5)
+        return g
+
+    result = jaxcheck.check_grad(loss, model, x, grad_fn=wrong)
+    assert [(e.path, e.index) for e in result.failures] == [(".l1.bias", (2,))]
+
+
+# ---- messages for the mistakes people make -----------------------------------------------------
+
+
+def _loss(p, x, y):
+    return jnp.mean((x @ p["w"] - y) ** 2)
+
+
+P = {"w": RNG.normal(size=(3, 2))}
+XX, YY = RNG.normal(size=(4, 3)), RNG.normal(size=(4, 2))
+
+MISTAKES = {
+    "the transform as grad_fn": (dict(grad_fn=jax.grad), (XX, YY), TypeError,
+                                 r"grad_fn=jax\.grad is the transform itself.*jax\.grad\(fn\)"),
+    "the gradient as fn": (dict(fn=jax.grad(_loss)), (XX, YY), TypeError,
+                           r"shaped like params: that is a gradient.*grad_fn="),
+    "targets forgotten": ({}, (XX,), TypeError,
+                          r"fn\(params, \*args\).*missing a required argument: 'y'.*targets"),
+    "backward(dout, cache) as grad_fn": (dict(grad_fn=affine_backward), (XX, YY), TypeError,
+                                         r"backward\(dout, cache.*cotangent=dout"),
+    "tol=": (dict(tol=1e-5), (XX, YY), TypeError, r"tol=.*did you mean rtol=.*atol="),
+    "epsilon=": (dict(epsilon=1e-5), (XX, YY), TypeError, r"epsilon=.*did you mean eps="),
+    "a None gradient leaf": (dict(grad_fn=lambda p, x, y: {"w": None}), (XX, YY), TypeError,
+                             r"gradient for params\['w'\] is None"),
+    "grad_fn returns None": (dict(grad_fn=lambda p, x, y: None), (XX, YY), TypeError,
+                             r"grad_fn returned None.*return"),
+    "(loss, aux) without has_aux": (dict(fn=lambda p, x, y: (_loss(p, x, y), 0)), (XX, YY),
+                                    TypeError, r"tuple of 2.*has_aux=True"),
+    "argnums out of range": (dict(argnums=3), (XX, YY), ValueError,
+                             r"argnums=3.*positions 0 to 2"),
+    "one gradient per argnum": (dict(argnums=(0, 1), grad_fn=jax.grad(_loss)), (XX, YY),
+                                ValueError, r"one gradient per argument.*a tuple of 2"),
+    "a cotangent of the wrong shape": (dict(fn=lambda p, x, y: x @ p["w"], cotangent=np.ones(3)),
+                                       (XX, YY), ValueError,
+                                       r"cotangent has shape \(3,\).*\(4, 2\)"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", MISTAKES)
+def test_each_common_mistake_gets_the_fix(case):
+    options, args, kind, match = MISTAKES[case]
+    fn = options.pop("fn", _loss)
+    with pytest.raises(kind, match=match):
+        jaxcheck.check_grad(fn, P, *args, **options)
+
+
+def test_torch_parameters_are_refused_in_one_line():
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match=r"params\['w'\] is a torch.Tensor.*detach\(\)\.numpy"):
+        jaxcheck.check_grad(_loss, {"w": torch.ones(3, 2)}, XX, YY)
+
+
+def test_a_lower_precision_gradient_is_said():
+    def grad_fn(p, x, y):
+        return {"w": np.asarray(jax.grad(_loss)(p, x, y)["w"], np.float32)}
+
+    with jax.enable_x64(True):
+        result = jaxcheck.check_grad(_loss, P, XX, YY, grad_fn=grad_fn)
+    assert any("float32 gradients for float64 parameters" in n for n in result.notes), result
+
+
+def test_an_input_error_under_pytest_shows_the_users_line_not_jaxchecks_frames(tmp_path):
+    test = tmp_path / "test_user.py"
+    test.write_text(textwrap.dedent("""
+        import jax.numpy as jnp
+        import jaxcheck
+
+        def test_mine():
+            jaxcheck.check_grad(lambda p, x, y: jnp.sum(p * x), jnp.ones(3), jnp.ones(3))
+    """))  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:xdist",
+        "-p",
+        "no:cacheprovider",
+        str(test),
+    ]
+    out = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 1, out.stdout
+    assert "targets too" in out.stdout
+    frames = [line for line in out.stdout.splitlines() if "jaxcheck/" in line and ".py:" in line]
+    assert len(frames) <= 1, out.stdout
+    assert len(out.stdout.splitlines()) < 40, out.stdout
