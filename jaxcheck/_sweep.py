@@ -104,7 +104,8 @@ class SweepResult:
             _, ax = plt.subplots(figsize=(6, 4))
         for path, d in self.difference.items():
             (line,) = ax.loglog(self.steps, d, marker="o", ms=3, label=path)
-            ax.axvline(self.default_step[path], color=line.get_color(), ls=":", lw=1)
+            ax.axvline(self.default_step[path], color=line.get_color(), ls=":", lw=1,
+                       label=f"{path}: default step")  # fmt: skip
         ax.set_xlabel("step h")
         ax.set_ylabel("‖g − D(h)‖ / (‖g‖ + ‖D(h)‖)")
         ax.set_title(f"{self.method} differences: truncation (right) vs round-off (left)")

@@ -61,6 +61,8 @@ def test_plot_draws_one_curve_per_leaf():
                                steps=[1e-2, 1e-5, 1e-9])  # fmt: skip
     ax = sweep.plot()
     assert len(ax.get_lines()) == 2 * len(sweep.difference)  # a curve and a default-step line
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert all(f"{p}: default step" in labels for p in sweep.difference)  # labelled
 
 
 def test_eps_is_refused():
