@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 
@@ -67,3 +68,15 @@ class input_errors:  # noqa: N801 - used as a context manager, like contextlib's
             if os.path.abspath(last.tb_frame.f_code.co_filename).startswith(_PACKAGE):
                 exc.__traceback__ = None
         return False
+
+
+def hides_input_errors(f):
+    """f with `input_errors`: a refused input shows the caller's line and the message."""
+
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        __tracebackhide__ = True  # noqa: F841 - read by pytest
+        with input_errors():
+            return f(*args, **kwargs)
+
+    return wrapper

@@ -31,6 +31,7 @@ import numpy as np
 from . import _directional, _rules, _transforms
 from . import _options as options
 from ._coords import Coords, Leaf, leaf_paths
+from ._errors import hides_input_errors
 from ._identity_report import IdentityLeaf, IdentityResult, element_record
 from ._transforms import is_float0 as _is_float0
 from ._transforms import stack as _stack
@@ -40,6 +41,7 @@ BASIS_CHUNK = 256  # directions per vectorized call while locating
 TRANSFORMS = ("jit", "vmap")
 
 
+@hides_input_errors
 def check_vjp(
     fn: Callable[..., Any],
     *primals: Any,
@@ -87,6 +89,7 @@ def check_vjp(
     return _run("vjp", fn, primals, vjp, directions, rtol, atol, precision, seed, transforms)
 
 
+@hides_input_errors
 def check_jvp(
     fn: Callable[..., Any],
     *primals: Any,

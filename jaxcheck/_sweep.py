@@ -19,6 +19,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from ._errors import hides_input_errors
 from ._plots import pyplot
 from ._result import _html_table, _table
 
@@ -113,6 +114,7 @@ class SweepResult:
         return ax
 
 
+@hides_input_errors
 def sweep_eps(
     fn: Callable[..., Any],
     params: Any,
