@@ -20,6 +20,7 @@ take (targets forgotten), a transform passed as grad_fn (`jax.grad` itself), a l
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import sys
 from collections.abc import Callable, Sequence
@@ -53,21 +54,18 @@ def adapt(fn, params, args, grad_fn, argnums=0, cotangent=None, has_aux=False) -
         raise TypeError(f"has_aux={has_aux!r}: pass True (fn returns (loss, aux)) or False.")
     if cotangent is not None:
         cotangent = _as_array(cotangent, "cotangent")
-    loss = _without_aux(fn) if has_aux else fn
-    if selected == (0,) and not isinstance(argnums, tuple):
-        return Call(loss, params, tuple(args), grad_fn, cotangent)
-
-    rest_positions = [i for i in range(len(positional)) if i not in selected]
     names = _names(fn, selected) if isinstance(argnums, tuple) else None
-
-    def merged(p, rest):
-        full = dict(zip(rest_positions, rest))
-        parts = [p[n] for n in names] if names else [p]
-        full.update(zip(selected, parts))
-        return [full[i] for i in range(len(positional))]
-
-    def fn_p(p, *rest):
-        return loss(*merged(p, rest))
+    # The same adapted function for the same fn and call: compiled executables are kept per
+    # function, so a repeated check reuses them.
+    how = (has_aux, selected, None if names is None else tuple(names), len(positional))
+    try:
+        fn_p = _adapted(fn, *how)
+    except TypeError:  # an unhashable callable: adapted afresh (and compiled afresh) each time
+        fn_p = _adapted.__wrapped__(fn, *how)
+    if selected == (0,) and names is None:
+        return Call(fn_p, params, tuple(args), grad_fn, cotangent)
+    rest_positions = [i for i in range(len(positional)) if i not in selected]
+    merged = _merger(selected, names, len(positional))
 
     new_params = (
         {n: positional[i] for n, i in zip(names, selected)} if names else positional[selected[0]]
@@ -90,6 +88,33 @@ def adapt(fn, params, args, grad_fn, argnums=0, cotangent=None, has_aux=False) -
 
     rest = tuple(positional[i] for i in rest_positions)
     return Call(fn_p, new_params, rest, new_grad, cotangent)
+
+
+@functools.lru_cache(maxsize=64)
+def _adapted(fn, has_aux: bool, selected: tuple, names: tuple | None, n: int):
+    """fn(params, *rest) for the check: the selected arguments from params, aux dropped."""
+    loss = _without_aux(fn) if has_aux else fn
+    if selected == (0,) and names is None:
+        return loss
+    merged = _merger(selected, names, n)
+
+    def fn_p(p, *rest):
+        return loss(*merged(p, rest))
+
+    return fn_p
+
+
+def _merger(selected: tuple, names, n: int):
+    """(params, rest) -> fn's positional arguments in order."""
+    rest_positions = [i for i in range(n) if i not in selected]
+
+    def merged(p, rest):
+        full = dict(zip(rest_positions, rest))
+        parts = [p[k] for k in names] if names else [p]
+        full.update(zip(selected, parts))
+        return [full[i] for i in range(n)]
+
+    return merged
 
 
 def refuse_transform(grad_fn) -> None:

@@ -229,3 +229,16 @@ def test_an_input_error_under_pytest_shows_the_users_line_not_jaxchecks_frames(t
     frames = [line for line in out.stdout.splitlines() if "jaxcheck/" in line and ".py:" in line]
     assert len(frames) <= 1, out.stdout
     assert len(out.stdout.splitlines()) < 40, out.stdout
+
+
+def test_a_repeated_check_with_argnums_or_has_aux_compiles_nothing_new():
+    from . import helpers as h
+
+    def f(x, w):
+        return jnp.sum(jnp.tanh(x @ w)), None
+
+    x, w = RNG.normal(size=(3, 4)), RNG.normal(size=(4, 2))
+    jaxcheck.check_grad(f, x, w, argnums=(0, 1), has_aux=True)
+    with h.count_compilations() as counted:
+        again = jaxcheck.check_grad(f, x, w, argnums=(0, 1), has_aux=True)
+    assert again.passed and len(counted) == 0
