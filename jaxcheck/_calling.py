@@ -191,10 +191,18 @@ def _bind(what: str, f, positional: tuple, selected) -> None:
         signature.bind(*positional)
     except TypeError as e:
         hint = ""
-        if what == "fn" and len(positional) < len(
-            [p for p in signature.parameters.values() if p.default is p.empty
-             and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-        ):  # fmt: skip
+        required = [p for p in signature.parameters.values() if p.default is p.empty
+                    and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]  # fmt: skip
+        first = positional[0]
+        if (what == "fn" and len(positional) == 1 and isinstance(first, (tuple, list))
+                and len(first) == len(required) > 1):  # fmt: skip
+            n = len(first)
+            hint = (
+                f" The inputs came as one {type(first).__name__} of {n}, as "
+                "torch.autograd.gradcheck(f, inputs) takes them: here pass them unpacked and "
+                f"say which to check, check_grad(f, *inputs, argnums={tuple(range(n))})."
+            )
+        elif what == "fn" and len(positional) < len(required):
             hint = (
                 " Pass the data and targets too: check_grad(fn, params, x, y) calls "
                 "fn(params, x, y)."

@@ -71,9 +71,16 @@ def validate(fn, grad_fn, mode, rtol, atol, precision, seed, chunk_size, progres
             f"fn must be a function fn(params, *args) -> loss; got {type(fn).__name__}."
         )
     if grad_fn is not None and not callable(grad_fn):
+        hint = ""
+        if isinstance(grad_fn, (dict, list, tuple)) or hasattr(grad_fn, "shape"):
+            hint = (
+                " It looks like the gradients themselves: pass the function that computes "
+                "them, e.g. grad_fn=lambda params, *args: backward(params, *args) (or, for "
+                "values computed at these very params, grad_fn=lambda *_: grads)."
+            )
         raise TypeError(
             f"grad_fn must be a function grad_fn(params, *args) -> gradients, or None for "
-            f"jax.grad(fn); got {type(grad_fn).__name__}."
+            f"jax.grad(fn); got a {type(grad_fn).__name__}.{hint}"
         )
     if mode not in MODES:
         raise ValueError(

@@ -163,6 +163,11 @@ MISTAKES = {
                           r"fn\(params, \*args\).*missing a required argument: 'y'.*targets"),
     "backward(dout, cache) as grad_fn": (dict(grad_fn=affine_backward), (XX, YY), TypeError,
                                          r"backward\(dout, cache.*cotangent=dout"),
+    "inputs as one tuple (torch's gradcheck habit)": (
+        dict(fn=lambda x, w: jnp.sum(x @ w)), (), TypeError,
+        r"one tuple of 2, as torch.autograd.gradcheck.*argnums=\(0, 1\)"),
+    "the gradients instead of a function": (dict(grad_fn={"w": np.zeros((3, 2))}), (XX, YY),
+                                            TypeError, r"got a dict. It looks like the gradients"),
     "tol=": (dict(tol=1e-5), (XX, YY), TypeError, r"tol=.*did you mean rtol=.*atol="),
     "epsilon=": (dict(epsilon=1e-5), (XX, YY), TypeError, r"epsilon=.*did you mean eps="),
     "a None gradient leaf": (dict(grad_fn=lambda p, x, y: {"w": None}), (XX, YY), TypeError,
@@ -185,8 +190,9 @@ MISTAKES = {
 def test_each_common_mistake_gets_the_fix(case):
     options, args, kind, match = MISTAKES[case]
     fn = options.pop("fn", _loss)
+    params = (XX, P["w"]) if "torch" in case else P
     with pytest.raises(kind, match=match):
-        jaxcheck.check_grad(fn, P, *args, **options)
+        jaxcheck.check_grad(fn, params, *args, **options)
 
 
 def test_torch_parameters_are_refused_in_one_line():
