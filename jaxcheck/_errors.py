@@ -55,12 +55,15 @@ class input_errors:  # noqa: N801 - used as a context manager, like contextlib's
     """Where jaxcheck itself refuses the input (a ValueError or TypeError raised by its own
     code), drop the traceback: the message names the leaf and the fix, and the user's own
     line is what matters, not a wall of jaxcheck frames. Errors raised inside the user's
-    fn or grad_fn, and anything else, keep theirs."""
+    fn or grad_fn, and anything else, keep theirs; JAXCHECK_TRACEBACK=1 (the CLI's
+    --traceback) keeps every traceback."""
 
     def __enter__(self):
         return self
 
     def __exit__(self, typ, exc, tb):
+        if os.environ.get("JAXCHECK_TRACEBACK"):  # debugging jaxcheck itself: keep them all
+            return False
         if isinstance(exc, (ValueError, TypeError)) and tb is not None:
             last = tb
             while last.tb_next is not None:

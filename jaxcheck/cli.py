@@ -9,6 +9,7 @@ argparse (the standard library) keeps the runtime dependencies to jax and numpy.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -202,6 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    keep = getattr(args, "traceback", False) and "JAXCHECK_TRACEBACK" not in os.environ
+    if keep:
+        os.environ["JAXCHECK_TRACEBACK"] = "1"  # jaxcheck's own frames too
     try:
         return args.run(args)
     except KeyboardInterrupt:
@@ -223,6 +227,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
         return 2
+    finally:
+        if keep:
+            os.environ.pop("JAXCHECK_TRACEBACK", None)
 
 
 def _is_ours(e: Exception) -> bool:

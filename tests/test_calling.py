@@ -248,3 +248,17 @@ def test_a_repeated_check_with_argnums_or_has_aux_compiles_nothing_new():
     with h.count_compilations() as counted:
         again = jaxcheck.check_grad(f, x, w, argnums=(0, 1), has_aux=True)
     assert again.passed and len(counted) == 0
+
+
+def test_jaxcheck_traceback_keeps_jaxchecks_frames(monkeypatch):
+    import traceback
+
+    def frames():
+        try:
+            jaxcheck.check_grad(_loss, P, XX, YY, grad_fn=lambda p, x, y: None)
+        except TypeError as e:
+            return [f.filename for f in traceback.extract_tb(e.__traceback__)]
+
+    assert not any("jaxcheck" in f and "tests" not in f for f in frames())
+    monkeypatch.setenv("JAXCHECK_TRACEBACK", "1")
+    assert any(f.endswith("_coords.py") for f in frames())
