@@ -20,10 +20,10 @@ from typing import Any
 import jax
 import numpy as np
 
-from ._check import check_grad
-from ._errors import GradCheckError
-from ._plots import pyplot
-from ._result import CheckResult
+from ._core.errors import GradCheckError
+from ._core.plots import pyplot
+from ._core.result import CheckResult
+from ._grad.check import check_grad
 
 FULL_UP_TO = 20_000  # parameters: above this the default mode is "directional"
 ON_FAILURE = ("warn", "raise", "ignore")

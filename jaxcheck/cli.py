@@ -23,8 +23,8 @@ def _version() -> str:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ._check import check_grad
-    from ._demo import BUG_LINE, make_demo
+    from ._cli.demo import BUG_LINE, make_demo
+    from ._grad.check import check_grad
 
     loss, backward, params, X, y = make_demo()
     print(
@@ -73,8 +73,9 @@ _OPTIONS = [
 
 
 def _check(args: argparse.Namespace) -> int:
-    from . import _baseline, _spec
-    from ._errors import WrongGradient
+    from ._cli import baseline as _baseline
+    from ._cli import spec as _spec
+    from ._core.errors import WrongGradient
 
     # A baseline that is not there is said now, not after the check has run.
     baseline = _baseline.read(args.baseline) if args.baseline else None
@@ -131,7 +132,7 @@ def _number_or_text(value: str):
 
 def _eps(values: list[str]):
     """--eps given once as a number, 'auto' or 'rule'; or as PATH=STEP, once per leaf."""
-    from ._spec import SpecError
+    from ._cli.spec import SpecError
 
     per_leaf = [v for v in values if "=" in v]
     if not per_leaf:
@@ -233,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _is_ours(e: Exception) -> bool:
-    from ._spec import SpecError
+    from ._cli.spec import SpecError
 
     if isinstance(e, SpecError):
         return True

@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ._check import check_grad
-from ._errors import GradCheckError
-from ._identities import check_jvp, check_vjp
+from ._core.errors import GradCheckError
+from ._grad.check import check_grad
+from ._rules.identities import check_jvp, check_vjp
 
 __all__ = ["assert_grad", "assert_jvp", "assert_vjp"]
 

@@ -108,7 +108,7 @@ def numpy_loss(kind: str):
 def child(name: str, repeat: int) -> None:
     """In a fresh process: jaxcheck's first call, then repeats; prints one JSON line."""
     import jaxcheck
-    from jaxcheck import _engine
+    from jaxcheck._engine import batched as _engine
 
     params, data, _, kind = model(name)
     loss = jax_loss(kind)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import jaxcheck
-from jaxcheck import _diagnosis, _stencils
+from jaxcheck._numerics import diagnosis as _diagnosis
+from jaxcheck._numerics import stencils as _stencils
 
 RNG = np.random.default_rng(0)
 PARAMS = {"W": RNG.normal(size=(6, 6)) / 2, "V": RNG.normal(size=(6, 3)) / 2,

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 import jaxcheck
-from jaxcheck import _directional, _engine
-from jaxcheck._coords import Coords
+from jaxcheck._core.coords import Coords
+from jaxcheck._engine import batched as _engine
+from jaxcheck._grad import directional as _directional
 from tests import helpers as h
 
 # ---- correct models pass ---------------------------------------------------------------------

@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 
 import jaxcheck
-from jaxcheck import _delta, _engine, _layout, _progress
-from jaxcheck._coords import Coords
+from jaxcheck._core.coords import Coords
+from jaxcheck._engine import batched as _engine
+from jaxcheck._engine import delta as _delta
+from jaxcheck._engine import layout as _layout
+from jaxcheck._engine import progress as _progress
 
 from . import helpers as h
 
@@ -348,7 +351,7 @@ def test_engine_options_are_validated(options, match):
 
 
 def test_memory_strings():
-    from jaxcheck._options import memory_option
+    from jaxcheck._grad.options import memory_option
 
     assert memory_option("2GiB") == 2 * 2**30
     assert memory_option("512MB") == 512 * 10**6

@@ -139,7 +139,7 @@ def test_bad_options(options, error, match):
 
 
 def test_gradient_errors_come_before_any_compilation(monkeypatch):
-    from jaxcheck import _engine
+    from jaxcheck._engine import batched as _engine
 
     def no_compiling(*args, **kwargs):
         raise AssertionError("compiled before validating the gradient")

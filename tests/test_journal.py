@@ -80,7 +80,7 @@ CHILD = textwrap.dedent("""
     import numpy as np
     sys.path.insert(0, {root!r})
     import jaxcheck
-    from jaxcheck import _journal
+    from jaxcheck._engine import journal as _journal
     from tests.test_journal import digest, loss, model
 
     if sys.argv[2] == "slow":  # the first run: slow enough to be killed mid-way

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import jaxcheck
-from jaxcheck import _methods
+from jaxcheck._numerics import methods as _methods
 from tests.helpers import CORPUS
 
 METHODS = _methods.METHODS

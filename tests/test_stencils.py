@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from jaxcheck import _methods as methods
-from jaxcheck import _stencils as st
+from jaxcheck._numerics import methods as methods
+from jaxcheck._numerics import stencils as st
 
 
 def judge_function(f, theta, g, h=None, method="central", **options):

@@ -1,0 +1,1 @@
+"""The command line's parts: the spec file, the baseline comparison, the demo."""

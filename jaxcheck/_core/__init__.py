@@ -1,0 +1,1 @@
+"""Foundations: coordinates and key paths, the result and its plots, errors."""

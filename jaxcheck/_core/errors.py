@@ -1,0 +1,85 @@
+"""Error types and the helpers that make their messages name a place."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Sequence
+
+
+class GradCheckError(AssertionError):
+    """A gradient check failed: some element is wrong, non-finite or nondeterministic.
+
+    Subclasses `AssertionError` so that test runners show it as a failed assertion.
+    The full report is in `.result` (a `jaxcheck.CheckResult`).
+    """
+
+    def __init__(self, result):
+        self.result = result
+        message = getattr(result, "failure_message", None)
+        super().__init__(message() if message else str(result))
+
+
+GradCheckError.__module__ = "jaxcheck"
+
+
+class WrongGradient(Exception):  # noqa: N818 - a mixin: the errors below are its names
+    """The gradient under test cannot even be compared: a leaf missing, None, transposed or
+    of another shape. A wrong gradient, so the CLI exits 1 (a failed check), not 2."""
+
+
+class GradientValueError(WrongGradient, ValueError):
+    pass
+
+
+class GradientTypeError(WrongGradient, TypeError):
+    pass
+
+
+def format_index(index: Sequence[int]) -> str:
+    """`(2, 3)` -> `"[2, 3]"`; a scalar leaf (empty index) -> `""`."""
+    return "[" + ", ".join(str(int(i)) for i in index) + "]" if len(index) else ""
+
+
+def list_paths(paths: Sequence[str], limit: int = 12) -> str:
+    """A short, readable list of leaf paths for an error message."""
+    shown = ", ".join(paths[:limit])
+    more = len(paths) - limit
+    return shown + (f" (and {more} more)" if more > 0 else "")
+
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # jaxcheck/
+
+
+class input_errors:  # noqa: N801 - used as a context manager, like contextlib's
+    """Where jaxcheck itself refuses the input (a ValueError or TypeError raised by its own
+    code), drop the traceback: the message names the leaf and the fix, and the user's own
+    line is what matters, not a wall of jaxcheck frames. Errors raised inside the user's
+    fn or grad_fn, and anything else, keep theirs; JAXCHECK_TRACEBACK=1 (the CLI's
+    --traceback) keeps every traceback."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, typ, exc, tb):
+        if os.environ.get("JAXCHECK_TRACEBACK"):  # debugging jaxcheck itself: keep them all
+            return False
+        if isinstance(exc, (ValueError, TypeError)) and tb is not None:
+            last = tb
+            while last.tb_next is not None:
+                last = last.tb_next
+            if os.path.abspath(last.tb_frame.f_code.co_filename).startswith(_PACKAGE):
+                exc.__traceback__ = None
+        return False
+
+
+def hides_input_errors(f):
+    """f with `input_errors`: a refused input shows the caller's line and the message."""
+
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        __tracebackhide__ = True  # noqa: F841 - read by pytest
+        with input_errors():
+            return f(*args, **kwargs)
+
+    return wrapper

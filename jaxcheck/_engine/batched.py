@@ -1,0 +1,515 @@
+"""The batched JAX engine: perturbed evaluations of fn in jit-compiled chunks.
+
+One leaf is perturbed at a time. The fast path (`delta`) propagates each one-element
+perturbation through fn's jaxpr as a sparse change, so a perturbed weight costs a rank-1
+update of the layer it enters instead of a forward pass; the plain path vmaps fn over
+perturbed copies of the leaf (only that leaf batched, so everything that does not depend on
+it is computed once per chunk). The fast path is used wherever it traces; both compute fn's
+own values. Either way the traced chunk is split (`stage`): what does not depend on the
+perturbations (the unperturbed forward pass) is computed once per leaf, not per chunk.
+
+Each leaf is compiled once, for a fixed chunk size (the last chunk is padded): the largest
+power of two whose compiled working memory, as XLA reports it, fits half the memory budget.
+Executables are kept across calls (like `jax.jit`'s cache, keyed by fn's identity, the
+shapes and dtypes of params and args, and the options), so a repeated check compiles nothing.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from .._core.coords import Coords, Leaf
+from . import delta as _delta
+from . import journal as _journal
+from . import layout as _layout
+from . import stage as _stage
+
+MAX_CHUNK = {True: 4096, False: 1024}  # points per chunk on the fast and the plain path
+LEAF_COPIES = 4  # the plain path holds about this many copies of the leaf per point
+CPU_MEMORY_CAP = 2 * 2**30
+# Sparse chunks that multiply a changed intermediate by a matrix for every perturbation run
+# fastest on CPU when that operand holds about this many elements in all (a tanh MLP: 1.7x
+# faster than chunks of 4096); chunks that only do elementwise work and rank-1 updates fuse
+# into one loop and prefer the largest chunks.
+CHUNK_ELEMENTS = 2**21
+ALONG = range(4)  # points per direction: θ ± h v, θ ± 2h v
+DIRECTION_CHUNK = 64  # directions per chunk at most
+CACHE_SIZE = 64  # compiled executables kept across calls
+
+
+class Compiled(NamedTuple):
+    """A leaf's program: `prepare` once per check, then `run` per chunk of `size` points."""
+
+    prepare: Any
+    run: Any
+    size: int
+    path: str  # "sparse" or "vmap"
+
+
+_CACHE: collections.OrderedDict[Any, Compiled] = collections.OrderedDict()
+_JITS: collections.OrderedDict[Any, Callable] = collections.OrderedDict()
+compilations = 0  # chunk executables compiled in this process (tests count them)
+
+
+def default_max_memory() -> int:
+    """Bytes a check may use: a quarter of an accelerator's memory; on CPU min(2 GiB, RAM/8)."""
+    device = jax.devices()[0]
+    if device.platform != "cpu":
+        try:
+            return int(device.memory_stats()["bytes_limit"]) // 4
+        except Exception:  # noqa: BLE001 - backends that do not report memory
+            return CPU_MEMORY_CAP
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return CPU_MEMORY_CAP
+    return min(CPU_MEMORY_CAP, ram // 8)
+
+
+def mesh(devices: Sequence[Any] | None):
+    """The 1-D mesh the perturbations are split over: all devices by default (every
+    process's, after jax.distributed.initialize) when there are several, the given ones, or
+    None for one device (no sharding)."""
+    if devices is None:  # with jax.distributed: every process's devices
+        devices = jax.devices()
+    devices = list(devices)
+    if len(devices) <= 1:
+        return None
+    return jax.sharding.Mesh(np.array(devices), ("p",))
+
+
+def cached_jit(key: Any, make: Callable[[], Callable]) -> Callable:
+    """jax.jit(make()), kept across calls under `key` (jit's own cache is per function object)."""
+    if key not in _JITS:
+        _JITS[key] = jax.jit(make())
+        while len(_JITS) > CACHE_SIZE:
+            _JITS.popitem(last=False)
+    _JITS.move_to_end(key)
+    return _JITS[key]
+
+
+def split_arrays(tree: Any) -> tuple[list[Any], Callable[[Sequence[Any]], Any], tuple]:
+    """A pytree's array leaves (traced by jit), a rebuild function, and a key for the rest."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    is_array = [isinstance(x, (jax.Array, np.ndarray, np.generic)) for x in leaves]
+    dynamic = [x for x, a in zip(leaves, is_array) if a]
+
+    def rebuild(values: Sequence[Any]) -> Any:
+        it = iter(values)
+        return treedef.unflatten([next(it) if a else x for x, a in zip(leaves, is_array)])
+
+    static = tuple(
+        (np.shape(x), str(x.dtype)) if a else _hashable(x) for x, a in zip(leaves, is_array)
+    )
+    return dynamic, rebuild, (treedef, static)
+
+
+def _hashable(x: Any) -> Any:
+    try:
+        hash(x)
+        return x
+    except TypeError:
+        return ("id", id(x))
+
+
+def first_chunk(n: int, itemsize: int, n_points: int, budget: int, sparse: bool) -> int:
+    """The first chunk size to try for perturbed copies of n elements: a power of two, at
+    most n_points (rounded up)."""
+    fits = MAX_CHUNK[sparse]
+    if not sparse:  # perturbed copies of the leaf: do not even compile what cannot fit in
+        # the working memory a compiled chunk is allowed (half the budget; see `_compiled`)
+        fits = min(fits, budget // 2 // max(n * itemsize * LEAF_COPIES, 1))
+    wanted = 1 << max(0, int(n_points - 1).bit_length())
+    return 1 << (max(1, min(fits, wanted)).bit_length() - 1)
+
+
+class JaxEngine:
+    """Evaluates fn_scalar(params with one leaf's elements set to given values)."""
+
+    name = "jax"
+
+    def __init__(
+        self,
+        fn_scalar: Callable[..., Any],
+        values: Sequence[Any],
+        coords: Coords,
+        args: tuple,
+        chunk: int | None = None,
+        *,
+        delta: bool = True,
+        max_memory: int | None = None,
+        cache_key: Any = None,
+        progress: Callable[[int], None] | None = None,
+        devices: Sequence[Any] | None = None,
+        directions: int | None = None,
+    ):
+        self._fn = fn_scalar
+        self._coords = coords
+        self._values = list(values)
+        self._params_dyn, self._params_rebuild, params_key = split_arrays(
+            coords.unflatten(self._values)
+        )
+        self._args_dyn, self._args_rebuild, args_key = split_arrays(args)
+        self._chunk = chunk
+        self._delta = delta
+        # Directions a leaf's first call evaluates (mode="directional"): a chunk no larger,
+        # as a chunk is padded to its compiled size. None: DIRECTION_CHUNK.
+        self._directions = directions
+        self._budget = max_memory or default_max_memory()
+        self._mesh = mesh(devices)
+        # Each device evaluates chunks of the size one device would: the same program on the
+        # same shapes, so the values are bit-identical to a single-device run.
+        self._n = 1 if self._mesh is None else self._mesh.devices.size
+        self.n_devices = self._n
+        # A mesh over several processes (jax.distributed): inputs become global arrays and
+        # outputs are gathered from every process.
+        self._global = self._mesh is not None and any(
+            d.process_index != jax.process_index() for d in self._mesh.devices.flat
+        )
+        if self._mesh is not None:  # (replicated, split along the perturbations)
+            spec = jax.sharding.PartitionSpec
+            self._shardings = tuple(
+                jax.sharding.NamedSharding(self._mesh, p) for p in (spec(), spec("p"))
+            )
+        self._key = None
+        if cache_key is not None:
+            self._key = (
+                cache_key,
+                params_key,
+                args_key,
+                chunk,
+                delta,
+                directions,
+                self._budget,
+                jax.config.jax_enable_x64,
+                str(jax.config.jax_default_matmul_precision),
+                None if self._mesh is None else tuple(d.id for d in self._mesh.devices.flat),
+            )
+        self._cache: dict[tuple, Compiled] = {}  # (leaf position, kind) -> compiled program
+        self._residuals: dict[tuple, list] = {}  # the current leaf -> what its chunks read
+        self.progress = progress
+        self.journal = None  # a `_journal.Journal`: chunks recorded there are not run again
+        self.n_compiles = 0
+        self.paths: dict[str, str] = {}  # leaf path -> "sparse" or "vmap"
+        self._stats: dict[str, int] = {}
+
+    def flops(self) -> float | None:
+        """Arithmetic of one evaluation of fn, estimated from its jaxpr (`layout`)."""
+
+        def run(params_dyn, args_dyn):
+            return self._fn(self._params_rebuild(params_dyn), *self._args_rebuild(args_dyn))
+
+        return _layout.flops_of(run, self._params_dyn, self._args_dyn)
+
+    def _with_leaf(self, leaf: Leaf) -> Callable:
+        """fn as a function of (the leaf's value, the other dynamic params, the dynamic args)."""
+        coords, fn = self._coords, self._fn
+        params_rebuild, args_rebuild = self._params_rebuild, self._args_rebuild
+
+        def g(x, params_dyn, args_dyn):
+            values = jax.tree_util.tree_leaves(params_rebuild(params_dyn))
+            values[leaf.position] = x
+            return fn(coords.unflatten(values), *args_rebuild(args_dyn))
+
+        return g
+
+    def _plain(self, leaf: Leaf) -> Callable:
+        """vmap fn over the perturbed copies of the leaf."""
+        g = self._with_leaf(leaf)
+
+        def one(base_flat, params_dyn, args_dyn, i, v):
+            return g(base_flat.at[i].set(v).reshape(leaf.shape), params_dyn, args_dyn)
+
+        return jax.vmap(one, in_axes=(None, None, None, 0, 0))
+
+    def _sparse(self, leaf: Leaf) -> Callable:
+        """Propagate the one-element perturbations through fn's jaxpr (`delta`)."""
+        g = self._with_leaf(leaf)
+        stats = self._stats
+
+        def chunk(base_flat, params_dyn, args_dyn, idx, vals):
+            x = base_flat.reshape(leaf.shape)
+            closed = jax.make_jaxpr(g)(x, params_dyn, args_dyn)
+            if closed.effects:
+                raise NotImplementedError("fn has side effects: use the plain path")
+            sel = jax.numpy.stack(jax.numpy.unravel_index(idx, leaf.shape), axis=-1)
+            sel = sel.reshape(len(idx), len(leaf.shape)).astype(np.int32)
+            start = _delta.Slab(x, range(x.ndim), sel, vals)
+            rest = jax.tree_util.tree_leaves((params_dyn, args_dyn))
+            return _delta.evaluate(closed, [start, *rest], stats)
+
+        return chunk
+
+    def _compiled(self, leaf: Leaf, base: jax.Array, kind: str = "element") -> Compiled:
+        """The leaf's program and its chunk size, compiled once and kept.
+
+        kind "element": one-element perturbations, the size chosen for the leaf's first sweep
+        (about 2n points); kind "direction": dense directions (`evaluate_along`).
+        """
+        slot = (leaf.position, kind)
+        if slot in self._cache:
+            return self._cache[slot]
+        key = None if self._key is None else (*self._key, *slot)
+        if key is not None and key in _CACHE:
+            _CACHE.move_to_end(key)
+            self._cache[slot] = _CACHE[key]
+            if kind == "element":
+                self.paths[leaf.path] = _CACHE[key].path
+            return _CACHE[key]
+
+        # Both kinds: the single-device chunk size on every device (identical values), not
+        # 1/n of it.
+        def first_size(sparse: bool) -> int:
+            n_points = 2 * leaf.size + 1
+            itemsize = base.dtype.itemsize
+            return self._chunk or first_chunk(leaf.size, itemsize, n_points, self._budget, sparse)
+
+        staged = None
+        if kind == "direction":
+            wanted = min(DIRECTION_CHUNK, self._directions or DIRECTION_CHUNK)
+            size = self._chunk or first_chunk(
+                leaf.size, base.dtype.itemsize * len(ALONG), wanted, self._budget, False
+            )
+            path, chunk_fn = "direction", self._along(leaf)
+            staged = self._stage(chunk_fn, base, size, kind)
+        elif self._delta:
+            size, path, chunk_fn = first_size(sparse=True), "sparse", self._sparse(leaf)
+            try:
+                staged = self._stage(chunk_fn, base, size, kind)
+                per_point = self._stats["matmul_elements"]
+                fits = 1 << max(0, (CHUNK_ELEMENTS // max(per_point, 1)).bit_length() - 1)
+                if not self._chunk and fits < size:
+                    size = fits
+                    staged = self._stage(chunk_fn, base, size, kind)
+            except Exception:  # noqa: BLE001 - the plain path computes the same values
+                staged = None
+        if staged is None:
+            size, path, chunk_fn = first_size(sparse=False), "vmap", self._plain(leaf)
+            staged = self._stage(chunk_fn, base, size, kind)
+        limit = self._budget // 2
+        while True:
+            example = self._inputs(base, size * self._n, kind)
+            if self._global:
+                example = self._global_inputs(example, kind)
+            run = self._jit_run(staged, kind).lower(staged.residual_avals, *example)
+            run = run.compile()
+            self._count_compile()
+            used = _working_memory(run)
+            if self._chunk or size == 1 or used <= limit:
+                break
+            # Activations that scale with the chunk: jump to the size that should fit.
+            size = max(1, min(size // 2, 1 << (int(size * limit / used).bit_length() - 1)))
+            staged = self._stage(chunk_fn, base, size, kind)
+        prepare = staged.prepare.lower(base, self._params_dyn, self._args_dyn).compile()
+        program = Compiled(prepare, run, size * self._n, path)
+        self._cache[slot] = program
+        if kind == "element":
+            self.paths[leaf.path] = path
+        if key is not None:
+            _CACHE[key] = program
+            while len(_CACHE) > CACHE_SIZE:
+                _CACHE.popitem(last=False)
+        return program
+
+    def _jit_run(self, staged: _stage.Staged, kind: str):
+        """The chunk program: on one device as staged, or with the perturbations (and every
+        output) split over the mesh's devices and the residuals replicated."""
+        if self._mesh is None:
+            return staged.run
+        replicated, split = self._shardings
+        shardings = (replicated, *(split if b else replicated for b in _batched(kind)))
+        return jax.jit(staged.run_fn, in_shardings=shardings, out_shardings=split)
+
+    def _global_array(self, x, split: bool):
+        """x (the same on every process) as an array over the whole mesh."""
+        x = np.asarray(x)
+        sharding = self._shardings[1 if split else 0]
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+    def _global_inputs(self, inputs, kind: str) -> list:
+        return [self._global_array(x, split=b) for x, b in zip(inputs, _batched(kind))]
+
+    def _gather(self, x) -> np.ndarray:
+        if not self._global:
+            return np.asarray(x, dtype=np.float64)
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True), dtype=np.float64)
+
+    def _stage(self, chunk_fn: Callable, base, size: int, kind: str) -> _stage.Staged:
+        """The chunk traced for `size` points per device (size × devices in all)."""
+        known = (base, self._params_dyn, self._args_dyn)
+        return _stage.split(chunk_fn, known, self._inputs(base, size * self._n, kind))
+
+    def _count_compile(self) -> None:
+        global compilations
+        compilations += 1
+        self.n_compiles += 1
+
+    @staticmethod
+    def _inputs(base, size: int, kind: str) -> tuple:  # laid out as `_batched(kind)` says
+        """Example per-chunk inputs: what `run` takes besides the residuals."""
+        if kind == "element":  # indices and values
+            return np.zeros(size, np.int32), np.zeros(size, base.dtype)
+        n = base.shape[0]  # labels, gradient, steps; per direction: key and group
+        return (
+            np.zeros(n, np.int32),
+            np.zeros(n, base.dtype),
+            np.zeros(len(ALONG), base.dtype),
+            np.zeros((size, 2), np.uint32),
+            np.zeros(size, np.int32),
+        )
+
+    def prepare(self, leaf: Leaf, kind: str = "element") -> tuple[jax.Array, Compiled, list]:
+        """Compile the leaf's program (or find it kept) and compute what its chunks read."""
+        # Raveled by NumPy: an eager reshape of a JAX array compiles a program of its own.
+        base = jax.device_put(np.asarray(self._values[leaf.position]).reshape(-1))
+        program = self._compiled(leaf, base, kind)
+        slot = (leaf.position, kind)
+        if slot not in self._residuals:
+            # One leaf at a time: a check finishes a leaf before it starts the next.
+            residuals = program.prepare(base, self._params_dyn, self._args_dyn)
+            if self._global:  # every device of every process reads them
+                residuals = [self._global_array(r, split=False) for r in residuals]
+            elif self._mesh is not None:
+                residuals = jax.device_put(residuals, self._shardings[0])
+            self._residuals = {k: v for k, v in self._residuals.items() if k[0] == slot[0]}
+            self._residuals[slot] = residuals
+        return base, program, self._residuals[slot]
+
+    def evaluate(self, leaf: Leaf, idx: np.ndarray, vals: np.ndarray) -> np.ndarray:
+        """f at the points where leaf element idx[k] is set to vals[k]; float64 on the host."""
+        base, program, residuals = self.prepare(leaf)
+        (f,) = self._run_chunks(
+            program,
+            residuals,
+            (),
+            [
+                (idx, np.int32, 0),
+                (vals, base.dtype, np.asarray(self._values[leaf.position]).flat[0]),
+            ],
+            points=1,
+            tag=(leaf.position, "element"),
+        )
+        return f.reshape(-1)
+
+    def evaluate_leaf(self, leaf: Leaf, rows: np.ndarray) -> np.ndarray:
+        """f with the whole leaf set to each of rows ([B, n], in any dtype fn accepts, complex
+        included), float64 on the host. One compiled batch: for the few dense points of a
+        verification, not for sweeps."""
+        g = self._with_leaf(leaf)
+
+        def batch(rows, params_dyn, args_dyn):
+            return jax.vmap(lambda x: g(x.reshape(leaf.shape), params_dyn, args_dyn))(rows)
+
+        slot = ("rows", self._key, leaf.position)
+        run = jax.jit(batch) if self._key is None else cached_jit(slot, lambda: batch)
+        out = np.asarray(run(rows, self._params_dyn, self._args_dyn))
+        if self.progress is not None:
+            self.progress(len(rows))
+        return out.astype(np.float64)
+
+    def _run_chunks(
+        self, program, residuals, fixed, batched, points, tag, expand=None
+    ) -> tuple[np.ndarray, ...]:
+        """program.run over the batched inputs, chunk by chunk; each output in float64.
+
+        batched: (array, dtype, fill) triples, one row per batch member; the last chunk is
+        padded with fill. fixed: inputs passed whole to every chunk. points: evaluations of f
+        per member, for the progress bar. tag: (leaf position, kind), naming the chunks in
+        the journal, where a chunk already recorded is read instead of run. expand: what
+        makes a chunk's program inputs from its batched inputs (None: they are the inputs).
+        """
+        size, n = program.size, len(batched[0][0])
+        pad = (-n) % size
+        padded = [
+            np.concatenate([x, np.full((pad, *np.shape(x)[1:]), fill)]).astype(dtype)
+            for x, dtype, fill in batched
+        ]
+        outs = []
+        for s in range(0, n + pad, size):
+            args = [*fixed, *(x[s : s + size] for x in padded)]
+
+            def run(args=args):
+                inputs = args if expand is None else expand(*args)
+                inputs = self._global_inputs(inputs, tag[1]) if self._global else inputs
+                return [self._gather(x) for x in program.run(residuals, *inputs)]
+
+            outs.append(_journal.through(self.journal, (tag, size), args, run))
+            if self.progress is not None:
+                self.progress(min(size, n - s) * points)
+        return tuple(np.concatenate(parts)[:n] for parts in zip(*outs))
+
+    def _along(self, leaf: Leaf) -> Callable:
+        """f at θ + t·v for unit Gaussian directions v over the leaf (or a labelled part)."""
+        g_fn = self._with_leaf(leaf)
+        jnp = jax.numpy
+
+        def one(base_flat, params_dyn, args_dyn, labels, grad, ts, key, group):
+            mask = labels == group
+            # float32 draws cost half the random bits of float64, and the sequential threefry
+            # 0.6x the time of the partitionable one: any direction will do.
+            with jax.threefry_partitionable(False):
+                v = jax.random.normal(key, base_flat.shape, np.float32)
+            v = v.astype(base_flat.dtype) * mask
+            v = v / jnp.maximum(jnp.linalg.norm(v), jnp.finfo(v.dtype).tiny)
+            # The points share the direction (drawn once) and one copy of fn's graph.
+            xs = base_flat[None] + ts[:, None] * v[None]
+            fs = jax.vmap(lambda x: g_fn(x.reshape(leaf.shape), params_dyn, args_dyn))(xs)
+            ss = jax.vmap(lambda x: jnp.dot(grad, x - base_flat))(xs)
+            weights = jnp.stack([jnp.dot(jnp.abs(grad), jnp.abs(v)), jnp.sum(jnp.abs(v))])
+            return fs, ss, weights
+
+        return jax.vmap(one, in_axes=(None,) * 6 + (0, 0))
+
+    def direction_cost(self, leaf: Leaf) -> float | None:
+        """A direction's cost over one element evaluation's, from XLA's cost analysis of the
+        two compiled programs (FLOPs plus bytes accessed, per member); None if unknown."""
+
+        def per_member(kind):
+            program = self.prepare(leaf, kind)[1]  # compiled (the check needs both)
+            try:
+                cost = program.run.cost_analysis()
+                cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+                return (float(cost["flops"]) + float(cost["bytes accessed"])) / program.size
+            except Exception:  # noqa: BLE001 - a backend that does not say
+                return None
+
+        d, e = per_member("direction"), per_member("element")
+        return d / e if d and e else None
+
+    def evaluate_along(self, leaf, grad, keys, labels, groups, ts):
+        """For each direction b: f and ⟨grad, x − θ⟩ at x = θ + ts[j]·v_b, and (⟨|grad|, |v_b|⟩,
+        Σ|v_b|). v_b: a unit Gaussian direction drawn from keys[b] (uint32[2]) on the elements
+        whose label equals groups[b], zero elsewhere. Arrays [B, len(ts)], [B, len(ts)], [B, 2].
+        """
+        base, program, residuals = self.prepare(leaf, "direction")
+        fixed = (
+            np.asarray(labels, np.int32),
+            np.asarray(grad, base.dtype),
+            np.asarray(ts, base.dtype),
+        )
+        batched = [(keys, np.uint32, 0), (groups, np.int32, -1)]
+        tag = (leaf.position, "direction")
+        return self._run_chunks(program, residuals, fixed, batched, points=len(ts), tag=tag)
+
+
+def _batched(kind: str) -> tuple[bool, ...]:
+    """Which per-chunk inputs are batched (one row per perturbation, split over devices):
+    element: indices, values; direction: labels, gradient, steps (whole), keys, groups."""
+    return (True, True) if kind == "element" else (False, False, False, True, True)
+
+
+def _working_memory(compiled) -> int:
+    """Temporary plus output bytes of a compiled chunk; 0 where the backend does not say."""
+    try:
+        m = compiled.memory_analysis()
+        return int(m.temp_size_in_bytes + m.output_size_in_bytes)
+    except Exception:  # noqa: BLE001 - an estimate we can do without
+        return 0

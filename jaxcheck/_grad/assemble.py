@@ -1,0 +1,197 @@
+"""From the leaves' verdicts to a `CheckResult`: the leaf reports and the check's outcome.
+
+A leaf fails when some element does (or, in directional mode, some direction disagrees); a
+leaf with no failure is conclusive when at least `CONCLUSIVE` of its checked elements
+(directions) are verified, else "inconclusive"; the check takes the worst of its leaves.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .._core.result import CheckResult, ElementReport, LeafReport
+from .._numerics import complex as _complex
+from .._numerics import diagnosis as _diagnosis
+from .._numerics import stencils as _stencils
+
+# A leaf is conclusive when at least this fraction of its checked elements (directions, in
+# directional mode) is verified: "ok" (exact zeros included) or a kink bracketed by the
+# one-sided slopes. Below it, a leaf with no failure is "inconclusive", never "passed".
+CONCLUSIVE = 0.5
+
+
+def assemble(
+    coords,
+    judged,
+    steps,
+    notes,
+    precision,
+    engine,
+    mode="full",
+    order=1,
+    method="central",
+    leaf_methods=None,
+    advice="",
+    thetas=None,
+) -> CheckResult:
+    """Build the result from each checked leaf's `Verdict` or `DirectionalVerdict`.
+
+    steps: {leaf path: the median step} (directional verdicts carry their own). method: the
+    check's; leaf_methods: {leaf path: the method that judged it} where that differs.
+    advice: what would make the check conclusive, shown when it is not. thetas: {leaf path:
+    the parameter's values}, for the diagnosis of a failing leaf.
+    """
+    leaf_methods = leaf_methods or {}
+    numeric, analytic, resolution, reports = [], [], [], {}
+    failures, unverifiable, kinks = [], [], []
+    totals = np.zeros(3)  # Σ(g − d)², Σg², Σd² over finite elements (or directions)
+    for leaf in coords.leaves:
+        outcome = judged.get(leaf.path)
+        nan = np.full(leaf.shape, np.nan) if leaf.dtype is not None else None
+        directional = getattr(outcome, "probes", None) is not None
+        v = outcome.elements if directional else outcome
+        as_given = _complex.complex_view if leaf.complex_pairs else lambda x: x
+        numeric.append(as_given(nan if v is None else v.numeric.reshape(leaf.shape)))
+        analytic.append(as_given(nan if v is None else v.analytic.reshape(leaf.shape)))
+        both = (lambda x: x[..., 0] + 1j * x[..., 1]) if leaf.complex_pairs else as_given
+        resolution.append(both(nan if v is None else v.resolution.reshape(leaf.shape)))
+        if outcome is None:
+            continue
+        compared = outcome.probes if directional else v
+        sums = _sums(compared)
+        totals += sums
+        records, n_checked, n_unverifiable, extra = [], 0, 0, {}
+        n_ok = n_kinks = 0
+        if v is not None:
+            failing = np.isin(v.status, _stencils.FAILING)
+            records = [_record(leaf, v, i) for i in np.flatnonzero(failing)]
+            weak = np.flatnonzero(v.status == _stencils.UNVERIFIABLE)
+            unverifiable += [_record(leaf, v, i) for i in weak]
+            at_kinks = np.flatnonzero(v.status == _stencils.KINK)
+            kinks += [_record(leaf, v, i) for i in at_kinks]
+            checked = np.ones(leaf.size, bool) if v.checked is None else v.checked
+            n_checked = int(checked.sum())
+            n_unverifiable, n_kinks = len(weak), len(at_kinks)
+            n_ok = int(np.count_nonzero(checked & (v.status == _stencils.OK)))
+        failures += records
+        diagnosis = ""
+        if v is not None and records and not leaf.complex_pairs:
+            diagnosis = _diagnosis.diagnose(v, leaf.shape, (thetas or {}).get(leaf.path))
+        passed = not records
+        # conclusive: enough verified, counted over elements (directions in directional mode)
+        counted, total = n_ok + n_kinks, n_checked
+        if directional:
+            pv = outcome.probes
+            passed = passed and outcome.passed
+            counted, total = (
+                int(np.isin(pv.status, (_stencils.OK, _stencils.KINK)).sum()),
+                len(pv.status),
+            )
+            located = outcome.located
+            extra = dict(
+                directions=len(pv.status),
+                probes=0 if located is None else located.probes,
+                directional_error=float(np.max(pv.abs_error)),
+                directional_tolerance=float(np.min(pv.tolerance)),
+                miss_probability=outcome.miss_probability,
+                detectable_norm=outcome.detectable_norm,
+                located="" if located is None else located.note,
+            )
+            step = outcome.step
+        else:
+            step = steps[leaf.path]
+        ok = np.isfinite(compared.abs_error)
+        nonfinite = bool(np.any(compared.status == _stencils.NONFINITE))
+        reports[leaf.path] = LeafReport(
+            path=leaf.path,
+            shape=leaf.shape[:-1] if leaf.complex_pairs else leaf.shape,
+            dtype=str(
+                np.result_type(leaf.dtype, np.complex64) if leaf.complex_pairs else leaf.dtype
+            ),
+            n_checked=n_checked,
+            n_failed=len(records),
+            n_unverifiable=n_unverifiable,
+            # a non-finite element has no finite difference: NaN, not the others' agreement
+            difference=math.nan if nonfinite else _difference(sums),
+            max_abs_error=math.nan
+            if nonfinite
+            else float(np.max(compared.abs_error, initial=0.0, where=ok)),
+            step=step,
+            passed=passed and counted >= CONCLUSIVE * total,
+            method=leaf_methods.get(leaf.path, method),
+            verdict=_verdict(passed, counted, total),
+            n_verified=n_ok,
+            n_kinks=n_kinks,
+            diagnosis=diagnosis,
+            **extra,
+        )
+    failures.sort(key=lambda e: -_badness(e))
+    verdicts = {r.verdict for r in reports.values()}
+    verdict = next((v for v in ("failed", "inconclusive") if v in verdicts), "passed")
+    verdict = "failed" if failures else verdict
+    return CheckResult(
+        passed=verdict == "passed",
+        verdict=verdict,
+        advice=advice if verdict == "inconclusive" else "",
+        difference=_difference(totals),
+        leaves=reports,
+        failures=tuple(failures),
+        unverifiable=tuple(unverifiable),
+        kinks=tuple(kinks),
+        resolution=coords.unflatten(resolution),
+        numeric=coords.unflatten(numeric),
+        analytic=coords.unflatten(analytic),
+        skipped=coords.skipped,
+        notes=tuple(notes),
+        method=method,
+        precision=precision,
+        engine=engine,
+        mode=mode,
+        order=order,
+    )
+
+
+def _verdict(passed: bool, counted: int, total: int) -> str:
+    """A leaf's verdict: failed, or inconclusive when under CONCLUSIVE of it is verified."""
+    if not passed:
+        return "failed"
+    return "passed" if counted >= CONCLUSIVE * total else "inconclusive"
+
+
+def _sums(v: _stencils.Verdict) -> np.ndarray:
+    ok = np.isfinite(v.numeric) & np.isfinite(v.analytic)
+    d, g = v.numeric[ok], v.analytic[ok]
+    return np.array([np.sum((g - d) ** 2), np.sum(g**2), np.sum(d**2)])
+
+
+def _record(leaf, v: _stencils.Verdict, i: int) -> ElementReport:
+    index, part, sign = leaf.index(int(i)), "", 1.0
+    flat = int(i)
+    if leaf.complex_pairs:  # (∂f/∂x, ∂f/∂y) against (Re g, −Im g): show Re g and Im g
+        index, part, flat = index[:-1], ("real", "imag")[index[-1]], flat // 2
+        sign = -1.0 if part == "imag" else 1.0
+    return ElementReport(
+        path=leaf.path,
+        index=index,
+        flat_index=leaf.offset + flat,
+        analytic=sign * float(v.analytic[i]),
+        numeric=sign * float(v.numeric[i]),
+        abs_error=float(v.abs_error[i]),
+        tolerance=float(v.tolerance[i]),
+        status=_stencils.STATUSES[v.status[i]],
+        part=part,
+    )
+
+
+def _badness(e: ElementReport) -> float:
+    if e.status == "nonfinite" or not math.isfinite(e.abs_error):
+        return math.inf
+    return e.abs_error / e.tolerance if e.tolerance > 0 else math.inf
+
+
+def _difference(sums: np.ndarray) -> float:
+    """‖g − d‖ / (‖g‖ + ‖d‖), and 0 when both are zero."""
+    denom = math.sqrt(sums[1]) + math.sqrt(sums[2])
+    return math.sqrt(sums[0]) / denom if denom > 0 else 0.0

@@ -1,0 +1,167 @@
+"""Element-wise finite differences of one leaf: the stencils, the evaluations, the verdict.
+
+Every element is evaluated at its method's first points; the rest (the error estimate's, the
+noise estimate's, the kink test's) only on a sample and where the verdict depends on them;
+suspicious elements are evaluated again to tell nondeterminism from a wrong gradient, and
+then at smaller steps (`second_look`) before they fail.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .._core.coords import Coords, Leaf, qualified
+from .._core.errors import format_index
+from .._numerics import stencils as st
+from .second_look import second_look
+
+CONFIRM_AT_MOST = 64  # suspicious elements re-evaluated per leaf to tell nondeterminism from a bug
+NOISE_SAMPLE = 256  # elements per leaf always evaluated at ±2h, for the leaf's noise estimate
+NOISY = 1e3  # noise in f above this many round-off units makes an element suspicious
+
+
+@dataclasses.dataclass
+class Nondet:
+    """nondet_tol: re-evaluations of f at one point that differ by at most `tol` are accepted
+    (torch's meaning: GPU atomics reorder additions), and that much noise is allowed in f;
+    `seen` is the largest such difference found."""
+
+    tol: float = 0.0
+    seen: float = 0.0
+
+
+class Stencils:
+    """Each checked leaf's `Stencil`, built when first asked for and kept.
+
+    Every leaf whose stencil is kept, and every leaf with a given step, is validated when
+    this is made (a vanishing step raises before the long part), one leaf at a time.
+    keep=False keeps none of them: in directional mode only the leaves that fail ever need
+    their element stencils, and those hold up to ten rows of the leaf's size; otherwise
+    every leaf needs its stencil, so the validated one is kept.
+    typical: `_typical_scale`.
+    """
+
+    def __init__(self, coords: Coords, values, steps: dict, typical: dict, method, keep: bool):
+        self._coords, self._values, self._steps = coords, values, steps
+        self._typical, self._method = typical, method
+        self._built: dict[str, st.Stencil] = {}
+        for leaf in coords.checked:
+            # The default steps, u^p·max(|θ_i|, the leaf's scale), never vanish: only given
+            # ones are validated where the stencil would not be kept (directional mode on
+            # ten million elements: 6 s of stencils that only a failing leaf needs).
+            if keep or leaf.path in steps:
+                stencil = self._build(leaf)  # raises on a vanishing step
+                if keep:
+                    self._built[leaf.path] = stencil
+
+    def _build(self, leaf: Leaf) -> st.Stencil:
+        theta = np.asarray(self._values[leaf.position]).reshape(-1)
+        stencil = st.make_stencil(theta, self.nominal(leaf), self._method)
+        lost = stencil.lost()
+        if lost.size:
+            i = int(lost[0])
+            h = stencil.h[i]
+            where = f"{qualified(leaf.path)}{format_index(leaf.index(i))}"
+            raise ValueError(
+                f"the step {h:.3g} vanishes at {where} = "
+                f"{float(theta[i])!r} in {theta.dtype}: θ ± h rounds back to θ "
+                f"({lost.size} element(s) of this leaf). Use a larger eps, or eps=None for steps "
+                "relative to each element."
+            )
+        return stencil
+
+    def nominal(self, leaf: Leaf) -> np.ndarray:
+        """The leaf's default (or given) steps h, before any data-chosen factor."""
+        theta = np.asarray(self._values[leaf.position]).reshape(-1)
+        if leaf.path in self._steps:
+            return np.full(theta.shape, self._steps[leaf.path], np.float64)
+        return st.default_steps(theta, self._typical[leaf.path], self._method)
+
+    def __getitem__(self, leaf: Leaf) -> st.Stencil:
+        if leaf.path not in self._built:
+            self._built[leaf.path] = self._build(leaf)
+        return self._built[leaf.path]
+
+    def __setitem__(self, leaf: Leaf, stencil: st.Stencil) -> None:
+        self._built[leaf.path] = stencil
+
+    def median_step(self, leaf: Leaf) -> float:
+        """The leaf's median step: the one used if its stencil was built, else the nominal."""
+        built = self._built.get(leaf.path)
+        return float(np.median(built.h if built is not None else self.nominal(leaf)))
+
+
+def judge_leaf(engine, leaf: Leaf, s: st.Stencil, method, g, tol: dict, subset=None, nondet=None):
+    """Evaluate f at θ and at the method's first points for every element of the leaf, and
+    at the rest (the error estimate's, the noise estimate's, the kink test's) where needed.
+
+    Elements that are clearly right from the first points alone (`stencils.screen`) skip the
+    rest, except for a random sample that keeps the leaf's noise estimate honest. A wrong or
+    doubtful element always gets every point. subset: check only these elements (the verdict
+    covers the leaf, NaN elsewhere). tol: u_f, u_g, rtol, atol (g_scale, noise_floor).
+    nondet: a `Nondet` (None: any difference between re-evaluations is nondeterminism).
+    """
+    idx = np.arange(leaf.size) if subset is None else np.asarray(subset, np.int64)
+    theta0 = s.theta[:1]  # f(θ): element 0 set to its own value
+    if subset is not None:
+        s, g = s.take(idx), g[idx]
+    n = len(idx)
+    sample = np.random.default_rng(leaf.position).choice(n, min(n, NOISE_SAMPLE), replace=False)
+    first = [s.row(o) for o in method.first]
+    rest = [r for r in range(len(s.offsets)) if r not in first]
+    F = np.full((len(s.offsets), n), np.nan)
+    points = [theta0, *(s.points[r] for r in first), *(s.points[r][sample] for r in rest)]
+    f = engine.evaluate(
+        leaf,
+        np.concatenate([[0], *[idx] * len(first), *[idx[sample]] * len(rest)]),
+        np.concatenate(points),
+    )
+    f0, parts = f[0], np.split(f[1:], np.cumsum([n] * len(first) + [len(sample)] * len(rest)))
+    for r, part in zip(first, parts):
+        F[r] = part
+    for r, part in zip(rest, parts[len(first) :]):
+        F[r, sample] = part
+    need = st.screen(g, f0, F, s, method, **tol)
+    need[sample] = False
+    second = np.flatnonzero(need)
+    if second.size and rest:
+        f2 = engine.evaluate(
+            leaf,
+            np.concatenate([idx[second]] * len(rest)),
+            np.concatenate([s.points[r][second] for r in rest]),
+        )
+        for r, part in zip(rest, np.split(f2, len(rest))):
+            F[r, second] = part
+    verdict = st.judge(g, f0, F, s, method, **tol)
+    confirm(engine, leaf, s, idx, verdict, F[first], first, f0, tol["u_f"], nondet or Nondet())
+    verdict = second_look(engine, leaf, s, idx, method, g, f0, tol, verdict, F)
+    return verdict if subset is None else verdict.expand(idx, leaf.size)
+
+
+def confirm(engine, leaf, s, idx, verdict, before, rows, f0, u_f, nondet: Nondet) -> None:
+    """Re-evaluate suspicious elements: values that move between calls are nondeterministic.
+
+    Suspicious are mismatches, and elements whose f is far noisier than round-off: randomness
+    that appears only away from the base point inflates the noise estimate and would otherwise
+    hide as "unverifiable". s, verdict, before (f at the stencil rows `rows`): of the elements
+    idx of the leaf. Differences within nondet.tol are not nondeterminism (recorded in it).
+    """
+    suspicious = (verdict.status == st.MISMATCH) | (verdict.excess_noise > NOISY)
+    bad = np.flatnonzero(suspicious & (verdict.status != st.NONFINITE))
+    if not bad.size:
+        return
+    worst = bad[np.argsort(-(verdict.abs_error[bad] / verdict.tolerance[bad]))][:CONFIRM_AT_MOST]
+    again = engine.evaluate(
+        leaf,
+        np.concatenate([idx[worst]] * len(rows)),
+        np.concatenate([s.points[r][worst] for r in rows]),
+    ).reshape(len(rows), -1)
+    was = before[:, worst]
+    diff = np.abs(again - was)
+    rounding = 8 * u_f * np.maximum(np.abs(was), abs(f0))
+    moved = (diff > np.maximum(rounding, nondet.tol)).any(axis=0)
+    within = diff[:, ~moved][diff[:, ~moved] > rounding[:, ~moved]]
+    nondet.seen = max(nondet.seen, float(within.max(initial=0.0)))
+    verdict.status[worst[moved]] = st.NONDETERMINISTIC

@@ -1,0 +1,177 @@
+"""The gradient under test: JAX's or the user's, in which dtype, and a flat vector's order.
+
+By default, for lower-precision parameters, the gradient under test is computed at the
+parameters and data in their own dtypes (what training computes) while the finite
+differences are float64 (Chainer's `check_backward(dtype=float64)` rule); `own_dtype`
+refuses, with a note, a fn whose value there is another function's (random draws in the
+data's dtype). A flat gradient vector that fails in ravel_pytree's sorted order is read
+again in the dicts' insertion order (`in_insertion_order`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._core.coords import Coords, insertion_order
+from .._engine.batched import cached_jit, split_arrays
+from .._numerics import complex as _complex
+from .._numerics import stencils as st
+from . import loss
+
+
+def in_insertion_order(result, run, grad_fn, params, args, coords):
+    """A failed flat gradient vector, read again in the dicts' insertion order (W1, b1, W2,
+    ... as a hand-written `gradients_to_vector` builds it) where that differs from
+    ravel_pytree's sorted order: accepted with a note where it passes that way; otherwise the
+    failure stands, with a note on the order it was read in."""
+    order = insertion_order(params)
+    ravel = [leaf.path for leaf in coords.leaves]
+    if order == ravel or sorted(order) != sorted(ravel):
+        return result
+    if not coords.is_flat(grad_fn(params, *args)):
+        return result
+    names = ", ".join(p for p in ravel if p in {leaf.path for leaf in coords.inexact_leaves})
+    inserted = ", ".join(p for p in order if p in names.split(", "))
+    again = run(lambda *a: coords.reorder(grad_fn(*a), order))
+    if again.verdict != "failed":
+        note = (
+            f"grad_fn returns one flat vector in the dict's insertion order ({inserted}), not "
+            f"ravel_pytree's, which sorts dict keys ({names}): checked in insertion order. "
+            "Return a dict of gradients, or concatenate in ravel_pytree order."
+        )
+        return dataclasses.replace(again, notes=(*again.notes, note))
+    if again.n_failed < result.n_failed:  # the order that locates the error better
+        note = (
+            f"grad_fn returns one flat vector, read in the dict's insertion order ({inserted}) "
+            f"where fewer elements fail than in ravel_pytree's, which sorts dict keys ({names})"
+        )
+        return dataclasses.replace(again, notes=(*again.notes, note))
+    note = (
+        f"grad_fn returns one flat vector, read in ravel_pytree order, which sorts dict keys "
+        f"({names}); read in the dict's insertion order ({inserted}) it fails as well"
+    )
+    return dataclasses.replace(result, notes=(*result.notes, note))
+
+
+# ---- options and context ---------------------------------------------------------------------
+
+
+def low(coords: Coords) -> bool:
+    """Whether some checked leaf is float32 or lower precision (complex64 included)."""
+    return any(low_dtype(x.dtype) for x in coords.checked)
+
+
+def low_dtype(dtype) -> bool:
+    return jnp.finfo(dtype).bits < 64
+
+
+def scale(grads: dict) -> float:
+    """The largest finite |g| of the check."""
+    tops = [np.abs(g[np.isfinite(g)]).max(initial=0.0) for g in map(np.asarray, grads.values())]
+    return float(max(tops, default=0.0))
+
+
+def precision(coords: Coords, precision: str, order: int) -> tuple[bool, str]:
+    """Whether the gradient under test is computed in the parameters' own dtype (the default
+    for lower-precision parameters), and the note that says how it is computed."""
+    if precision == "native" or not low(coords):
+        return False, ""
+    if precision == "float64" and order == 1:
+        dtypes = ", ".join(sorted({str(x.dtype) for x in coords.checked if low_dtype(x.dtype)}))
+        return True, (
+            f"finite differences in float64; the gradient under test in {dtypes}, as training "
+            "computes it (precision='upcast' computes it in float64 too)"
+        )
+    return False, (
+        "lower-precision leaves checked in float64, the gradient under test too "
+        "(precision='float64' keeps the gradient in their own dtype)"
+    )
+
+
+def under_test(own, fn_given, fn_scalar, grad_fn, given_call, work_call, leaves, values,
+               given, coords, key, f64, traced):  # fmt: skip
+    """{leaf path: the gradient under test} over `coords` (complex leaves as pairs), and the
+    note that replaces the precision note where the own-dtype gradient was refused.
+
+    own: computed at the parameters and data as given (`given_call`: params, args) in their
+    own dtypes; else at the working ones (`work_call`). fn_given, given: fn and the
+    coordinates before complex leaves became pairs; fn_scalar, coords, values: after.
+    """
+    (params, args), (work_params, work_args) = given_call, work_call
+    if own:
+        grads, why_not = own_dtype(fn_given, grad_fn, params, args, leaves, given, key, f64,
+                                   traced)  # fmt: skip
+        if grads is not None:
+            return _complex.gradient_pairs(grads, coords), ""
+    else:
+        why_not = ""
+    if grad_fn is None:
+        return jax_grad(fn_scalar, values, coords, work_args, key)[1], why_not
+    grads = given.gradient(grad_fn(work_params, *work_args))
+    return _complex.gradient_pairs(grads, coords), why_not
+
+
+def dtype_notes(given: Coords, grads: dict) -> list[str]:
+    """A note where grad_fn returned a gradient in a lower precision than its parameter
+    (as torch's check_grad_dtypes refuses): it is judged at its own dtype's tolerance."""
+    low = []
+    for leaf in given.checked:
+        g = grads.get(leaf.path)
+        if g is None or leaf.is_complex or not np.issubdtype(np.asarray(g).dtype, np.floating):
+            continue
+        if np.finfo(np.asarray(g).dtype).bits < np.finfo(leaf.dtype).bits:
+            low.append((leaf.path, np.asarray(g).dtype, leaf.dtype))
+    if not low:
+        return []
+    paths = ", ".join(p for p, _, _ in low[:4]) + (" ..." if len(low) > 4 else "")
+    _, g_dtype, p_dtype = low[0]
+    return [
+        f"grad_fn returned {g_dtype} gradients for {p_dtype} parameters ({paths}): judged at "
+        f"{g_dtype}'s tolerance, so an error below {g_dtype}'s rounding passes; return them in "
+        "the parameters' dtype for a check at its precision"
+    ]
+
+
+def jax_grad(fn_scalar, values, coords, args, key) -> tuple[float, dict[str, np.ndarray]]:
+    """(f, jax.grad(f)) at values, compiled once (kept across calls)."""
+    dyn, rebuild, static = split_arrays((values, args))
+    of_checked = loss.of_checked(fn_scalar, coords, rebuild)
+    checked = [jnp.asarray(values[leaf.position]) for leaf in coords.checked]
+    positions = tuple(leaf.position for leaf in coords.checked)
+    grad = cached_jit(("grad", key, static, positions), lambda: jax.value_and_grad(of_checked))
+    value, grads = grad(checked, dyn)
+    return float(value), {leaf.path: np.asarray(g) for leaf, g in zip(coords.checked, grads)}
+
+
+def own_dtype(fn_scalar, grad_fn, params, args, leaves, coords, key, f64, traced):
+    """The gradient under test at the parameters and data in their own dtypes, or (None, why
+    not) where fn is not the same function there: its value at them must agree with the
+    float64 value f64 within √u of their dtype (random draws in the data's dtype, or a branch
+    on the dtype, make another function, and its gradient is not this one's)."""
+    if grad_fn is None:
+        f, grads = jax_grad(fn_scalar, leaves, coords, args, key)
+    else:
+        grads = coords.gradient(grad_fn(params, *args))
+        if traced:
+            dyn, rebuild, static = split_arrays((params, args))
+            run = cached_jit(("own", key, static), lambda: lambda d: fn_scalar(*_call(rebuild, d)))
+            f = float(run(dyn))
+        else:
+            f = float(fn_scalar(params, *args))
+    u = max(st.unit_roundoff(x.dtype) for x in coords.checked if low_dtype(x.dtype))
+    if abs(f - f64) <= np.sqrt(u) * max(abs(f64), abs(f)):
+        return grads, ""
+    return None, (
+        f"fn is {f!r} at the parameters and data in their own dtypes but {f64!r} in float64, "
+        "more apart than their rounding (random draws or a branch that depend on the dtype): "
+        "the gradient under test computed in float64 too (precision='upcast')"
+    )
+
+
+def _call(rebuild, dyn):
+    p, a = rebuild(dyn)
+    return (p, *a)

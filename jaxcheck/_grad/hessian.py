@@ -1,0 +1,167 @@
+"""order=2: Hessian-vector products against central differences of the gradient.
+
+For k unit Gaussian directions v per checked leaf (zero on the other leaves), the product
+H v under test (`jax.jvp(jax.grad(f))`, or a handwritten `hvp_fn`) is compared element by
+element with (∇f(θ + t v) − ∇f(θ − t v)) / 2t, where ∇f is `jax.grad(f)` or the `grad_fn`
+given. As in directional mode the comparison is along the chord actually evaluated (θ ± t v
+rounded to the working dtype), the step t = u^(1/3)·‖θ_leaf‖ along the unit direction, and the
+verdict is the element-wise error model (`stencils.judge`) applied to each gradient element as
+a function of t: round-off from the noise in the gradient values, truncation from ±2t. Each
+element is reported with its worst direction; a note names, for every failing leaf of H v, the
+leaves whose directions exposed it (the wrong block of H).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._core.coords import Coords, Leaf
+from .._engine.batched import split_arrays
+from .._numerics import complex as _complex
+from .._numerics import stencils as st
+from . import directional as _directional
+from . import loss
+
+
+class Derivatives:
+    """∇f and H v at batches of points: JAX's, or the user's grad_fn / hvp_fn."""
+
+    def __init__(self, values, coords: Coords, given: Coords, args, grad_fn, hvp_fn, jax_fns):
+        self.values, self.coords, self.given, self.args = values, coords, given, args
+        self.grad_fn, self.hvp_fn = grad_fn, hvp_fn
+        self.jax_grads, self.jax_hvps = jax_fns or (None, None)  # None: fn cannot be traced
+
+    def _params(self, values):
+        return self.given.unflatten(_complex.from_pairs(values, self.coords))
+
+    def _user(self, out) -> dict[str, np.ndarray]:
+        grads = _complex.gradient_pairs(self.given.gradient(out), self.coords)
+        return {path: np.asarray(g, np.float64).reshape(-1) for path, g in grads.items()}
+
+    def gradients(self, leaf: Leaf, points: np.ndarray) -> list[dict[str, np.ndarray]]:
+        """∇f with leaf set to each row of points [B, n]; one {path: flat gradient} per row."""
+        if self.grad_fn is None:
+            return _rows(self.jax_grads(leaf, points), len(points))
+        rows = []
+        for x in points:
+            values = list(self.values)
+            values[leaf.position] = x.reshape(leaf.shape)
+            rows.append(self._user(self.grad_fn(self._params(values), *self.args)))
+        return rows
+
+    def hvps(self, leaf: Leaf, directions: np.ndarray) -> list[dict[str, np.ndarray]]:
+        """H v for v = each row of directions [B, n] on leaf (zero elsewhere)."""
+        if self.hvp_fn is None:
+            return _rows(self.jax_hvps(leaf, directions), len(directions))
+        params, rows = self._params(self.values), []
+        for v in directions:
+            tangent = [
+                np.zeros(other.shape, np.asarray(x).dtype) if other.is_float else x
+                for other, x in zip(self.coords.leaves, self.values)
+            ]
+            tangent[leaf.position] = v.reshape(leaf.shape).astype(tangent[leaf.position].dtype)
+            rows.append(self._user(self.hvp_fn(params, self.given.unflatten(tangent), *self.args)))
+        return rows
+
+
+def _rows(out: dict, n: int) -> list[dict[str, np.ndarray]]:
+    """{path: [n, ...] array} -> n dicts {path: flat float64 row}."""
+    return [{p: np.asarray(x[b], np.float64).reshape(-1) for p, x in out.items()} for b in range(n)]
+
+
+def jax_derivatives(fn_scalar, values, coords: Coords, args):
+    """(gradients, hvps) as `Derivatives` wants them, vmapped and compiled, from jax.grad."""
+    dyn, rebuild, _ = split_arrays((values, args))
+    grad = jax.grad(loss.of_checked(fn_scalar, coords, rebuild))
+    base = [jnp.asarray(values[leaf.position]) for leaf in coords.checked]
+    slot = {leaf.position: i for i, leaf in enumerate(coords.checked)}
+
+    def with_leaf(i, x, fill):
+        return [x.reshape(b.shape) if j == i else fill(b) for j, b in enumerate(base)]
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def grads(i, X, dyn):
+        return jax.vmap(lambda x: grad(with_leaf(i, x, lambda b: b), dyn))(X)
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def hvps(i, V, dyn):
+        def one(v):
+            tangent = with_leaf(i, v, jnp.zeros_like)
+            return jax.jvp(lambda sel: grad(sel, dyn), (base,), (tangent,))[1]
+
+        return jax.vmap(one)(V)
+
+    def named(out):
+        return {leaf.path: x for leaf, x in zip(coords.checked, out)}
+
+    return (
+        lambda leaf, X: named(grads(slot[leaf.position], X, dyn)),
+        lambda leaf, V: named(hvps(slot[leaf.position], V, dyn)),
+    )
+
+
+def check(derivatives: Derivatives, coords: Coords, grads, typical, steps, k, seed, tol_of):
+    """{leaf path: Verdict of the leaf's elements of H v, worst direction}, steps, notes.
+
+    grads: the gradient at θ (the values the differences start from); tol_of(leaf) -> the
+    u_f, u_g, rtol, atol of that leaf's elements.
+    """
+    verdicts: dict[str, list[st.Verdict]] = {leaf.path: [] for leaf in coords.checked}
+    exposed: dict[str, set[str]] = {leaf.path: set() for leaf in coords.checked}
+    used_steps = {}
+    g0 = {p: np.asarray(g, np.float64).reshape(-1) for p, g in grads.items()}
+    for leaf in coords.checked:
+        rng = np.random.default_rng([seed, leaf.position, 2])
+        theta = np.asarray(derivatives.values[leaf.position]).reshape(-1)
+        t = _directional.direction_step(theta, typical[leaf.path], steps.get(leaf.path))
+        used_steps[leaf.path] = t
+        v = rng.standard_normal((k, leaf.size))
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+        t64 = theta.astype(np.float64)
+        points = [(t64 + s * t * v).astype(theta.dtype) for s in (1, -1, 2, -2)]
+        g = derivatives.gradients(leaf, np.concatenate(points))
+        chord1 = (points[0].astype(np.float64) - points[1]) / (2 * t)
+        chord2 = (points[2].astype(np.float64) - points[3]) / (4 * t)
+        hv = derivatives.hvps(leaf, np.concatenate([chord1, chord2]).astype(theta.dtype))
+        for j in range(k):
+            for out_leaf in coords.checked:
+                p = out_leaf.path
+                fp1, fm1, fp2, fm2 = (g[s * k + j][p] for s in range(4))
+                h1, h2 = hv[j][p], hv[k + j][p]  # H v along the ±t and the ±2t chord
+                verdict = st.judge_chord(
+                    h1, h2 - h1, g0[p], fp1, fm1, fp2, fm2, t, **tol_of(out_leaf)
+                )
+                verdicts[p].append(verdict)
+                if np.isin(verdict.status, st.FAILING).any():
+                    exposed[p].add(leaf.path)
+    judged = {p: _worst(vs) for p, vs in verdicts.items()}
+    notes = [
+        f"order=2: H·v for {k} random unit directions v per leaf ({k * len(coords.checked)} "
+        "products), each element against central differences of the gradient along v; an "
+        "element shows its worst direction"
+    ]
+    notes += [
+        f"H·v wrong in {p} along directions on {', '.join(sorted(by))} (that block of H)"
+        for p, by in exposed.items()
+        if by
+    ]
+    return judged, used_steps, notes
+
+
+def _worst(verdicts: list[st.Verdict]) -> st.Verdict:
+    """Per element, the verdict of its worst direction: failing first, then by error/τ."""
+    status = np.stack([v.status for v in verdicts])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.stack([v.abs_error / v.tolerance for v in verdicts])
+    ratio = np.nan_to_num(ratio, nan=np.inf)
+    score = np.where(np.isin(status, st.FAILING), 2.0 + np.arctan(ratio), np.arctan(ratio))
+    score = np.where(status == st.UNVERIFIABLE, -1.0, score)
+    pick = np.argmax(score, axis=0)
+    cols = np.arange(status.shape[1])
+    fields = ("analytic", "numeric", "abs_error", "tolerance", "resolution", "excess_noise")
+    out = {f: np.stack([getattr(v, f) for v in verdicts])[pick, cols] for f in fields}
+    return st.Verdict(**out, status=status[pick, cols])
