@@ -374,9 +374,8 @@ class Coords:
                 problems.append(e)
         if len(problems) == 1:
             raise problems[0]
-        if (
-            problems
-        ):  # name every wrong leaf at once (the autoencoder question has two transposed gradients)
+        # name every wrong leaf at once (the autoencoder question has two transposed gradients)
+        if problems:
             kind = (GradientTypeError if all(isinstance(e, TypeError) for e in problems)
                     else GradientValueError)  # fmt: skip
             raise kind(

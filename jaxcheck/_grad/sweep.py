@@ -21,7 +21,7 @@ import numpy as np
 
 from .._core.errors import hides_input_errors
 from .._core.plots import pyplot
-from .._core.result import _html_table, _table
+from .._core.rendering import _html_table, _table
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -88,12 +88,14 @@ def _factor(a, d, resolved, failing, shape, theta) -> str:
 
 
 def _fraction(c: float) -> str:
-    """c as k/m or 1/(k·m) where it is near an integer ratio, for the message."""
-    for k in range(2, 65):
-        if abs(c - k) <= 0.01 * k:
-            return f"{k}/m"
-        if abs(1 / c - k) <= 0.01 * k if c else False:
-            return f"1/({k}m)"
+    """c as p/(q·m) where it is near a small ratio p/q, for the message (c/m otherwise)."""
+    sign, x = ("−" if c < 0 else ""), abs(c)
+    for q in range(1, 17):
+        for p in range(1, 65):
+            if abs(x - p / q) <= 0.01 * x:
+                if q == 1:
+                    return f"{sign}{p}/m"
+                return f"{sign}{p}/({q}m)"
     return f"{c:.3g}/m"
 
 

@@ -8,7 +8,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from .._core.result import WORST_SHOWN, ElementReport, _html_table, _json_float, _table
+from .._core.rendering import WORST_SHOWN, _html_table, _table
+from .._core.result import ElementReport, _json_float
 
 
 @dataclasses.dataclass(frozen=True)
