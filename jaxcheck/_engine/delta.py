@@ -25,7 +25,7 @@ in f(θ + h) − f(θ − h)).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -33,6 +33,8 @@ import jax.extend.core as jcore
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+
+from .slab import Slab, bind, put, read, run_eqns, take
 
 ELEMENTWISE = frozenset(
     """abs acos acosh add and asin asinh atan atan2 atanh cbrt ceil clamp convert_element_type
@@ -45,52 +47,6 @@ INLINE = {"pjit": "jaxpr", "jit": "jaxpr", "closed_call": "call_jaxpr", "core_ca
           "custom_jvp_call": "call_jaxpr", "custom_vjp_call": "call_jaxpr",
           "custom_vjp_call_jaxpr": "fun_jaxpr", "remat": "jaxpr", "remat2": "jaxpr",
           "checkpoint": "jaxpr"}  # fmt: skip
-
-
-class Slab:
-    """B values equal to `base` except where `axes` take the indices `sel[b]`: there, `val[b]`.
-
-    base: the unperturbed value, shape S. axes: sorted selected axes of S.
-    sel: int32 [B, len(axes)].
-    val: [B, *(S[a] for a not in axes)].
-    """
-
-    __slots__ = ("base", "axes", "sel", "val")
-
-    def __init__(self, base, axes, sel, val):
-        self.base, self.axes, self.sel, self.val = base, tuple(axes), sel, val
-
-    @property
-    def free(self) -> list[int]:
-        return [a for a in range(np.ndim(self.base)) if a not in self.axes]
-
-    def same_slab(self, other: Slab) -> bool:
-        return self.axes == other.axes and self.sel is other.sel
-
-    def dense(self) -> Slab:
-        """The same values with no selected axes: val holds every element."""
-        if not self.axes:
-            return self
-        return Slab(self.base, (), self.sel[:, :0], put(self.base, self.axes, self.sel, self.val))
-
-
-def _index(ndim: int, axes: Sequence[int], s) -> tuple:
-    return tuple(s[axes.index(a)] if a in axes else slice(None) for a in range(ndim))
-
-
-def take(x, axes: Sequence[int], sel) -> jax.Array:
-    """x's slab at each member's selection: [B, *free shape]."""
-    x = jnp.asarray(x)
-    if not axes:
-        return jnp.broadcast_to(x, (sel.shape[0], *x.shape))
-    return jax.vmap(lambda s: x[_index(x.ndim, list(axes), s)])(sel)
-
-
-def put(base, axes: Sequence[int], sel, val) -> jax.Array:
-    """The dense [B, *S] values: base with each member's slab replaced by val[b]."""
-    if not axes:
-        return val
-    return jax.vmap(lambda s, v: base.at[_index(base.ndim, list(axes), s)].set(v))(sel, val)
 
 
 def evaluate(closed: jcore.ClosedJaxpr, inputs: Sequence[Any], stats: dict | None = None):
@@ -113,31 +69,6 @@ def _eval(jaxpr: jcore.Jaxpr, consts: Sequence[Any], inputs: Sequence[Any], stat
     env.update(zip(jaxpr.invars, inputs))
     run_eqns(jaxpr.eqns, env, lambda eqn, invals: _apply(eqn, invals, stats))
     return [read(env, v) for v in jaxpr.outvars]
-
-
-def read(env: dict, v) -> Any:
-    """A jaxpr variable's value in env (a literal's own value)."""
-    return v.val if isinstance(v, jcore.Literal) else env[v]
-
-
-def run_eqns(eqns, env: dict, apply: Callable = None) -> None:
-    """Evaluate equations in order, reading and writing env; apply(eqn, invals) -> outputs."""
-    apply = apply or bind
-    for eqn in eqns:
-        outs = apply(eqn, [read(env, v) for v in eqn.invars])
-        for var, x in zip(eqn.outvars, outs):
-            if not isinstance(var, jcore.DropVar):
-                env[var] = x
-
-
-def bind(eqn, invals) -> list[Any]:
-    params = eqn.primitive.get_bind_params(eqn.params)
-    subfuns = []
-    if isinstance(params, tuple):  # jax < 0.9 also returned the sub-functions
-        subfuns, params = params
-    with eqn.ctx.manager:
-        out = eqn.primitive.bind(*subfuns, *invals, **params)
-    return list(out) if eqn.primitive.multiple_results else [out]
 
 
 def _apply(eqn, invals, stats: dict) -> list[Any]:

@@ -23,7 +23,7 @@ import jax
 import jax.extend.core as jcore
 import numpy as np
 
-from .delta import read, run_eqns
+from .slab import read, run_eqns
 
 
 class Staged:
