@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from corpus_cases import CASES  # noqa: E402
 
 import jaxcheck  # noqa: E402
-from jaxcheck._core.coords import leaf_paths  # noqa: E402
+from jaxcheck._core.paths import leaf_paths  # noqa: E402
 
 PLANTED = (1e-2, 1e-3)
 PRECISIONS = ("float64", "float32 native")

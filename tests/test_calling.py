@@ -1,6 +1,7 @@
 """The checks people write: argnums, cotangent, has_aux, the gradient outputs they pass, and
 the messages for the mistakes they make."""
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -261,4 +262,4 @@ def test_jaxcheck_traceback_keeps_jaxchecks_frames(monkeypatch):
 
     assert not any("jaxcheck" in f and "tests" not in f for f in frames())
     monkeypatch.setenv("JAXCHECK_TRACEBACK", "1")
-    assert any(f.endswith("coords.py") and "jaxcheck" in f for f in frames())
+    assert any(os.path.join("jaxcheck", "_core") in f for f in frames())  # the raising frame

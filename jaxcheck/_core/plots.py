@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .coords import leaf_paths
+from .paths import leaf_paths
 
 
 def pyplot(who: str):

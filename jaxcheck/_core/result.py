@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from .coords import leaf_paths
 from .errors import format_index
+from .paths import leaf_paths
 from .rendering import Rendering
 
 VERDICTS = ("passed", "failed", "inconclusive")

@@ -30,7 +30,8 @@ import dataclasses
 import jax.numpy as jnp
 import numpy as np
 
-from .._core.coords import Coords, Leaf, qualified
+from .._core.coords import Coords, Leaf
+from .._core.paths import qualified
 from .._engine.batched import JaxEngine
 from .._engine.host import HostEngine
 from .._numerics import stencils as st

@@ -12,8 +12,9 @@ import dataclasses
 
 import numpy as np
 
-from .._core.coords import Coords, Leaf, qualified
+from .._core.coords import Coords, Leaf
 from .._core.errors import format_index
+from .._core.paths import qualified
 from .._numerics import stencils as st
 from .second_look import second_look
 

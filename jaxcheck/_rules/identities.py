@@ -28,8 +28,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._core.coords import Coords, Leaf, leaf_paths
+from .._core.coords import Coords, Leaf
 from .._core.errors import hides_input_errors
+from .._core.paths import leaf_paths
 from .._grad import directional as _directional
 from .._grad import options
 from . import primal as _rules
