@@ -145,16 +145,19 @@ def test_the_sparse_path_handles_linear_structure():
         return jnp.sum(jnp.cos(s)) + jnp.max(w) + jnp.sum(jnp.squeeze(p["v"][None]) ** 3)
 
     coords, values, _, sparse, plain = _engines(loss, params, (x,))
+    _assert_every_element_agrees(coords, values, sparse, plain, tol=1e-13)
+    assert set(sparse.paths.values()) == {"sparse"}
+
+
+def _assert_every_element_agrees(coords, values, sparse, plain, tol):
+    """Both paths' f with every element of each checked leaf moved by 0.01, to tol."""
     with jax.enable_x64(True):
-        checked = list(coords.checked)
-    for leaf in checked:
-        theta = np.asarray(values[leaf.position]).reshape(-1)
-        idx = np.arange(leaf.size)
-        with jax.enable_x64(True):
+        for leaf in coords.checked:
+            theta = np.asarray(values[leaf.position]).reshape(-1)
+            idx = np.arange(leaf.size)
             a = sparse.evaluate(leaf, idx, theta + 0.01)
             b = plain.evaluate(leaf, idx, theta + 0.01)
-        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
-    assert set(sparse.paths.values()) == {"sparse"}
+            np.testing.assert_allclose(a, b, rtol=tol, atol=tol, err_msg=leaf.path)
 
 
 CONVS = {  # (input shape, kernel shape, conv_general_dilated keywords)
@@ -198,14 +201,7 @@ def test_the_sparse_path_computes_convolutions(monkeypatch, case):
     monkeypatch.setitem(_delta.RULES, "conv_general_dilated",
                         lambda eqn, invals: used.append(1) or rule(eqn, invals))  # fmt: skip
     coords, values, _, sparse, plain = _engines(loss, params, (x,))
-    with jax.enable_x64(True):
-        checked = list(coords.checked)
-        for leaf in checked:
-            theta = np.asarray(values[leaf.position]).reshape(-1)
-            idx = np.arange(leaf.size)
-            a = sparse.evaluate(leaf, idx, theta + 0.01)
-            b = plain.evaluate(leaf, idx, theta + 0.01)
-            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12, err_msg=leaf.path)
+    _assert_every_element_agrees(coords, values, sparse, plain, tol=1e-12)
     assert used and set(sparse.paths.values()) == {"sparse"}, sparse.paths
 
 

@@ -48,10 +48,10 @@ class GradientInput:
         if flat is not None:
             return self._split_flat(flat)
         entries = dict(leaf_paths(grad))
-        nones = [p for p, x in _paths_with_none(grad) if x is None]
         by_path = {leaf.path: leaf for leaf in self.leaves}
         missing = [leaf.path for leaf in self.checked if leaf.path not in entries]
-        if missing and nones:
+        nones = [p for p, x in _paths_with_none(grad) if x is None] if missing else []
+        if nones:
             named = {_names(p): p for p in nones}
             none_paths = [leaf.path for leaf in self.checked if _names(leaf.path) in named]
             if none_paths:
@@ -101,16 +101,10 @@ class GradientInput:
 
     def _matches(self, tree: Any) -> bool:
         """Whether tree holds a value for every checked leaf (by path or by key names)."""
-        if self._flat_vector_or_none(tree) is not None:
+        if self.is_flat(tree):
             return True
         names = {_names(p) for p, _ in leaf_paths(tree)}
         return all(_names(leaf.path) in names for leaf in self.checked)
-
-    def _flat_vector_or_none(self, tree: Any):
-        try:
-            return self._flat_vector(tree)
-        except (ValueError, TypeError):
-            return None
 
     def _unwrapped(self, grad: Any) -> Any:
         """The gradients out of the pairs people return: jax.value_and_grad's (value,

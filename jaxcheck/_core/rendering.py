@@ -168,8 +168,7 @@ class Rendering:
         weak = [leaf.path for leaf in self.leaves.values() if leaf.verdict == "inconclusive"]
         lines = [f"gradient check {self._headline()}"]
         lines += [f"  wrong leaves: {', '.join(bad)}"] if bad else []
-        lines += [f"  diagnosis {leaf.path}: {leaf.diagnosis}" for leaf in self.leaves.values()
-                  if leaf.diagnosis]  # fmt: skip
+        lines += [f"  {line}" for line in self._diagnosis_lines()[1:]]
         if self.verdict == "inconclusive":
             lines += [f"  leaves under half verified: {', '.join(weak)}"]
             lines += [f"  to make it conclusive: {self.advice}"] if self.advice else []

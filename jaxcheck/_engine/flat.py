@@ -37,19 +37,20 @@ class FlatEngine(JaxEngine):
     """`JaxEngine`'s interface, with one program over the raveled leaves of the layout; any
     other checked leaf (a large one, beside small ones) keeps a program of its own."""
 
-    def __init__(self, fn_scalar, values, coords, args, layout: _layout.Flat, per_call=None,
-                 **options):  # fmt: skip
+    def __init__(self, fn_scalar, values, coords, args, layout: _layout.Flat, **options):
         super().__init__(fn_scalar, values, coords, args, **options)
         self.layout = layout
         # The report's method line: one program for every leaf, or for the small ones.
         self.name = "jax-flat" if len(layout.spans) == len(coords.checked) else "jax-mixed"
         self._flat_residuals = None
-        self._per_call = per_call  # points a call evaluates (None: a leaf's first sweep)
+        # points a call evaluates: a leaf's directions (mode="directional"), else None for a
+        # leaf's first sweep
+        self._per_call = len(_engine.ALONG) * self._directions if self._directions else None
         self._leaves = [leaf for leaf in coords.checked if leaf.position in layout.spans]
         parts = [np.asarray(self._values[leaf.position]).reshape(-1) for leaf in self._leaves]
         self._theta = np.concatenate(parts).astype(layout.dtype)  # the raveled leaves
         if self._key is not None:
-            self._key = (*self._key, "flat", tuple(layout.spans), per_call)
+            self._key = (*self._key, "flat", tuple(layout.spans))  # (directions: in the base)
 
     # ---- the program ---------------------------------------------------------------------
 

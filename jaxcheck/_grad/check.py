@@ -33,6 +33,7 @@ from .assemble import assemble
 SAMPLES = 64  # elements per leaf in mode="sample"
 
 
+@_errors.hides_input_errors  # a mistake in the input shows the user's line
 def check_grad(
     fn: Callable[..., Any],
     params: Any,
@@ -159,17 +160,13 @@ def check_grad(
         >>> jaxcheck.check_grad(loss, params, jnp.arange(6.0).reshape(2, 3)).passed
         True
     """
-    __tracebackhide__ = True  # a mistake in the input shows the user's line, not jaxcheck's
-    with _errors.input_errors():
-        options.refuse_unknown(unknown)
-        options.validate(fn, grad_fn, mode, rtol, atol, precision, seed, chunk_size, progress)
-        call = calling.adapt(fn, params, args, grad_fn, argnums, cotangent, has_aux)
-    fn, params, args, grad_fn = call.fn, call.params, call.args, call.grad_fn
-    with _errors.input_errors():
-        return _checked(fn, params, args, grad_fn, mode, method, kinks, order, hvp_fn, eps,
-                        rtol, atol, nondet_tol, only, precision, seed, directions, samples,
-                        chunk_size, max_memory, progress, journal, devices, cache_dir,
-                        call.cotangent)  # fmt: skip
+    options.refuse_unknown(unknown)
+    options.validate(fn, grad_fn, mode, rtol, atol, precision, seed, chunk_size, progress)
+    call = calling.adapt(fn, params, args, grad_fn, argnums, cotangent, has_aux)
+    return _checked(call.fn, call.params, call.args, call.grad_fn, mode, method, kinks, order,
+                    hvp_fn, eps, rtol, atol, nondet_tol, only, precision, seed, directions,
+                    samples, chunk_size, max_memory, progress, journal, devices, cache_dir,
+                    call.cotangent)  # fmt: skip
 
 
 def _checked(fn, params, args, grad_fn, mode, method, kinks, order, hvp_fn, eps, rtol, atol,
@@ -569,10 +566,7 @@ def _batched_or_host(fn_scalar, values, coords, args, key, engine_options, notes
     layout = _layout.choose(coords, values, engine.flops, jax.devices()[0].platform, points)
     if layout is not None:
         try:
-            per_call = _directional.ALONG * directions if directions else None
-            flat = FlatEngine(
-                fn_scalar, values, coords, args, layout, per_call, cache_key=key, **opts
-            )
+            flat = FlatEngine(fn_scalar, values, coords, args, layout, cache_key=key, **opts)
             flat.prepare()
             own = [leaf for leaf in coords.checked if leaf.position not in layout.spans]
             if own:  # the probe of the per-leaf programs too

@@ -26,9 +26,10 @@ import math
 
 import numpy as np
 
+from .._engine import batched as _engine
 from .._numerics import stencils as st
 
-ALONG = 4  # points per direction: θ ± h v, θ ± 2h v
+ALONG = len(_engine.ALONG)  # points per direction, as the engine lays them out: θ ± h v, θ ± 2h v
 DIRECTIONS = 4  # default k: Gaussian directions per leaf
 FANOUT = 4  # parts each surviving cell is split into per round
 PROBES = 2  # directions per part: a part is cleared only if all of them agree
