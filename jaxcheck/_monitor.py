@@ -23,7 +23,8 @@ import numpy as np
 from ._core.errors import GradCheckError
 from ._core.plots import pyplot
 from ._core.result import CheckResult
-from ._grad.check import check_grad
+from ._grad.check import checked
+from ._grad.options import Options, validate_functions
 
 FULL_UP_TO = 20_000  # parameters: above this the default mode is "directional"
 ON_FAILURE = ("warn", "raise", "ignore")
@@ -52,7 +53,8 @@ class GradMonitor:
         mode: None: "full" up to 20,000 parameters, else "directional".
         on_failure: "warn" (default: a warning with the report's headline), "raise" (a
             `GradCheckError`, which stops the loop) or "ignore" (only recorded).
-        **options: passed to `check_grad` (method, precision, only, rtol, ...).
+        **options: passed to `check_grad` (method, precision, only, rtol, ...); validated
+            here, so a mistake in them is refused before the training starts.
 
     Example:
         monitor = jaxcheck.GradMonitor(loss, every=50)
@@ -80,8 +82,11 @@ class GradMonitor:
             raise ValueError(f"on_failure={on_failure!r}: pass one of {ON_FAILURE}.")
         if "progress" not in options:
             options["progress"] = False  # a training log is no place for progress bars
+        validate_functions(fn, grad_fn)
+        mine = ("fn", "every", "grad_fn", "mode", "on_failure")
+        self.options = Options.make("GradMonitor()", mine, mode=mode or "full", **options)
         self.fn, self.grad_fn, self.every, self.mode = fn, grad_fn, every, mode
-        self.on_failure, self.options = on_failure, options
+        self.on_failure = on_failure
         self.history: list[Record] = []
         self.last: CheckResult | None = None
 
@@ -119,7 +124,7 @@ class GradMonitor:
             self.history.append(Record(step, value, checked=False))
             return None
         mode = self.mode or ("full" if _size(params) <= FULL_UP_TO else "directional")
-        result = check_grad(self.fn, params, *args, grad_fn=self.grad_fn, mode=mode, **self.options)
+        result = checked(self.fn, params, args, self.grad_fn, self.options.replace(mode=mode))
         if loss is None:
             value = float(self.fn(params, *args))
         record = Record(

@@ -46,30 +46,18 @@ def _demo(args: argparse.Namespace) -> int:
     return 0  # the demo worked: it found the bug it planted
 
 
-# check_grad's options as flags: (flag, type, help); None for the spec's (or the default)
-_OPTIONS = [
-    ("--mode", str, "full, directional or sample"),
-    ("--method", str, "central, central4, central6, richardson, forward or complex_step"),
-    ("--kinks", str, "report (default) or fail"),
-    ("--order", int, "1 checks the gradient, 2 Hessian-vector products"),
-    (
-        "--eps",
-        str,
-        "the step: a number, 'auto' or 'rule'; or PATH=STEP for one leaf "
-        "(repeatable: --eps \"['W1']=1e-4\" --eps \"['b1']=1e-5\")",
-    ),
-    ("--rtol", float, "relative tolerance"),
-    ("--atol", float, "absolute tolerance"),
-    ("--precision", str, "float64 (default), upcast or native"),
-    ("--nondet-tol", float, "accept re-evaluations of fn that differ by this much"),
-    ("--seed", int, "seed of random directions, samples and projections"),
-    ("--directions", int, "random directions per leaf (mode=directional, order=2)"),
-    ("--samples", int, "elements per leaf (mode=sample)"),
-    ("--chunk-size", int, "perturbations per compiled batch"),
-    ("--max-memory", str, "memory for the batches, e.g. 2GB"),
-    ("--journal", str, "record finished chunks here; run again with it to resume a killed check"),
-    ("--cache-dir", str, "JAX's persistent compilation cache here: a rerun compiles nothing"),
-]
+def _flags() -> list[tuple[str, type, str]]:
+    """check_grad's options that are flags, as the options declare them: (flag, type, help);
+    --only and --progress are added their own way."""
+    import dataclasses
+
+    from ._grad.options import Options
+
+    return [
+        ("--" + f.name.replace("_", "-"), f.metadata["type"], f.metadata["flag"])
+        for f in dataclasses.fields(Options)
+        if f.metadata["flag"]
+    ]
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -81,7 +69,7 @@ def _check(args: argparse.Namespace) -> int:
     baseline = _baseline.read(args.baseline) if args.baseline else None
     spec = _spec.load(args.target)
     overrides = {}
-    for flag, _, _ in _OPTIONS:
+    for flag, _, _ in _flags():
         key = flag[2:].replace("-", "_")
         value = getattr(args, key)
         if value is not None:
@@ -172,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
         "allows, 2 usage or spec error, 3 inconclusive.",
     )
     check.add_argument("target", metavar="FILE.py:FUNCTION | module:FUNCTION")
-    for flag, kind, text in _OPTIONS:
+    for flag, kind, text in _flags():
         if flag == "--eps":
             check.add_argument(flag, type=kind, help=text, action="append")
         else:

@@ -28,9 +28,10 @@ import numpy as np
 
 from .._engine import batched as _engine
 from .._numerics import stencils as st
+from .leafwise import Session
+from .plan import Judged
 
 ALONG = len(_engine.ALONG)  # points per direction, as the engine lays them out: θ ± h v, θ ± 2h v
-DIRECTIONS = 4  # default k: Gaussian directions per leaf
 FANOUT = 4  # parts each surviving cell is split into per round
 PROBES = 2  # directions per part: a part is cleared only if all of them agree
 ISOLATE_AT = 8  # cells this small are checked element by element (at the least)
@@ -249,3 +250,23 @@ def check_leaf(engine, leaf, g, f0, step, k, rng, judge_elements, **tol) -> Dire
             "is spread thin or sits at the resolution): the leaf is reported as a whole",
         )
     return DirectionalVerdict(**result, elements=elements, located=located)
+
+
+def judge(problem, plan) -> Judged:
+    """mode="directional": each checked leaf along `plan.directions` random directions; a
+    leaf that fails is located by group testing, and its candidates checked element-wise."""
+    session = Session(problem, plan)
+    verdicts, used = {}, {}
+    for leaf in problem.coords.checked:
+        g, tol = session.gradient(leaf)
+        rng = np.random.default_rng([plan.seed, leaf.position])
+        used[leaf.path] = session.method.name
+        theta = np.asarray(problem.values[leaf.position]).reshape(-1)
+        step = direction_step(theta, problem.typical[leaf.path], plan.steps.get(leaf.path))
+
+        def elements(subset=None, leaf=leaf, g=g, tol=tol):
+            return session.elements(leaf, g, tol, subset)
+
+        verdicts[leaf.path] = check_leaf(session.engine, leaf, g, problem.f0, step,
+                                         plan.directions, rng, elements, **tol)  # fmt: skip
+    return session.finish(verdicts, used, {})

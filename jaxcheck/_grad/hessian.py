@@ -25,6 +25,8 @@ from .._numerics import complex as _complex
 from .._numerics import stencils as st
 from . import directional as _directional
 from . import loss
+from .plan import Judged, Plan
+from .problem import Problem
 
 
 class Derivatives:
@@ -102,6 +104,31 @@ def jax_derivatives(fn_scalar, values, coords: Coords, args):
         lambda leaf, X: named(grads(slot[leaf.position], X, dyn)),
         lambda leaf, V: named(hvps(slot[leaf.position], V, dyn)),
     )
+
+
+def judge(problem: Problem, plan: Plan) -> Judged:
+    """order=2: each checked leaf's elements of H·v, along `plan.directions` directions."""
+    p = problem
+    if plan.hvp_fn is None and not p.traced:
+        raise TypeError(
+            f"fn could not be traced by JAX ({p.why}), so jax.jvp(jax.grad(fn)) cannot give "
+            "the Hessian-vector products to check: pass your own as hvp_fn=."
+        )
+    if plan.hvp_fn is not None and p.coords is not p.given:
+        raise ValueError(
+            "hvp_fn= with complex parameters is not supported: check H·v with JAX's own "
+            "(hvp_fn=None), or pass the real and imaginary parts as separate real leaves."
+        )
+    ours = jax_derivatives(p.fn_scalar, p.values, p.coords, p.args) if p.traced else None
+    derivatives = Derivatives(p.values, p.coords, p.given, p.args, p.grad_fn, plan.hvp_fn, ours)
+
+    def tol_of(leaf):
+        return plan.tolerance(np.asarray(p.grads[leaf.path]).dtype)
+
+    verdicts, steps, notes = check(derivatives, p.coords, p.grads, p.typical, plan.steps,
+                                   plan.directions, plan.seed, tol_of)  # fmt: skip
+    engine = "jax" if p.grad_fn is None and plan.hvp_fn is None else "host"
+    return Judged(verdicts, steps, engine, notes)
 
 
 def check(derivatives: Derivatives, coords: Coords, grads, typical, steps, k, seed, tol_of):

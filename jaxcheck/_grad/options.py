@@ -1,17 +1,25 @@
-"""Options of check_grad: validated eagerly, before any tracing, with the fix in the message."""
+"""The options of a gradient check: declared once, validated once, into one frozen value.
+
+`Options` holds every keyword of `check_grad` but the functions under test. Each field
+declares its default, the function that validates (and normalizes) it, and its CLI flag;
+`Options.make` refuses a keyword it does not know with the option that is meant. check_grad,
+`GradMonitor`, the CLI (its flags are the fields') and `jaxcheck.testing` (through
+check_grad) all build this one value. What needs the parameters (eps= leaf names, only=) is
+checked where they are known: `leaf_steps` and `Coords.build`.
+"""
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
+import difflib
 import math
 import numbers
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
-import numpy as np
 
 from .._core.coords import Coords
 from .._core.errors import list_paths
@@ -19,9 +27,11 @@ from .._numerics.methods import METHODS
 
 MODES = ("full", "directional", "sample")
 PRECISIONS = ("float64", "upcast", "native")
+STEP_RULES = ("auto", "rule")
+DIRECTIONS = 4  # default k: Gaussian directions per leaf (directional mode, order=2)
+SAMPLES = 64  # elements per leaf in mode="sample"
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
           "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}  # fmt: skip
-
 
 # Names people reach for, from other checkers and papers, and the option that does it here.
 ALIASES = {
@@ -41,64 +51,24 @@ ALIASES = {
 }
 
 
-def refuse_unknown(unknown: Mapping[str, Any]) -> None:
-    """A keyword check_grad does not take: say which one it has."""
-    if not unknown:
-        return
-    import difflib
-    import inspect
-
-    from . import check as _check
-
-    known = [p for p in inspect.signature(_check.check_grad).parameters if p not in
-             ("fn", "params", "args", "unknown")]  # fmt: skip
-    lines = []
-    for name in unknown:
-        fix = ALIASES.get(name) or ", ".join(
-            f"{m}=" for m in difflib.get_close_matches(name, known, n=2, cutoff=0.6)
-        )
-        lines.append(f"{name}=" + (f" (did you mean {fix}?)" if fix else ""))
-    raise TypeError(
-        f"check_grad() got an unexpected keyword argument {'; '.join(lines)}. Its options: "
-        + ", ".join(known)
-        + "."
-    )
+def _is_real(x: Any) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
 
-def validate(fn, grad_fn, mode, rtol, atol, precision, seed, chunk_size, progress) -> None:
-    if not callable(fn):
-        raise TypeError(
-            f"fn must be a function fn(params, *args) -> loss; got {type(fn).__name__}."
-        )
-    if grad_fn is not None and not callable(grad_fn):
-        hint = ""
-        if isinstance(grad_fn, (dict, list, tuple)) or hasattr(grad_fn, "shape"):
-            hint = (
-                " It looks like the gradients themselves: pass the function that computes "
-                "them, e.g. grad_fn=lambda params, *args: backward(params, *args) (or, for "
-                "values computed at these very params, grad_fn=lambda *_: grads)."
-            )
-        raise TypeError(
-            f"grad_fn must be a function grad_fn(params, *args) -> gradients, or None for "
-            f"jax.grad(fn); got a {type(grad_fn).__name__}.{hint}"
-        )
+# ---- one validator per option: the value, normalized, or an error with the fix --------------
+
+
+def _mode(mode):
     if mode not in MODES:
         raise ValueError(
             f"mode={mode!r} is not available; choose one of {MODES}: 'full' checks every "
             "element, 'directional' k random directions per leaf (then locates wrong elements), "
             "'sample' m random elements per leaf."
         )
-    validate_numerics(rtol, atol, precision, seed)
-    if chunk_size is not None and not (isinstance(chunk_size, numbers.Integral) and chunk_size > 0):
-        raise ValueError(f"chunk_size={chunk_size!r}: pass a positive integer, or None.")
-    if progress not in (None, True, False):
-        raise ValueError(
-            f"progress={progress!r}: pass True (always show a progress bar), False (never), "
-            "or None (default: on a terminal, for checks that take more than two seconds)."
-        )
+    return mode
 
 
-def validate_method(method, kinks, order, mode) -> None:
+def _method(method):
     if method is not None and method not in (*METHODS, "complex_step"):
         raise ValueError(
             f"method={method!r} is not available; choose one of {(*METHODS, 'complex_step')}: "
@@ -106,116 +76,104 @@ def validate_method(method, kinks, order, mode) -> None:
             "accurate in float32), 'forward' (cheapest: n + 1 evaluations), 'complex_step' "
             "(no subtraction error, for complex-analytic losses)."
         )
-    if method == "complex_step" and mode == "directional":
-        raise ValueError(
-            "method='complex_step' checks elements (mode='full' or 'sample'); "
-            "mode='directional' uses central differences: leave method=None with it."
-        )
+    return method
+
+
+def _kinks(kinks):
     if kinks not in ("report", "fail"):
         raise ValueError(
             f"kinks={kinks!r}: pass 'report' (default: kinks are reported, not failed) or 'fail'."
         )
-    if order == 2 and method not in (None, "central"):
-        raise ValueError(
-            f"order=2 with method={method!r}: Hessian-vector products are checked with central "
-            "differences of the gradient; leave method at 'central'."
-        )
+    return kinks
 
 
-def validate_order(order, hvp_fn, mode) -> None:
+def _order(order):
     if order not in (1, 2) or isinstance(order, bool):
         raise ValueError(
             f"order={order!r}: pass 1 (check the gradient) or 2 (check Hessian-vector products)."
         )
+    return order
+
+
+def _hvp_fn(hvp_fn):
     if hvp_fn is not None and not callable(hvp_fn):
         raise TypeError(
             f"hvp_fn must be a function hvp_fn(params, v, *args) -> H·v, or None for "
             f"jax.jvp(jax.grad(fn)); got {type(hvp_fn).__name__}."
         )
-    if hvp_fn is not None and order != 2:
-        raise ValueError("hvp_fn= is the Hessian-vector product under test: pass order=2 with it.")
-    if order == 2 and mode != "full":
+    return hvp_fn
+
+
+def _step(value, where: str = ""):
+    if not (_is_real(value) and 0 < value < math.inf):
         raise ValueError(
-            f"order=2 with mode={mode!r}: Hessian-vector products are checked along random "
-            "directions already (directions= per leaf), every element of each; leave mode "
-            "at 'full'."
+            f"eps={value!r}{where}: a step must be a finite number > 0 (e.g. 1e-6), "
+            "or None for the default."
         )
+    return float(value)
 
 
-def validate_numerics(rtol, atol, precision, seed) -> None:
-    """The options every check shares: tolerances, precision, seed."""
-    if precision not in PRECISIONS:
-        raise ValueError(
-            f"precision={precision!r}: choose 'float64' (default: finite differences in "
-            "float64, the gradient under test in the parameters' dtype), 'upcast' (both in "
-            "float64) or 'native' (both in the parameters' dtype)."
-        )
-    for name, value in (("rtol", rtol), ("atol", atol)):
-        if value is not None and not (_is_real(value) and 0 <= value < math.inf):
-            raise ValueError(
-                f"{name}={value!r}: pass a finite number >= 0, or None for the default."
-            )
-    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
-        raise TypeError(f"seed={seed!r}: pass an integer.")
-
-
-def working_dtype(precision: str, *, traced: bool) -> Any:
-    """leaf -> the dtype a check works in: float64; or under "native" the leaf's own, as JAX
-    computes it under the current config when fn is traced (float64 becomes float32 without
-    x64). Complex leaves get the complex counterpart (`Coords.cast`)."""
-    if precision != "native":
-        return lambda leaf: np.float64
-    if traced:
-        return lambda leaf: jax.dtypes.canonicalize_dtype(leaf.dtype)
-    return lambda leaf: leaf.dtype
-
-
-@contextlib.contextmanager
-def numerics(precision: str):
-    """float64 where asked, and full-precision matmuls (no TF32 or bf16 passes) always."""
-    with contextlib.ExitStack() as stack:
-        if precision != "native":
-            stack.enter_context(jax.enable_x64(True))
-        stack.enter_context(jax.default_matmul_precision("highest"))
-        yield
-
-
-def _is_real(x: Any) -> bool:
-    return isinstance(x, numbers.Real) and not isinstance(x, bool)
-
-
-STEP_RULES = ("auto", "rule")
-
-
-def steps_option(eps: Any, coords: Coords) -> dict[str, float]:
-    """{leaf path: absolute step} for leaves with a user step."""
+def _eps(eps):
     if eps is None or (isinstance(eps, str) and eps in STEP_RULES):
-        return {}
+        return eps
     if isinstance(eps, str):
         raise ValueError(
             f"eps={eps!r}: pass a step (a number, or {{leaf path: number}}), 'auto' (steps "
             "chosen from the data), 'rule' (u^p·scale), or None for the default."
         )
     if isinstance(eps, Mapping):
-        known = {leaf.path for leaf in coords.checked}
-        unknown = [k for k in eps if k not in known]
-        if unknown:
+        return {path: _step(value, f" for {path}") for path, value in eps.items()}
+    return _step(eps)
+
+
+def _tolerance(name: str) -> Callable[[Any], Any]:
+    def valid(value):
+        if value is not None and not (_is_real(value) and 0 <= value < math.inf):
             raise ValueError(
-                f"eps= names {list_paths([str(k) for k in unknown])}, which are not checked "
-                "leaves. Use key paths as the report writes them: "
-                f"{list_paths(sorted(known))}."
+                f"{name}={value!r}: pass a finite number >= 0, or None for the default."
             )
-        items = dict(eps)
-    else:
-        items = {leaf.path: eps for leaf in coords.checked}
-    for path, value in items.items():
-        if not (_is_real(value) and 0 < value < math.inf):
-            where = f" for {path}" if isinstance(eps, Mapping) else ""
-            raise ValueError(
-                f"eps={value!r}{where}: a step must be a finite number > 0 (e.g. 1e-6), "
-                "or None for the default."
-            )
-    return {k: float(v) for k, v in items.items()}
+        return value
+
+    return valid
+
+
+def nondet_option(value: Any) -> float:
+    """nondet_tol: a finite number >= 0."""
+    if not (_is_real(value) and 0 <= value < math.inf):
+        raise ValueError(
+            f"nondet_tol={value!r}: pass a finite number >= 0, the largest difference allowed "
+            "between two evaluations of fn at the same point (0: none beyond rounding)."
+        )
+    return float(value)
+
+
+def _precision(precision):
+    if precision not in PRECISIONS:
+        raise ValueError(
+            f"precision={precision!r}: choose 'float64' (default: finite differences in "
+            "float64, the gradient under test in the parameters' dtype), 'upcast' (both in "
+            "float64) or 'native' (both in the parameters' dtype)."
+        )
+    return precision
+
+
+def _seed(seed):
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
+        raise TypeError(f"seed={seed!r}: pass an integer.")
+    return seed
+
+
+def count_option(name: str, value: Any, what: str) -> int:
+    """A positive integer option (directions=, samples=)."""
+    if not (isinstance(value, numbers.Integral) and not isinstance(value, bool) and value > 0):
+        raise ValueError(f"{name}={value!r}: pass a positive integer, the number of {what}.")
+    return int(value)
+
+
+def _chunk_size(chunk_size):
+    if chunk_size is not None and not (isinstance(chunk_size, numbers.Integral) and chunk_size > 0):
+        raise ValueError(f"chunk_size={chunk_size!r}: pass a positive integer, or None.")
+    return chunk_size
 
 
 def memory_option(max_memory: Any) -> int | None:
@@ -236,31 +194,20 @@ def memory_option(max_memory: Any) -> int | None:
     return int(value)
 
 
-def nondet_option(value: Any) -> float:
-    """nondet_tol: a finite number >= 0."""
-    if not (_is_real(value) and 0 <= value < math.inf):
+def _progress(progress):
+    if progress not in (None, True, False):
         raise ValueError(
-            f"nondet_tol={value!r}: pass a finite number >= 0, the largest difference allowed "
-            "between two evaluations of fn at the same point (0: none beyond rounding)."
+            f"progress={progress!r}: pass True (always show a progress bar), False (never), "
+            "or None (default: on a terminal, for checks that take more than two seconds)."
         )
-    return float(value)
+    return progress
 
 
-def count_option(name: str, value: Any, what: str) -> int:
-    """A positive integer option (directions=, samples=)."""
-    if not (isinstance(value, numbers.Integral) and not isinstance(value, bool) and value > 0):
-        raise ValueError(f"{name}={value!r}: pass a positive integer, the number of {what}.")
-    return int(value)
-
-
-def journal_option(journal: Any, order: int):
-    """The journal path, validated (None: no journal)."""
+def _journal(journal):
     if journal is None:
         return None
     if not isinstance(journal, (str, os.PathLike)):
         raise TypeError(f"journal={journal!r}: pass a file path (str or pathlib.Path), or None.")
-    if order == 2:
-        raise ValueError("journal= records order=1 checks; run order=2 without a journal.")
     if jax.process_count() > 1:
         raise ValueError(
             "journal= is for single-process checks: with jax.distributed every process would "
@@ -289,37 +236,179 @@ def devices_option(devices: Any):
     return devices
 
 
-CACHE_ENV = "JAXCHECK_CACHE_DIR"
-
-
-def compilation_cache(cache_dir: str | os.PathLike | None) -> None:
-    """Turn on JAX's persistent compilation cache in cache_dir (None: $JAXCHECK_CACHE_DIR,
-    else leave JAX's own setting alone), for every compilation of this process from now on.
-
-    Every executable is cached, however fast it compiled (JAX's defaults skip those under a
-    second, which is most of a check's), so a rerun in a fresh process compiles nothing.
-    """
-    path = cache_dir if cache_dir is not None else os.environ.get(CACHE_ENV) or None
-    if path is None:
-        return
-    if not isinstance(path, (str, os.PathLike)):
+def _cache_dir(cache_dir):
+    if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
         raise TypeError(
             f"cache_dir={cache_dir!r}: pass a directory path (a str or os.PathLike), or None "
-            f"for ${CACHE_ENV} or no persistent cache."
+            "for $JAXCHECK_CACHE_DIR or no persistent cache."
         )
-    path = os.path.abspath(os.fspath(path))
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as e:
-        raise ValueError(
-            f"cache_dir={os.fspath(cache_dir or path)!r} cannot be used as the compilation "
-            f"cache: {e.strerror}. Give a directory you can write to."
-        ) from None
-    if jax.config.jax_compilation_cache_dir == path:
-        return
-    from jax.experimental.compilation_cache import compilation_cache as cc
+    return cache_dir
 
-    jax.config.update("jax_compilation_cache_dir", path)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    cc.reset_cache()  # JAX reads the directory once: read it again
+
+def _option(default, valid=None, flag: str | None = None, kind: type = str):
+    """A field of Options: its default, its validator, and its CLI flag's help (None: the CLI
+    sets it its own way, or not at all) and type."""
+    return dataclasses.field(default=default, metadata={"valid": valid, "flag": flag, "type": kind})
+
+
+# ---- the value -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Options:
+    """check_grad's keywords, validated: see check_grad's docstring for each."""
+
+    argnums: Any = _option(0)  # validated against fn's signature (`calling.adapt`)
+    cotangent: Any = _option(None)  # validated against fn's output
+    has_aux: bool = _option(False)
+    mode: str = _option("full", _mode, "full, directional or sample")
+    method: str | None = _option(
+        None, _method, "central, central4, central6, richardson, forward or complex_step"
+    )
+    kinks: str = _option("report", _kinks, "report (default) or fail")
+    order: int = _option(1, _order, "1 checks the gradient, 2 Hessian-vector products", int)
+    hvp_fn: Callable[..., Any] | None = _option(None, _hvp_fn)
+    eps: Any = _option(
+        None,
+        _eps,
+        "the step: a number, 'auto' or 'rule'; or PATH=STEP for one leaf "
+        "(repeatable: --eps \"['W1']=1e-4\" --eps \"['b1']=1e-5\")",
+    )
+    rtol: float | None = _option(None, _tolerance("rtol"), "relative tolerance", float)
+    atol: float | None = _option(None, _tolerance("atol"), "absolute tolerance", float)
+    nondet_tol: float = _option(
+        0.0, nondet_option, "accept re-evaluations of fn that differ by this much", float
+    )
+    only: Any = _option(None)  # validated against the leaves (`Coords.build`)
+    precision: str = _option("float64", _precision, "float64 (default), upcast or native")
+    seed: int = _option(0, _seed, "seed of random directions, samples and projections", int)
+    directions: int = _option(
+        DIRECTIONS,
+        lambda v: count_option("directions", v, "directions per leaf"),
+        "random directions per leaf (mode=directional, order=2)",
+        int,
+    )
+    samples: int = _option(
+        SAMPLES,
+        lambda v: count_option("samples", v, "elements sampled per leaf"),
+        "elements per leaf (mode=sample)",
+        int,
+    )
+    chunk_size: int | None = _option(None, _chunk_size, "perturbations per compiled batch", int)
+    max_memory: int | None = _option(None, memory_option, "memory for the batches, e.g. 2GB")
+    progress: bool | None = _option(None, _progress)
+    journal: str | os.PathLike | None = _option(
+        None, _journal, "record finished chunks here; run again with it to resume a killed check"
+    )
+    devices: Any = _option(None, devices_option)
+    cache_dir: str | os.PathLike | None = _option(
+        None, _cache_dir, "JAX's persistent compilation cache here: a rerun compiles nothing"
+    )
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            if f.metadata["valid"] is not None:
+                object.__setattr__(self, f.name, f.metadata["valid"](getattr(self, f.name)))
+        _together(self)
+
+    @classmethod
+    def make(cls, where: str = "check_grad()", extra: tuple = ("grad_fn",), **keywords):
+        """Options from keywords; one it does not know is refused with the option meant.
+        where, extra: the caller, and its keywords besides these (for the message)."""
+        unknown = [k for k in keywords if k not in NAMES]
+        if unknown:
+            raise TypeError(_unknown_message(where, unknown, [*extra, *NAMES]))
+        return cls(**keywords)
+
+    def replace(self, **changes) -> Options:
+        """A copy with these options changed, validated again."""
+        return Options.make(**{**self.as_dict(), **changes})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in NAMES}
+
+
+NAMES = tuple(f.name for f in dataclasses.fields(Options))
+
+
+def _together(o: Options) -> None:
+    """The combinations that cannot go together."""
+    if o.hvp_fn is not None and o.order != 2:
+        raise ValueError("hvp_fn= is the Hessian-vector product under test: pass order=2 with it.")
+    if o.order == 2 and o.mode != "full":
+        raise ValueError(
+            f"order=2 with mode={o.mode!r}: Hessian-vector products are checked along random "
+            "directions already (directions= per leaf), every element of each; leave mode "
+            "at 'full'."
+        )
+    if o.method == "complex_step" and o.mode == "directional":
+        raise ValueError(
+            "method='complex_step' checks elements (mode='full' or 'sample'); "
+            "mode='directional' uses central differences: leave method=None with it."
+        )
+    if o.order == 2 and o.method not in (None, "central"):
+        raise ValueError(
+            f"order=2 with method={o.method!r}: Hessian-vector products are checked with "
+            "central differences of the gradient; leave method at 'central'."
+        )
+    if o.journal is not None and o.order == 2:
+        raise ValueError("journal= records order=1 checks; run order=2 without a journal.")
+
+
+def _unknown_message(where: str, unknown: list[str], known: list[str]) -> str:
+    lines = []
+    for name in unknown:
+        fix = ALIASES.get(name) or ", ".join(
+            f"{m}=" for m in difflib.get_close_matches(name, known, n=2, cutoff=0.6)
+        )
+        lines.append(f"{name}=" + (f" (did you mean {fix}?)" if fix else ""))
+    return (
+        f"{where} got an unexpected keyword argument {'; '.join(lines)}. Its options: "
+        + ", ".join(known)
+        + "."
+    )
+
+
+def validate_functions(fn, grad_fn) -> None:
+    """fn and grad_fn are functions (grad_fn may be None)."""
+    if not callable(fn):
+        raise TypeError(
+            f"fn must be a function fn(params, *args) -> loss; got {type(fn).__name__}."
+        )
+    if grad_fn is not None and not callable(grad_fn):
+        hint = ""
+        if isinstance(grad_fn, (dict, list, tuple)) or hasattr(grad_fn, "shape"):
+            hint = (
+                " It looks like the gradients themselves: pass the function that computes "
+                "them, e.g. grad_fn=lambda params, *args: backward(params, *args) (or, for "
+                "values computed at these very params, grad_fn=lambda *_: grads)."
+            )
+        raise TypeError(
+            f"grad_fn must be a function grad_fn(params, *args) -> gradients, or None for "
+            f"jax.grad(fn); got a {type(grad_fn).__name__}.{hint}"
+        )
+
+
+def validate_numerics(rtol, atol, precision, seed) -> None:
+    """The options every check shares (check_vjp and check_jvp too)."""
+    _precision(precision)
+    _tolerance("rtol")(rtol)
+    _tolerance("atol")(atol)
+    _seed(seed)
+
+
+def leaf_steps(eps: Any, coords: Coords) -> dict[str, float]:
+    """{leaf path: absolute step} for leaves with a user step (eps validated by Options)."""
+    if eps is None or isinstance(eps, str):
+        return {}
+    if isinstance(eps, Mapping):
+        known = {leaf.path for leaf in coords.checked}
+        unknown = [k for k in eps if k not in known]
+        if unknown:
+            raise ValueError(
+                f"eps= names {list_paths([str(k) for k in unknown])}, which are not checked "
+                "leaves. Use key paths as the report writes them: "
+                f"{list_paths(sorted(known))}."
+            )
+        return dict(eps)
+    return {leaf.path: eps for leaf in coords.checked}

@@ -31,8 +31,8 @@ import numpy as np
 from .._core.coords import Coords, Leaf
 from .._core.errors import hides_input_errors
 from .._core.paths import leaf_paths
+from .._grad import context, options
 from .._grad import directional as _directional
-from .._grad import options
 from . import primal as _rules
 from . import transforms as _transforms
 from .report import IdentityLeaf, IdentityResult, element_record
@@ -49,7 +49,7 @@ def check_vjp(
     fn: Callable[..., Any],
     *primals: Any,
     vjp: Callable[..., Any] | None = None,
-    directions: int = _directional.DIRECTIONS,
+    directions: int = options.DIRECTIONS,
     rtol: float | None = None,
     atol: float | None = None,
     precision: str = "float64",
@@ -97,7 +97,7 @@ def check_jvp(
     fn: Callable[..., Any],
     *primals: Any,
     jvp: Callable[..., Any] | None = None,
-    directions: int = _directional.DIRECTIONS,
+    directions: int = options.DIRECTIONS,
     rtol: float | None = None,
     atol: float | None = None,
     precision: str = "float64",
@@ -154,9 +154,9 @@ def _validate(kind, fn, rule, primals, directions, rtol, atol, precision, seed, 
 def _run(kind, fn, primals, rule, k, rtol, atol, precision, seed, transforms) -> IdentityResult:
     _validate(kind, fn, rule, primals, k, rtol, atol, precision, seed, transforms)
     coords = Coords.build(tuple(primals))
-    with options.numerics(precision):
+    with context.numerics(precision):
         leaves = jax.tree_util.tree_leaves(tuple(primals))
-        values = coords.cast(leaves, options.working_dtype(precision, traced=True))
+        values = coords.cast(leaves, context.working_dtype(precision, traced=True))
         coords.check_finite(values)
         try:
             return _Identity(kind, fn, coords, values, rule, k, rtol, atol, seed).run(

@@ -1,0 +1,213 @@
+"""What the order-1 modes share, leaf by leaf: the `Session`.
+
+A session builds, in this order, everything a full, sample or directional check of the
+leaves needs: the stencils (a vanishing step raises here), the journal (one made for another
+check is refused here), the engine (batched if fn can be vmapped and compiled, else the host
+loop) and the progress bar. `elements` judges a leaf's elements (choosing its step from the
+data first under eps="auto"); `finish` closes the bar and the journal and returns `Judged`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+
+from .._core.coords import Coords
+from .._engine import journal as _journal
+from .._engine import layout as _layout
+from .._engine import progress as _progress
+from .._engine.batched import ALONG, JaxEngine
+from .._engine.flat import FlatEngine
+from .._engine.host import HostEngine
+from .._numerics import complex as _complex
+from .._numerics import methods
+from .._numerics import stencils as st
+from . import autostep as _autostep
+from . import complex_step as _complex_step
+from . import elementwise, gradient
+from .plan import Judged, Plan, default_method, native_low
+from .problem import Problem
+
+
+class Session:
+    """The engine, stencils, journal and progress bar of one order-1 check."""
+
+    def __init__(self, problem: Problem, plan: Plan):
+        p = self.problem = problem
+        self.plan = plan
+        is_cs = plan.method == _complex_step.NAME
+        # The complex step falls back to the default method (leaves where it is unusable).
+        name = default_method(p.given, plan.precision, 1) if is_cs else plan.method
+        self.method = methods.get(name)
+        if is_cs:
+            _complex_step.validate(p.given)
+        # Raises on a vanishing step, before the long part.
+        keep = plan.mode != "directional"
+        self.stencils = elementwise.Stencils(
+            p.coords, p.values, plan.steps, p.typical, self.method, keep
+        )
+        # A journal for another check is refused here, before anything long.
+        journal = _open_journal(p, plan)
+
+        # The input is valid: from here on, the long part.
+        self.notes: list[str] = []
+        if not p.traced:
+            self.notes.append(
+                f"fn is not JAX-traceable ({p.why}): perturbations evaluated on the host, one "
+                "at a time"
+            )
+            self.engine = HostEngine(p.fn_scalar, p.values, p.coords, p.args)
+        else:
+            self.engine = _batched_or_host(p, plan, self.notes)
+        self.u_f = st.unit_roundoff(p.out_dtype)
+        self.bar = _progress.bar(plan.engine["progress"], expected_points(p.coords.checked, plan))
+        self.engine.progress = self.bar.update
+        if getattr(self.engine, "n_devices", 1) > 1:
+            self.notes.append(
+                f"each chunk of perturbations split over {self.engine.n_devices} devices"
+            )
+        self.engine.journal = journal
+        self.tuned: set[str] = set()  # leaves whose data-chosen step is settled
+        self.g_scale = gradient.scale(p.grads)
+
+    def gradient(self, leaf) -> tuple[np.ndarray, dict[str, float]]:
+        """The leaf's flat gradient under test (float64) and its tolerances."""
+        g = np.asarray(self.problem.grads[leaf.path])
+        tol = {**self.plan.tolerance(g.dtype, self.u_f), "g_scale": self.g_scale}
+        tol["noise_floor"] = self.problem.nondet.tol
+        return g.astype(np.float64).reshape(-1), tol
+
+    def elements(self, leaf, g, tol, subset=None) -> st.Verdict:
+        """The verdict of the leaf's elements (or `subset`), with its settled step."""
+        plan = self.plan
+        if leaf.path not in self.tuned and plan.step_rule == "auto" and leaf.path not in plan.steps:
+            self.stencils[leaf] = _autostep.tuned(
+                self.engine, leaf, self.stencils[leaf], self.method, g, tol,
+                self.problem.typical[leaf.path],
+            )  # fmt: skip
+        self.tuned.add(leaf.path)
+        s, nondet = self.stencils[leaf], self.problem.nondet
+        verdict = elementwise.judge_leaf(
+            self.engine, leaf, s, self.method, g, tol, subset=subset, nondet=nondet
+        )
+        if plan.kinks == "fail":
+            at_kinks = verdict.status == st.KINK
+            verdict.status[at_kinks] = st.MISMATCH
+            verdict = dataclasses.replace(verdict, at_kinks=at_kinks)
+        return verdict
+
+    def finish(self, verdicts: dict, methods_used: dict, steps: dict) -> Judged:
+        """Close the bar and the journal; the leaves' verdicts with the session's notes."""
+        p, plan, notes = self.problem, self.plan, self.notes
+        self.bar.close()
+        if p.nondet.seen > 0:
+            notes.append(
+                f"re-evaluations of fn at the same point differ by up to {p.nondet.seen:.1e}, "
+                f"within nondet_tol={p.nondet.tol:g}: accepted, and counted as noise in every "
+                "element's tolerance"
+            )
+        if self.engine.journal is not None:
+            self.engine.journal.close()
+            notes.append(self.engine.journal.note())
+        if plan.step_rule == "auto" and self.tuned - set(plan.steps):
+            notes.append(
+                "steps chosen from the data per leaf (eps='auto'; eps='rule' for u^p·scale)"
+            )
+        hint = _complex.conjugate_hint(p.coords, verdicts)
+        notes += [hint] if hint else []
+        for leaf in p.coords.checked:
+            steps.setdefault(leaf.path, self.stencils.median_step(leaf))
+        natural = abs(p.f0) / max(p.typical.values())  # |f| over the parameters' scale
+        u_g = max(st.unit_roundoff(np.asarray(g).dtype) for g in p.grads.values())
+        st.verify_zeros([v for o in verdicts.values() for v in _verdicts_of(o)], natural, u_g)
+        thetas = {leaf.path: p.values[leaf.position] for leaf in p.coords.checked}
+        return Judged(verdicts, steps, self.engine.name, notes, methods_used,
+                      _advice(plan, p.coords), thetas)  # fmt: skip
+
+
+def expected_points(leaves, plan: Plan) -> int:
+    """Evaluations of a passing check of these leaves: the first points everywhere, the rest
+    on each sample."""
+    if plan.mode == "directional":
+        return len(ALONG) * plan.directions * len(leaves)
+    sizes = [leaf.size for leaf in leaves]
+    if plan.mode == "sample":
+        sizes = [min(n, plan.samples) for n in sizes]
+    if plan.method == _complex_step.NAME:  # h and 3h per element, and the verification
+        return sum(2 * n + 6 * _complex_step.VERIFY_DIRECTIONS for n in sizes)
+    method = methods.get(plan.method)
+    first, rest = len(method.first), len(method.offsets) - len(method.first)
+    return sum(first * n + 1 + rest * min(n, elementwise.NOISE_SAMPLE) for n in sizes)
+
+
+def _verdicts_of(outcome) -> list:
+    """The element verdicts of a leaf's outcome (a directional one: its directions too)."""
+    if getattr(outcome, "probes", None) is not None:
+        return [outcome.probes, outcome.elements]
+    return [outcome]
+
+
+def _advice(plan: Plan, coords: Coords) -> str:
+    """What would let finite differences resolve more of the gradient."""
+    if plan.precision == "native" and native_low(coords, plan.precision):
+        return (
+            "check with precision='float64' (the default: finite differences of the loss in "
+            "float64, the gradient under test in its own dtype); in this dtype the loss's "
+            "rounding hides most of the gradient"
+        )
+    tips = ["a larger step (eps=, or jaxcheck.sweep_eps to find one)"]
+    if plan.method in ("central", "forward"):
+        tips.append("method='central4' or 'richardson'")
+    tips.append("another point, where the gradient is not negligible against the loss")
+    return "try " + "; ".join(tips)
+
+
+def _open_journal(p: Problem, plan: Plan):
+    """The `_journal.Journal` at the plan's path (None: no journal), fingerprinted for this
+    check."""
+    path = plan.engine["journal"]
+    if path is None:
+        return None
+    settings = plan.settings()
+    settings.update(steps=plan.steps, numerics=(plan.rtol, plan.atol, plan.precision),
+                    leaves=[leaf.path for leaf in p.coords.checked])  # fmt: skip
+    return _journal.Journal(path, _journal.fingerprint(p.fn, p.values, p.args, settings))
+
+
+def _batched_or_host(p: Problem, plan: Plan, notes: list[str]):
+    """The JAX engine if fn can be vmapped and compiled, else the host loop (with a note):
+    one program for every leaf where the cost model (`layout`) says it is cheaper, else
+    (or where that one fails to compile) a program per leaf.
+
+    Compiling the first program is the probe; its executable is kept for the check itself.
+    """
+    opts = {k: v for k, v in plan.engine.items() if k not in ("progress", "journal")}
+    directions = plan.directions if plan.mode == "directional" else None
+    opts["directions"] = directions
+    kind = "direction" if directions else "element"  # the program the mode runs first
+    call = (p.fn_scalar, p.values, p.coords, p.args)
+    engine = JaxEngine(*call, cache_key=p.key, **opts)
+    platform = jax.devices()[0].platform
+    layout = _layout.choose(p.coords, p.values, engine.flops, platform,
+                            lambda leaves: expected_points(leaves, plan))  # fmt: skip
+    if layout is not None:
+        try:
+            flat = FlatEngine(*call, layout, cache_key=p.key, **opts)
+            flat.prepare()
+            own = [leaf for leaf in p.coords.checked if leaf.position not in layout.spans]
+            if own:  # the probe of the per-leaf programs too
+                flat.prepare(own[0], kind)
+            return flat
+        except Exception:  # noqa: BLE001 - the per-leaf engine may still batch it
+            pass
+    try:
+        engine.prepare(p.coords.checked[0], kind)
+    except Exception as e:  # noqa: BLE001 - any failure to batch means: run it on the host
+        notes.append(
+            f"fn traces but cannot be batched with vmap ({type(e).__name__}): perturbations "
+            "evaluated on the host, one at a time"
+        )
+        return HostEngine(*call)
+    return engine

@@ -1,0 +1,117 @@
+"""What a check will do, decided once from its options and its parameters: the `Plan`; and
+what every mode returns, the leaves' verdicts: `Judged`.
+
+The plan resolves what the options leave open against the leaves: the method and the step
+rule (their defaults depend on the dtypes), the steps per leaf, and the tolerances. A mode
+(`full`, `directional`, `hessian`) is a function `judge(problem, plan) -> Judged`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from .._core.coords import Coords
+from .._engine import progress as _progress
+from .._numerics import stencils as st
+from . import gradient
+from .options import Options, leaf_steps
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """The options, resolved against the checked leaves."""
+
+    mode: str
+    method: str  # the method named or the default one
+    step_rule: str  # "auto" or "rule": how the steps not given are chosen
+    steps: dict[str, float]  # leaf path -> the step given for it
+    kinks: str
+    order: int
+    hvp_fn: Any
+    directions: int
+    samples: int
+    seed: int
+    nondet_tol: float
+    cotangent: Any
+    rtol: float | None
+    atol: float | None
+    precision: str
+    engine: dict[str, Any]  # the engine's options: chunk, max_memory, devices, progress, journal
+
+    def tolerance(self, g_dtype, u_f: float | None = None) -> dict[str, float]:
+        """u_f, u_g, rtol, atol for a leaf whose gradient has dtype g_dtype (u_f None: u_g)."""
+        g_dtype = g_dtype if jnp.issubdtype(g_dtype, jnp.floating) else np.float64
+        u_g = st.unit_roundoff(g_dtype)
+        return {
+            "u_f": u_g if u_f is None else u_f,
+            "u_g": u_g,
+            "rtol": st.default_rtol(g_dtype) if self.rtol is None else self.rtol,
+            "atol": self.atol or 0.0,
+        }
+
+    def settings(self) -> dict[str, Any]:
+        """What a journal's fingerprint records of the plan (everything but hvp_fn)."""
+        keys = ("mode", "method", "step_rule", "kinks", "order", "directions", "samples",
+                "seed", "nondet_tol", "cotangent")  # fmt: skip
+        return {k: getattr(self, k) for k in keys}
+
+
+@dataclasses.dataclass
+class Judged:
+    """What a mode returns: each checked leaf's verdict, and how it was judged."""
+
+    verdicts: dict[str, Any]  # leaf path -> `Verdict` (or `DirectionalVerdict`)
+    steps: dict[str, float]  # leaf path -> the median step (directional verdicts carry theirs)
+    engine: str  # the engine's name: "jax", "host", ...
+    notes: list[str]
+    methods: dict[str, str] = dataclasses.field(default_factory=dict)  # where it differs
+    advice: str = ""  # what would make an inconclusive check conclusive
+    thetas: dict[str, Any] | None = None  # leaf path -> values, for the diagnosis
+
+
+def build(options: Options, coords: Coords, cotangent: Any) -> Plan:
+    """The plan of a check of these leaves (eps= naming a leaf that is not one raises here)."""
+    o = options
+    return Plan(
+        mode=o.mode,
+        method=o.method or default_method(coords, o.precision, o.order),
+        step_rule=o.eps if isinstance(o.eps, str) else _default_rule(coords, o.precision),
+        steps=leaf_steps(o.eps, coords),
+        kinks=o.kinks,
+        order=o.order,
+        hvp_fn=o.hvp_fn,
+        directions=o.directions,
+        samples=o.samples,
+        seed=o.seed,
+        nondet_tol=o.nondet_tol,
+        cotangent=cotangent,
+        rtol=o.rtol,
+        atol=o.atol,
+        precision=o.precision,
+        engine={
+            "chunk": o.chunk_size,
+            "max_memory": o.max_memory,
+            "progress": _progress.ask(o.progress),
+            "journal": o.journal,
+            "devices": o.devices,
+        },
+    )
+
+
+def default_method(coords: Coords, precision: str, order: int) -> str:
+    """Central differences, except in native low precision: Richardson is ~10× more exact."""
+    return "richardson" if native_low(coords, precision) and order == 1 else "central"
+
+
+def _default_rule(coords: Coords, precision: str) -> str:
+    """Steps from the data where the rule of thumb is too coarse: native low precision."""
+    return "auto" if native_low(coords, precision) else "rule"
+
+
+def native_low(coords: Coords, precision: str) -> bool:
+    """Whether the check works in float32 or a lower precision."""
+    return precision == "native" and gradient.low(coords)

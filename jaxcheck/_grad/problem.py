@@ -1,0 +1,163 @@
+"""What a check compares, prepared once before any mode runs: the `Problem`.
+
+fn traced (or not), its output made one scalar (a cotangent, or a random projection), f(θ)
+evaluated, complex leaves turned into (x, y) pairs, and the gradient under test read. Every
+mistake found on the way (a pytree returned, a non-finite loss, a gradient of the wrong
+shape) is raised here, before the long part.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._core.coords import Coords
+from .._numerics import complex as _complex
+from . import gradient, loss
+from .context import working_dtype
+from .elementwise import Nondet
+from .plan import Plan
+
+
+@dataclasses.dataclass
+class Problem:
+    """fn at θ, and the gradient under test, in the coordinates the check works in."""
+
+    fn: Callable[..., Any]  # fn(params, *args) as the check calls it (`calling.adapt`)
+    grad_fn: Callable[..., Any] | None
+    given: Coords  # the leaves as given
+    coords: Coords  # the leaves checked: complex ones as (x, y) pairs
+    values: list  # every leaf, in the working dtype (as pairs where complex)
+    args: tuple  # in the working dtype
+    fn_scalar: Callable[..., Any]  # the scalar the differences are taken of, on `coords`
+    key: tuple  # every kept executable's key: fn, the projection, the pytree's static part
+    traced: bool  # JAX can trace fn
+    why: str  # why not
+    f0: float  # f(θ)
+    out_dtype: Any
+    grads: dict[str, np.ndarray]  # leaf path -> the gradient under test, over `coords`
+    typical: dict[str, float]  # leaf path -> the leaf's scale (`typical_scale`)
+    nondet: Nondet
+    notes: list[str]
+
+
+def prepare(fn, params, args, coords: Coords, grad_fn, plan: Plan) -> Problem:
+    """The problem of checking grad_fn (None: jax.grad) against fn at params."""
+    notes: list[str] = []
+    nondet = Nondet(plan.nondet_tol)
+    leaves = jax.tree_util.tree_leaves(params)
+    traced, why = loss.trace(fn, leaves, coords, args)
+    values = coords.cast(leaves, working_dtype(plan.precision, traced=traced is not None))
+    work_params, work_args = coords.unflatten(values), _cast_args(args, plan.precision)
+    coords.check_finite(values)
+    own_dtype, note = gradient.precision(coords, plan.precision, plan.order)
+    own_note = len(notes)
+    notes += [note] if note else []
+
+    if traced is not None:  # compiled: op-by-op evaluation compiles every primitive on its own
+        out = loss.abstract_output(fn, work_params, work_args)
+    else:
+        out = fn(work_params, *work_args)
+    shape, out_dtype = loss.output_info(out, coords)
+    w = _projection(shape, out_dtype, plan, grad_fn, notes)
+    fn_scalar = loss.scalarized(fn, w)
+    # Every kept executable is keyed by this: fn, the projection, and the static part of the
+    # params pytree (a registered node's aux data, an nnx Module's graph), as jax.jit retraces
+    # on a new treedef.
+    key = (fn, coords.treedef, None if w is None else (w.shape, w.tobytes()))
+    if traced is not None:
+        value = None
+        if grad_fn is None and not own_dtype and not any(x.is_complex for x in coords.checked):
+            # JAX's gradient at these very values: its program gives f(θ) too (one compilation
+            # fewer); the gradient is read from the same executable below.
+            def value():
+                return gradient.jax_grad(fn_scalar, values, coords, work_args, key)[0]
+
+        f0 = loss.base_value(fn_scalar, work_params, work_args, key, out_dtype, value)
+    else:  # two calls: Python-side randomness differs between them
+        f0 = float(fn_scalar(work_params, *work_args))
+        again = float(fn_scalar(work_params, *work_args))
+        nondet.seen = loss.check_base(f0, again, out_dtype, nondet.tol)
+
+    given, fn_given = coords, fn_scalar
+    if any(leaf.is_complex for leaf in coords.checked):  # from here on: (x, y) pairs
+        coords = _complex.realify(coords)
+        values = _complex.to_pairs(values, coords)
+        fn_scalar = _complex.of_pairs(fn_scalar, coords)
+        key = (*key, "pairs", _complex.positions(coords))
+        notes.append(
+            "complex leaves: real and imaginary parts checked as separate elements, against "
+            "JAX's convention g = ∂f/∂x − i·∂f/∂y (the conjugate of PyTorch's)"
+        )
+    if grad_fn is None and traced is None:
+        raise TypeError(
+            f"fn could not be traced by JAX ({why}), so jax.grad cannot compute the gradient "
+            "to check. Pass your handwritten backward as grad_fn=, or write fn with jax.numpy."
+        )
+    grads, why_not = gradient.under_test(
+        own_dtype, fn_given, fn_scalar, grad_fn, (params, args), (work_params, work_args),
+        leaves, values, given, coords, key, f0, traced is not None,
+    )  # fmt: skip
+    if why_not:
+        notes[own_note] = why_not
+    if grad_fn is not None:
+        notes += gradient.dtype_notes(given, grads)
+    return Problem(
+        fn, grad_fn, given, coords, values, work_args, fn_scalar, key, traced is not None, why,
+        f0, out_dtype, grads, typical_scale(coords, values), nondet, notes,
+    )  # fmt: skip
+
+
+def _projection(shape: tuple, out_dtype, plan: Plan, grad_fn, notes: list[str]):
+    """The w of the scalar ⟨w, fn(...)⟩ checked (None: fn is scalar); its note in notes."""
+    if plan.cotangent is not None:
+        w = plan.cotangent
+        if w.shape != shape:
+            raise ValueError(
+                f"cotangent has shape {w.shape}, but fn returns shape {shape}: pass the upstream "
+                "gradient of fn's output (dout), shaped like the output."
+            )
+        notes.append(f"checked the gradient of ⟨cotangent, fn(...)⟩ (fn returns shape {shape})")
+        return w.astype(out_dtype)
+    if int(np.prod(shape)) == 1:
+        return None
+    if grad_fn is not None:
+        raise ValueError(
+            f"fn returned an array of shape {shape}, but grad_fn is given: a gradient "
+            "belongs to a scalar loss. Make fn return the scalar loss that grad_fn "
+            "differentiates (e.g. jnp.sum(...)), or drop grad_fn to check JAX's derivative "
+            "of fn through a random projection w·fn(params)."
+        )
+    notes.append(
+        f"fn returns shape {shape}: checked the scalar w·fn(params) for one random "
+        f"w ~ N(0, I) (seed={plan.seed}), which exposes any wrong Jacobian column almost surely"
+    )
+    return np.random.default_rng(plan.seed).standard_normal(shape).astype(out_dtype)
+
+
+def _cast_args(args: tuple, precision: str) -> tuple:
+    if precision == "native":
+        return args
+
+    def cast(x):
+        if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jnp.floating):
+            return x.astype(jnp.float64)
+        if isinstance(x, np.ndarray) and np.issubdtype(x.dtype, np.floating):
+            return x.astype(np.float64)
+        return x
+
+    return jax.tree_util.tree_map(cast, args)
+
+
+def typical_scale(coords: Coords, values: list) -> dict[str, float]:
+    """Each leaf's RMS value; the model's for an all-zero leaf (1 if everything is zero)."""
+    checked = [np.asarray(values[leaf.position]).reshape(-1) for leaf in coords.checked]
+    rms = [float(np.sqrt(np.mean(t.astype(np.float64) ** 2))) for t in checked]
+    sizes = [t.size for t in checked]
+    model = float(np.sqrt(np.dot(np.square(rms), sizes) / max(sum(sizes), 1)))
+    return {leaf.path: r or model or 1.0 for leaf, r in zip(coords.checked, rms)}
