@@ -23,8 +23,9 @@ import numpy as np
 from ._core.errors import GradCheckError
 from ._core.plots import pyplot
 from ._core.result import CheckResult
+from ._grad.calling import validate_functions
 from ._grad.check import checked
-from ._grad.options import Options, validate_functions
+from ._grad.options import Options
 
 FULL_UP_TO = 20_000  # parameters: above this the default mode is "directional"
 ON_FAILURE = ("warn", "raise", "ignore")

@@ -17,7 +17,6 @@ shapes and dtypes of params and args, and the options), so a repeated check comp
 from __future__ import annotations
 
 import collections
-import os
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -29,18 +28,18 @@ from . import delta as _delta
 from . import journal as _journal
 from . import layout as _layout
 from . import stage as _stage
+from .along import ALONG, Along
+from .devices import default_max_memory, mesh
+from .programs import CACHE_SIZE, cached_jit, split_arrays, working_memory
 
 MAX_CHUNK = {True: 4096, False: 1024}  # points per chunk on the fast and the plain path
 LEAF_COPIES = 4  # the plain path holds about this many copies of the leaf per point
-CPU_MEMORY_CAP = 2 * 2**30
 # Sparse chunks that multiply a changed intermediate by a matrix for every perturbation run
 # fastest on CPU when that operand holds about this many elements in all (a tanh MLP: 1.7x
 # faster than chunks of 4096); chunks that only do elementwise work and rank-1 updates fuse
 # into one loop and prefer the largest chunks.
 CHUNK_ELEMENTS = 2**21
-ALONG = range(4)  # points per direction: θ ± h v, θ ± 2h v
 DIRECTION_CHUNK = 64  # directions per chunk at most
-CACHE_SIZE = 64  # compiled executables kept across calls
 
 
 class Compiled(NamedTuple):
@@ -53,69 +52,7 @@ class Compiled(NamedTuple):
 
 
 _CACHE: collections.OrderedDict[Any, Compiled] = collections.OrderedDict()
-_JITS: collections.OrderedDict[Any, Callable] = collections.OrderedDict()
 compilations = 0  # chunk executables compiled in this process (tests count them)
-
-
-def default_max_memory() -> int:
-    """Bytes a check may use: a quarter of an accelerator's memory; on CPU min(2 GiB, RAM/8)."""
-    device = jax.devices()[0]
-    if device.platform != "cpu":
-        try:
-            return int(device.memory_stats()["bytes_limit"]) // 4
-        except Exception:  # noqa: BLE001 - backends that do not report memory
-            return CPU_MEMORY_CAP
-    try:
-        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return CPU_MEMORY_CAP
-    return min(CPU_MEMORY_CAP, ram // 8)
-
-
-def mesh(devices: Sequence[Any] | None):
-    """The 1-D mesh the perturbations are split over: all devices by default (every
-    process's, after jax.distributed.initialize) when there are several, the given ones, or
-    None for one device (no sharding)."""
-    if devices is None:  # with jax.distributed: every process's devices
-        devices = jax.devices()
-    devices = list(devices)
-    if len(devices) <= 1:
-        return None
-    return jax.sharding.Mesh(np.array(devices), ("p",))
-
-
-def cached_jit(key: Any, make: Callable[[], Callable]) -> Callable:
-    """jax.jit(make()), kept across calls under `key` (jit's own cache is per function object)."""
-    if key not in _JITS:
-        _JITS[key] = jax.jit(make())
-        while len(_JITS) > CACHE_SIZE:
-            _JITS.popitem(last=False)
-    _JITS.move_to_end(key)
-    return _JITS[key]
-
-
-def split_arrays(tree: Any) -> tuple[list[Any], Callable[[Sequence[Any]], Any], tuple]:
-    """A pytree's array leaves (traced by jit), a rebuild function, and a key for the rest."""
-    leaves, treedef = jax.tree_util.tree_flatten(tree)
-    is_array = [isinstance(x, (jax.Array, np.ndarray, np.generic)) for x in leaves]
-    dynamic = [x for x, a in zip(leaves, is_array) if a]
-
-    def rebuild(values: Sequence[Any]) -> Any:
-        it = iter(values)
-        return treedef.unflatten([next(it) if a else x for x, a in zip(leaves, is_array)])
-
-    static = tuple(
-        (np.shape(x), str(x.dtype)) if a else _hashable(x) for x, a in zip(leaves, is_array)
-    )
-    return dynamic, rebuild, (treedef, static)
-
-
-def _hashable(x: Any) -> Any:
-    try:
-        hash(x)
-        return x
-    except TypeError:
-        return ("id", id(x))
 
 
 def first_chunk(n: int, itemsize: int, n_points: int, budget: int, sparse: bool) -> int:
@@ -129,7 +66,7 @@ def first_chunk(n: int, itemsize: int, n_points: int, budget: int, sparse: bool)
     return 1 << (max(1, min(fits, wanted)).bit_length() - 1)
 
 
-class JaxEngine:
+class JaxEngine(Along):
     """Evaluates fn_scalar(params with one leaf's elements set to given values)."""
 
     name = "jax"
@@ -300,7 +237,7 @@ class JaxEngine:
             run = self._jit_run(staged, kind).lower(staged.residual_avals, *example)
             run = run.compile()
             self._count_compile()
-            used = _working_memory(run)
+            used = working_memory(run)
             if self._chunk or size == 1 or used <= limit:
                 break
             # Activations that scale with the chunk: jump to the size that should fit.
@@ -446,70 +383,8 @@ class JaxEngine:
                 self.progress(min(size, n - s) * points)
         return tuple(np.concatenate(parts)[:n] for parts in zip(*outs))
 
-    def _along(self, leaf: Leaf) -> Callable:
-        """f at θ + t·v for unit Gaussian directions v over the leaf (or a labelled part)."""
-        g_fn = self._with_leaf(leaf)
-        jnp = jax.numpy
-
-        def one(base_flat, params_dyn, args_dyn, labels, grad, ts, key, group):
-            mask = labels == group
-            # float32 draws cost half the random bits of float64, and the sequential threefry
-            # 0.6x the time of the partitionable one: any direction will do.
-            with jax.threefry_partitionable(False):
-                v = jax.random.normal(key, base_flat.shape, np.float32)
-            v = v.astype(base_flat.dtype) * mask
-            v = v / jnp.maximum(jnp.linalg.norm(v), jnp.finfo(v.dtype).tiny)
-            # The points share the direction (drawn once) and one copy of fn's graph.
-            xs = base_flat[None] + ts[:, None] * v[None]
-            fs = jax.vmap(lambda x: g_fn(x.reshape(leaf.shape), params_dyn, args_dyn))(xs)
-            ss = jax.vmap(lambda x: jnp.dot(grad, x - base_flat))(xs)
-            weights = jnp.stack([jnp.dot(jnp.abs(grad), jnp.abs(v)), jnp.sum(jnp.abs(v))])
-            return fs, ss, weights
-
-        return jax.vmap(one, in_axes=(None,) * 6 + (0, 0))
-
-    def direction_cost(self, leaf: Leaf) -> float | None:
-        """A direction's cost over one element evaluation's, from XLA's cost analysis of the
-        two compiled programs (FLOPs plus bytes accessed, per member); None if unknown."""
-
-        def per_member(kind):
-            program = self.prepare(leaf, kind)[1]  # compiled (the check needs both)
-            try:
-                cost = program.run.cost_analysis()
-                cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-                return (float(cost["flops"]) + float(cost["bytes accessed"])) / program.size
-            except Exception:  # noqa: BLE001 - a backend that does not say
-                return None
-
-        d, e = per_member("direction"), per_member("element")
-        return d / e if d and e else None
-
-    def evaluate_along(self, leaf, grad, keys, labels, groups, ts):
-        """For each direction b: f and ⟨grad, x − θ⟩ at x = θ + ts[j]·v_b, and (⟨|grad|, |v_b|⟩,
-        Σ|v_b|). v_b: a unit Gaussian direction drawn from keys[b] (uint32[2]) on the elements
-        whose label equals groups[b], zero elsewhere. Arrays [B, len(ts)], [B, len(ts)], [B, 2].
-        """
-        base, program, residuals = self.prepare(leaf, "direction")
-        fixed = (
-            np.asarray(labels, np.int32),
-            np.asarray(grad, base.dtype),
-            np.asarray(ts, base.dtype),
-        )
-        batched = [(keys, np.uint32, 0), (groups, np.int32, -1)]
-        tag = (leaf.position, "direction")
-        return self._run_chunks(program, residuals, fixed, batched, points=len(ts), tag=tag)
-
 
 def _batched(kind: str) -> tuple[bool, ...]:
     """Which per-chunk inputs are batched (one row per perturbation, split over devices):
     element: indices, values; direction: labels, gradient, steps (whole), keys, groups."""
     return (True, True) if kind == "element" else (False, False, False, True, True)
-
-
-def _working_memory(compiled) -> int:
-    """Temporary plus output bytes of a compiled chunk; 0 where the backend does not say."""
-    try:
-        m = compiled.memory_analysis()
-        return int(m.temp_size_in_bytes + m.output_size_in_bytes)
-    except Exception:  # noqa: BLE001 - an estimate we can do without
-        return 0

@@ -28,6 +28,7 @@ from . import batched as _engine
 from . import layout as _layout
 from . import stage as _stage
 from .batched import Compiled, JaxEngine
+from .programs import working_memory
 
 MAX_CHUNK = 1024  # points per chunk at most
 CHUNK_ELEMENTS = 2**22  # host-assembled coordinates per chunk at most (32 MiB in float64)
@@ -98,7 +99,7 @@ class FlatEngine(JaxEngine):
                 example = self._global_inputs(example, "points")
             run = self._jit_points(staged).lower(staged.residual_avals, *example).compile()
             self._count_compile()
-            used = _engine._working_memory(run)
+            used = working_memory(run)
             if self._chunk or size == 1 or used <= limit:
                 break
             size = max(1, min(size // 2, 1 << (int(size * limit / used).bit_length() - 1)))

@@ -43,91 +43,23 @@ def assemble(
     advice: what would make the check conclusive, shown when it is not. thetas: {leaf path:
     the parameter's values}, for the diagnosis of a failing leaf.
     """
-    leaf_methods = leaf_methods or {}
-    numeric, analytic, resolution, reports = [], [], [], {}
-    failures, unverifiable, kinks = [], [], []
+    leaf_methods, thetas = leaf_methods or {}, thetas or {}
+    views = {"numeric": [], "analytic": [], "resolution": []}
+    reports, elements = {}, {"failures": [], "unverifiable": [], "kinks": []}
     totals = np.zeros(3)  # Σ(g − d)², Σg², Σd² over finite elements (or directions)
     for leaf in coords.leaves:
         outcome = judged.get(leaf.path)
-        nan = np.full(leaf.shape, np.nan) if leaf.dtype is not None else None
-        directional = getattr(outcome, "probes", None) is not None
-        v = outcome.elements if directional else outcome
-        as_given = _complex.complex_view if leaf.complex_pairs else lambda x: x
-        numeric.append(as_given(nan if v is None else v.numeric.reshape(leaf.shape)))
-        analytic.append(as_given(nan if v is None else v.analytic.reshape(leaf.shape)))
-        both = (lambda x: x[..., 0] + 1j * x[..., 1]) if leaf.complex_pairs else as_given
-        resolution.append(both(nan if v is None else v.resolution.reshape(leaf.shape)))
+        for name, view in _views(leaf, outcome).items():
+            views[name].append(view)
         if outcome is None:
             continue
-        compared = outcome.probes if directional else v
-        sums = _sums(compared)
+        method_used = leaf_methods.get(leaf.path, method)
+        report, records, sums = _leaf(leaf, outcome, steps, method_used, thetas.get(leaf.path))
+        reports[leaf.path] = report
+        for name, found in records.items():
+            elements[name] += found
         totals += sums
-        records, n_checked, n_unverifiable, extra = [], 0, 0, {}
-        n_ok = n_kinks = 0
-        if v is not None:
-            failing = np.isin(v.status, _stencils.FAILING)
-            records = [_record(leaf, v, i) for i in np.flatnonzero(failing)]
-            weak = np.flatnonzero(v.status == _stencils.UNVERIFIABLE)
-            unverifiable += [_record(leaf, v, i) for i in weak]
-            at_kinks = np.flatnonzero(v.status == _stencils.KINK)
-            kinks += [_record(leaf, v, i) for i in at_kinks]
-            checked = np.ones(leaf.size, bool) if v.checked is None else v.checked
-            n_checked = int(checked.sum())
-            n_unverifiable, n_kinks = len(weak), len(at_kinks)
-            n_ok = int(np.count_nonzero(checked & (v.status == _stencils.OK)))
-        failures += records
-        diagnosis = ""
-        if v is not None and records and not leaf.complex_pairs:
-            diagnosis = _diagnosis.diagnose(v, leaf.shape, (thetas or {}).get(leaf.path))
-        passed = not records
-        # conclusive: enough verified, counted over elements (directions in directional mode)
-        counted, total = n_ok + n_kinks, n_checked
-        if directional:
-            pv = outcome.probes
-            passed = passed and outcome.passed
-            counted, total = (
-                int(np.isin(pv.status, (_stencils.OK, _stencils.KINK)).sum()),
-                len(pv.status),
-            )
-            located = outcome.located
-            extra = dict(
-                directions=len(pv.status),
-                probes=0 if located is None else located.probes,
-                directional_error=float(np.max(pv.abs_error)),
-                directional_tolerance=float(np.min(pv.tolerance)),
-                miss_probability=outcome.miss_probability,
-                detectable_norm=outcome.detectable_norm,
-                located="" if located is None else located.note,
-            )
-            step = outcome.step
-        else:
-            step = steps[leaf.path]
-        ok = np.isfinite(compared.abs_error)
-        nonfinite = bool(np.any(compared.status == _stencils.NONFINITE))
-        reports[leaf.path] = LeafReport(
-            path=leaf.path,
-            shape=leaf.shape[:-1] if leaf.complex_pairs else leaf.shape,
-            dtype=str(
-                np.result_type(leaf.dtype, np.complex64) if leaf.complex_pairs else leaf.dtype
-            ),
-            n_checked=n_checked,
-            n_failed=len(records),
-            n_unverifiable=n_unverifiable,
-            # a non-finite element has no finite difference: NaN, not the others' agreement
-            difference=math.nan if nonfinite else _difference(sums),
-            max_abs_error=math.nan
-            if nonfinite
-            else float(np.max(compared.abs_error, initial=0.0, where=ok)),
-            step=step,
-            passed=passed and counted >= CONCLUSIVE * total,
-            method=leaf_methods.get(leaf.path, method),
-            verdict=_verdict(passed, counted, total),
-            n_verified=n_ok,
-            n_kinks=n_kinks,
-            diagnosis=diagnosis,
-            **extra,
-        )
-    failures.sort(key=lambda e: -_badness(e))
+    failures = sorted(elements["failures"], key=lambda e: -_badness(e))
     verdicts = {r.verdict for r in reports.values()}
     verdict = next((v for v in ("failed", "inconclusive") if v in verdicts), "passed")
     verdict = "failed" if failures else verdict
@@ -138,11 +70,9 @@ def assemble(
         difference=_difference(totals),
         leaves=reports,
         failures=tuple(failures),
-        unverifiable=tuple(unverifiable),
-        kinks=tuple(kinks),
-        resolution=coords.unflatten(resolution),
-        numeric=coords.unflatten(numeric),
-        analytic=coords.unflatten(analytic),
+        unverifiable=tuple(elements["unverifiable"]),
+        kinks=tuple(elements["kinks"]),
+        **{name: coords.unflatten(view) for name, view in views.items()},
         skipped=coords.skipped,
         notes=tuple(notes),
         method=method,
@@ -150,6 +80,92 @@ def assemble(
         engine=engine,
         mode=mode,
         order=order,
+    )
+
+
+def _views(leaf, outcome) -> dict[str, np.ndarray | None]:
+    """The leaf's numeric, analytic and resolution arrays, shaped as given (NaN where it was
+    not checked; None for a leaf that is not an array of numbers)."""
+    nan = np.full(leaf.shape, np.nan) if leaf.dtype is not None else None
+    directional = getattr(outcome, "probes", None) is not None
+    v = outcome.elements if directional else outcome
+    as_given = _complex.complex_view if leaf.complex_pairs else lambda x: x
+    both = (lambda x: x[..., 0] + 1j * x[..., 1]) if leaf.complex_pairs else as_given
+    return {
+        "numeric": as_given(nan if v is None else v.numeric.reshape(leaf.shape)),
+        "analytic": as_given(nan if v is None else v.analytic.reshape(leaf.shape)),
+        "resolution": both(nan if v is None else v.resolution.reshape(leaf.shape)),
+    }
+
+
+def _leaf(leaf, outcome, steps, method, theta) -> tuple[LeafReport, dict, np.ndarray]:
+    """The leaf's report, its failing, unverifiable and kink elements, and its sums."""
+    directional = getattr(outcome, "probes", None) is not None
+    v = outcome.elements if directional else outcome
+    compared = outcome.probes if directional else v
+    sums = _sums(compared)
+    found = {"failures": [], "unverifiable": [], "kinks": []}
+    n_checked = n_ok = 0
+    if v is not None:
+        for name, statuses in (("failures", _stencils.FAILING),
+                               ("unverifiable", [_stencils.UNVERIFIABLE]),
+                               ("kinks", [_stencils.KINK])):  # fmt: skip
+            at = np.flatnonzero(np.isin(v.status, statuses))
+            found[name] = [_record(leaf, v, i) for i in at]
+        checked = np.ones(leaf.size, bool) if v.checked is None else v.checked
+        n_checked = int(checked.sum())
+        n_ok = int(np.count_nonzero(checked & (v.status == _stencils.OK)))
+    records = found["failures"]
+    diagnosis = ""
+    if v is not None and records and not leaf.complex_pairs:
+        diagnosis = _diagnosis.diagnose(v, leaf.shape, theta)
+    passed = not records
+    # conclusive: enough verified, counted over elements (directions in directional mode)
+    counted, total = n_ok + len(found["kinks"]), n_checked
+    extra = {}
+    if directional:
+        pv = outcome.probes
+        passed = passed and outcome.passed
+        counted = int(np.isin(pv.status, (_stencils.OK, _stencils.KINK)).sum())
+        total = len(pv.status)
+        extra = _directional_fields(outcome)
+    ok = np.isfinite(compared.abs_error)
+    nonfinite = bool(np.any(compared.status == _stencils.NONFINITE))
+    report = LeafReport(
+        path=leaf.path,
+        shape=leaf.shape[:-1] if leaf.complex_pairs else leaf.shape,
+        dtype=str(np.result_type(leaf.dtype, np.complex64) if leaf.complex_pairs else leaf.dtype),
+        n_checked=n_checked,
+        n_failed=len(records),
+        n_unverifiable=len(found["unverifiable"]),
+        # a non-finite element has no finite difference: NaN, not the others' agreement
+        difference=math.nan if nonfinite else _difference(sums),
+        max_abs_error=math.nan
+        if nonfinite
+        else float(np.max(compared.abs_error, initial=0.0, where=ok)),
+        step=outcome.step if directional else steps[leaf.path],
+        passed=passed and counted >= CONCLUSIVE * total,
+        method=method,
+        verdict=_verdict(passed, counted, total),
+        n_verified=n_ok,
+        n_kinks=len(found["kinks"]),
+        diagnosis=diagnosis,
+        **extra,
+    )
+    return report, found, sums
+
+
+def _directional_fields(outcome) -> dict:
+    """A directional leaf's report fields: its directions, and what locating found."""
+    pv, located = outcome.probes, outcome.located
+    return dict(
+        directions=len(pv.status),
+        probes=0 if located is None else located.probes,
+        directional_error=float(np.max(pv.abs_error)),
+        directional_tolerance=float(np.min(pv.tolerance)),
+        miss_probability=outcome.miss_probability,
+        detectable_norm=outcome.detectable_norm,
+        located="" if located is None else located.note,
     )
 
 

@@ -244,3 +244,23 @@ def _describe(out) -> str:
         return f"a {type(out).__name__} of {len(out)}"
     shape = getattr(out, "shape", None)
     return f"a {type(out).__name__}" + (f" of shape {tuple(shape)}" if shape is not None else "")
+
+
+def validate_functions(fn, grad_fn) -> None:
+    """fn and grad_fn are functions (grad_fn may be None)."""
+    if not callable(fn):
+        raise TypeError(
+            f"fn must be a function fn(params, *args) -> loss; got {type(fn).__name__}."
+        )
+    if grad_fn is not None and not callable(grad_fn):
+        hint = ""
+        if isinstance(grad_fn, (dict, list, tuple)) or hasattr(grad_fn, "shape"):
+            hint = (
+                " It looks like the gradients themselves: pass the function that computes "
+                "them, e.g. grad_fn=lambda params, *args: backward(params, *args) (or, for "
+                "values computed at these very params, grad_fn=lambda *_: grads)."
+            )
+        raise TypeError(
+            f"grad_fn must be a function grad_fn(params, *args) -> gradients, or None for "
+            f"jax.grad(fn); got a {type(grad_fn).__name__}.{hint}"
+        )

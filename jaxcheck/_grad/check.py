@@ -23,7 +23,7 @@ from . import calling, directional, full, gradient, hessian
 from . import plan as _plan
 from .assemble import assemble
 from .context import compilation_cache, numerics
-from .options import DIRECTIONS, NAMES, SAMPLES, Options, validate_functions
+from .options import DIRECTIONS, NAMES, SAMPLES, Options
 from .problem import prepare
 
 # The modes of an order-1 check; order=2 is `hessian`'s. Each is `judge(problem, plan)`.
@@ -164,7 +164,7 @@ def check_grad(
 @_errors.hides_input_errors
 def checked(fn, params, args: tuple, grad_fn, options: Options) -> CheckResult:
     """check_grad(fn, params, *args, grad_fn=grad_fn, **options), options validated."""
-    validate_functions(fn, grad_fn)
+    calling.validate_functions(fn, grad_fn)
     o = options
     call = calling.adapt(fn, params, args, grad_fn, o.argnums, o.cotangent, o.has_aux)
     compilation_cache(o.cache_dir)

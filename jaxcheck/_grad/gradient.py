@@ -18,7 +18,7 @@ import numpy as np
 
 from .._core.coords import Coords
 from .._core.paths import insertion_order
-from .._engine.batched import cached_jit, split_arrays
+from .._engine.programs import cached_jit, split_arrays
 from .._numerics import complex as _complex
 from .._numerics import stencils as st
 from . import loss

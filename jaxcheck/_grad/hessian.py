@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._core.coords import Coords, Leaf
-from .._engine.batched import split_arrays
+from .._engine.programs import split_arrays
 from .._numerics import complex as _complex
 from .._numerics import stencils as st
 from . import directional as _directional

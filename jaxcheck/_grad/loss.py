@@ -15,7 +15,7 @@ import jax.extend.core as jcore
 import jax.numpy as jnp
 import numpy as np
 
-from .._engine.batched import cached_jit, split_arrays
+from .._engine.programs import cached_jit, split_arrays
 from .._numerics import stencils as st
 
 

@@ -5,7 +5,7 @@ declares its default, the function that validates (and normalizes) it, and its C
 `Options.make` refuses a keyword it does not know with the option that is meant. check_grad,
 `GradMonitor`, the CLI (its flags are the fields') and `jaxcheck.testing` (through
 check_grad) all build this one value. What needs the parameters (eps= leaf names, only=) is
-checked where they are known: `leaf_steps` and `Coords.build`.
+checked where they are known: `plan.leaf_steps` and `Coords.build`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ from typing import Any
 
 import jax
 
-from .._core.coords import Coords
-from .._core.errors import list_paths
 from .._numerics.methods import METHODS
 
 MODES = ("full", "directional", "sample")
@@ -369,46 +367,9 @@ def _unknown_message(where: str, unknown: list[str], known: list[str]) -> str:
     )
 
 
-def validate_functions(fn, grad_fn) -> None:
-    """fn and grad_fn are functions (grad_fn may be None)."""
-    if not callable(fn):
-        raise TypeError(
-            f"fn must be a function fn(params, *args) -> loss; got {type(fn).__name__}."
-        )
-    if grad_fn is not None and not callable(grad_fn):
-        hint = ""
-        if isinstance(grad_fn, (dict, list, tuple)) or hasattr(grad_fn, "shape"):
-            hint = (
-                " It looks like the gradients themselves: pass the function that computes "
-                "them, e.g. grad_fn=lambda params, *args: backward(params, *args) (or, for "
-                "values computed at these very params, grad_fn=lambda *_: grads)."
-            )
-        raise TypeError(
-            f"grad_fn must be a function grad_fn(params, *args) -> gradients, or None for "
-            f"jax.grad(fn); got a {type(grad_fn).__name__}.{hint}"
-        )
-
-
 def validate_numerics(rtol, atol, precision, seed) -> None:
     """The options every check shares (check_vjp and check_jvp too)."""
     _precision(precision)
     _tolerance("rtol")(rtol)
     _tolerance("atol")(atol)
     _seed(seed)
-
-
-def leaf_steps(eps: Any, coords: Coords) -> dict[str, float]:
-    """{leaf path: absolute step} for leaves with a user step (eps validated by Options)."""
-    if eps is None or isinstance(eps, str):
-        return {}
-    if isinstance(eps, Mapping):
-        known = {leaf.path for leaf in coords.checked}
-        unknown = [k for k in eps if k not in known]
-        if unknown:
-            raise ValueError(
-                f"eps= names {list_paths([str(k) for k in unknown])}, which are not checked "
-                "leaves. Use key paths as the report writes them: "
-                f"{list_paths(sorted(known))}."
-            )
-        return dict(eps)
-    return {leaf.path: eps for leaf in coords.checked}

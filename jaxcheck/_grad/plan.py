@@ -9,16 +9,18 @@ rule (their defaults depend on the dtypes), the steps per leaf, and the toleranc
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 
 from .._core.coords import Coords
+from .._core.errors import list_paths
 from .._engine import progress as _progress
 from .._numerics import stencils as st
 from . import gradient
-from .options import Options, leaf_steps
+from .options import Options
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,3 +117,20 @@ def _default_rule(coords: Coords, precision: str) -> str:
 def native_low(coords: Coords, precision: str) -> bool:
     """Whether the check works in float32 or a lower precision."""
     return precision == "native" and gradient.low(coords)
+
+
+def leaf_steps(eps: Any, coords: Coords) -> dict[str, float]:
+    """{leaf path: absolute step} for leaves with a user step (eps validated by `Options`)."""
+    if eps is None or isinstance(eps, str):
+        return {}
+    if isinstance(eps, Mapping):
+        known = {leaf.path for leaf in coords.checked}
+        unknown = [k for k in eps if k not in known]
+        if unknown:
+            raise ValueError(
+                f"eps= names {list_paths([str(k) for k in unknown])}, which are not checked "
+                "leaves. Use key paths as the report writes them: "
+                f"{list_paths(sorted(known))}."
+            )
+        return dict(eps)
+    return {leaf.path: eps for leaf in coords.checked}
