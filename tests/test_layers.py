@@ -4,6 +4,8 @@
 import ast
 import pathlib
 
+import jaxcheck
+
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "jaxcheck"
 RANK = {"_core": 0, "_engine": 1, "_numerics": 1, "_grad": 2, "_rules": 2, "_cli": 3}
 FRONT = 3  # cli.py, testing.py, _monitor.py, __init__.py, __main__.py
@@ -76,3 +78,57 @@ def test_every_folder_says_what_it_is():
     for folder in RANK:
         doc = ast.get_docstring(ast.parse((PACKAGE / folder / "__init__.py").read_text()))
         assert doc, folder
+
+
+def _body_lines(node) -> int:
+    body = node.body
+    if isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant):
+        body = body[1:]  # the docstring
+    return 0 if not body else body[-1].end_lineno - body[0].lineno + 1
+
+
+def test_no_function_over_80_lines_and_no_module_over_400():
+    long = []
+    for f in FILES:
+        text = f.read_text()
+        if len(text.splitlines()) > 400:
+            long.append(f"{_module(f)}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _body_lines(node) > 80:
+                long.append(f"{_module(f)}.{node.name}: {_body_lines(node)} lines")
+    assert not long
+
+
+def test_check_grad_takes_exactly_the_options_declared():
+    import dataclasses
+    import inspect
+
+    from jaxcheck._grad.options import Options
+
+    signature = inspect.signature(jaxcheck.check_grad).parameters
+    keywords = [n for n, p in signature.items() if p.kind is p.KEYWORD_ONLY]
+    fields = dataclasses.fields(Options)
+    assert keywords == ["grad_fn", *(f.name for f in fields)]
+    for f in fields:  # the same defaults, declared once
+        assert signature[f.name].default == f.default, f.name
+
+
+def test_the_cli_flags_are_the_options_flags():
+    from jaxcheck.cli import build_parser
+
+    check = build_parser()._subparsers._group_actions[0].choices["check"]
+    flags = {a.option_strings[0] for a in check._actions if a.option_strings}
+    for name in ("--mode", "--method", "--eps", "--nondet-tol", "--max-memory", "--cache-dir"):
+        assert name in flags
+    assert "--hvp-fn" not in flags  # a function has no flag
+
+
+def test_an_option_is_refused_where_it_is_given():
+    import pytest
+
+    with pytest.raises(TypeError, match=r"GradMonitor\(\) got an unexpected keyword .*rtol="):
+        jaxcheck.GradMonitor(lambda p: p, every=1, rtl=1e-3)
+    with pytest.raises(ValueError, match="samples=0"):
+        jaxcheck.GradMonitor(lambda p: p, every=1, samples=0)  # at construction, not step 0
+    with pytest.raises(TypeError, match=r"check_grad\(\) got an unexpected keyword .*eps="):
+        jaxcheck.check_grad(lambda p: p, 1.0, epsilon=1e-3)
