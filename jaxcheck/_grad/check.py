@@ -170,21 +170,21 @@ def checked(fn, params, args: tuple, grad_fn, options: Options) -> CheckResult:
     compilation_cache(o.cache_dir)
     coords = Coords.build(call.params, o.only)
     plan = _plan.build(o, coords, call.cotangent)
-    mode = hessian if plan.order == 2 else MODES[plan.mode]
+    mode = hessian if o.order == 2 else MODES[o.mode]
 
     def run(grad_fn):
-        with numerics(plan.precision):
+        with numerics(o.precision):
             problem = prepare(call.fn, call.params, call.args, coords, grad_fn, plan)
             judged = mode.judge(problem, plan)
             return assemble(
                 problem.coords, judged.verdicts, judged.steps, problem.notes + judged.notes,
-                plan.precision, judged.engine, plan.mode, plan.order, plan.method,
+                o.precision, judged.engine, o.mode, o.order, plan.method,
                 judged.methods, judged.advice, judged.thetas,
             )  # fmt: skip
 
     result = run(call.grad_fn)
     if result.verdict == "failed" and call.grad_fn is not None:
-        with numerics(plan.precision):  # grad_fn is called in the check's numerics
+        with numerics(o.precision):  # grad_fn is called in the check's numerics
             result = gradient.in_insertion_order(
                 result, run, call.grad_fn, call.params, call.args, coords
             )

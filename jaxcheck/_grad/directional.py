@@ -253,13 +253,13 @@ def check_leaf(engine, leaf, g, f0, step, k, rng, judge_elements, **tol) -> Dire
 
 
 def judge(problem, plan) -> Judged:
-    """mode="directional": each checked leaf along `plan.directions` random directions; a
+    """mode="directional": each checked leaf along `plan.options.directions` random directions; a
     leaf that fails is located by group testing, and its candidates checked element-wise."""
     session = Session(problem, plan)
     verdicts, used = {}, {}
     for leaf in problem.coords.checked:
         g, tol = session.gradient(leaf)
-        rng = np.random.default_rng([plan.seed, leaf.position])
+        rng = np.random.default_rng([plan.options.seed, leaf.position])
         used[leaf.path] = session.method.name
         theta = np.asarray(problem.values[leaf.position]).reshape(-1)
         step = direction_step(theta, problem.typical[leaf.path], plan.steps.get(leaf.path))
@@ -268,5 +268,5 @@ def judge(problem, plan) -> Judged:
             return session.elements(leaf, g, tol, subset)
 
         verdicts[leaf.path] = check_leaf(session.engine, leaf, g, problem.f0, step,
-                                         plan.directions, rng, elements, **tol)  # fmt: skip
+                                         plan.options.directions, rng, elements, **tol)  # fmt: skip
     return session.finish(verdicts, used, {})

@@ -25,10 +25,12 @@ def judge(problem: Problem, plan: Plan) -> Judged:
     verdicts, used, steps = {}, {}, {}
     for leaf in problem.coords.checked:
         g, tol = session.gradient(leaf)
-        rng = np.random.default_rng([plan.seed, leaf.position])
+        rng = np.random.default_rng([plan.options.seed, leaf.position])
         subset = None
-        if plan.mode == "sample":
-            subset = np.sort(rng.choice(leaf.size, min(leaf.size, plan.samples), replace=False))
+        if plan.options.mode == "sample":
+            subset = np.sort(
+                rng.choice(leaf.size, min(leaf.size, plan.options.samples), replace=False)
+            )
         if cs is not None:
             verdict, h, why = _complex_step_leaf(cs, session, leaf, g, tol, subset)
             if verdict is not None:
@@ -52,7 +54,7 @@ def _complex_step_leaf(cs, session: Session, leaf, g, tol, subset):
     scale, eps = p.typical[leaf.path], plan.steps.get(leaf.path)
     t = direction_step(theta, scale, eps)
     along = direction_step(theta, scale, eps, power=_complex_step.POWER)
-    rng = np.random.default_rng([plan.seed, leaf.position, 1])
+    rng = np.random.default_rng([plan.options.seed, leaf.position, 1])
     cs_engine, why = cs.verify(leaf, session.engine, g, p.f0, t, along, rng, tol)
     if cs_engine is None:
         return None, None, why

@@ -107,27 +107,29 @@ def jax_derivatives(fn_scalar, values, coords: Coords, args):
 
 
 def judge(problem: Problem, plan: Plan) -> Judged:
-    """order=2: each checked leaf's elements of H·v, along `plan.directions` directions."""
+    """order=2: each checked leaf's elements of H·v, along `plan.options.directions` directions."""
     p = problem
-    if plan.hvp_fn is None and not p.traced:
+    if plan.options.hvp_fn is None and not p.traced:
         raise TypeError(
             f"fn could not be traced by JAX ({p.why}), so jax.jvp(jax.grad(fn)) cannot give "
             "the Hessian-vector products to check: pass your own as hvp_fn=."
         )
-    if plan.hvp_fn is not None and p.coords is not p.given:
+    if plan.options.hvp_fn is not None and p.coords is not p.given:
         raise ValueError(
             "hvp_fn= with complex parameters is not supported: check H·v with JAX's own "
             "(hvp_fn=None), or pass the real and imaginary parts as separate real leaves."
         )
     ours = jax_derivatives(p.fn_scalar, p.values, p.coords, p.args) if p.traced else None
-    derivatives = Derivatives(p.values, p.coords, p.given, p.args, p.grad_fn, plan.hvp_fn, ours)
+    derivatives = Derivatives(
+        p.values, p.coords, p.given, p.args, p.grad_fn, plan.options.hvp_fn, ours
+    )
 
     def tol_of(leaf):
         return plan.tolerance(np.asarray(p.grads[leaf.path]).dtype)
 
     verdicts, steps, notes = check(derivatives, p.coords, p.grads, p.typical, plan.steps,
-                                   plan.directions, plan.seed, tol_of)  # fmt: skip
-    engine = "jax" if p.grad_fn is None and plan.hvp_fn is None else "host"
+                                   plan.options.directions, plan.options.seed, tol_of)  # fmt: skip
+    engine = "jax" if p.grad_fn is None and plan.options.hvp_fn is None else "host"
     return Judged(verdicts, steps, engine, notes)
 
 

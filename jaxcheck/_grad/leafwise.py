@@ -40,12 +40,12 @@ class Session:
         self.plan = plan
         is_cs = plan.method == _complex_step.NAME
         # The complex step falls back to the default method (leaves where it is unusable).
-        name = default_method(p.given, plan.precision, 1) if is_cs else plan.method
+        name = default_method(p.given, plan.options.precision, 1) if is_cs else plan.method
         self.method = methods.get(name)
         if is_cs:
             _complex_step.validate(p.given)
         # Raises on a vanishing step, before the long part.
-        keep = plan.mode != "directional"
+        keep = plan.options.mode != "directional"
         self.stencils = elementwise.Stencils(
             p.coords, p.values, plan.steps, p.typical, self.method, keep
         )
@@ -93,7 +93,7 @@ class Session:
         verdict = elementwise.judge_leaf(
             self.engine, leaf, s, self.method, g, tol, subset=subset, nondet=nondet
         )
-        if plan.kinks == "fail":
+        if plan.options.kinks == "fail":
             at_kinks = verdict.status == st.KINK
             verdict.status[at_kinks] = st.MISMATCH
             verdict = dataclasses.replace(verdict, at_kinks=at_kinks)
@@ -131,11 +131,11 @@ class Session:
 def expected_points(leaves, plan: Plan) -> int:
     """Evaluations of a passing check of these leaves: the first points everywhere, the rest
     on each sample."""
-    if plan.mode == "directional":
-        return len(ALONG) * plan.directions * len(leaves)
+    if plan.options.mode == "directional":
+        return len(ALONG) * plan.options.directions * len(leaves)
     sizes = [leaf.size for leaf in leaves]
-    if plan.mode == "sample":
-        sizes = [min(n, plan.samples) for n in sizes]
+    if plan.options.mode == "sample":
+        sizes = [min(n, plan.options.samples) for n in sizes]
     if plan.method == _complex_step.NAME:  # h and 3h per element, and the verification
         return sum(2 * n + 6 * _complex_step.VERIFY_DIRECTIONS for n in sizes)
     method = methods.get(plan.method)
@@ -152,7 +152,7 @@ def _verdicts_of(outcome) -> list:
 
 def _advice(plan: Plan, coords: Coords) -> str:
     """What would let finite differences resolve more of the gradient."""
-    if plan.precision == "native" and native_low(coords, plan.precision):
+    if native_low(coords, plan.options.precision):
         return (
             "check with precision='float64' (the default: finite differences of the loss in "
             "float64, the gradient under test in its own dtype); in this dtype the loss's "
@@ -171,9 +171,7 @@ def _open_journal(p: Problem, plan: Plan):
     path = plan.engine["journal"]
     if path is None:
         return None
-    settings = plan.settings()
-    settings.update(steps=plan.steps, numerics=(plan.rtol, plan.atol, plan.precision),
-                    leaves=[leaf.path for leaf in p.coords.checked])  # fmt: skip
+    settings = {**plan.settings(), "leaves": [leaf.path for leaf in p.coords.checked]}
     return _journal.Journal(path, _journal.fingerprint(p.fn, p.values, p.args, settings))
 
 
@@ -185,7 +183,7 @@ def _batched_or_host(p: Problem, plan: Plan, notes: list[str]):
     Compiling the first program is the probe; its executable is kept for the check itself.
     """
     opts = {k: v for k, v in plan.engine.items() if k not in ("progress", "journal")}
-    directions = plan.directions if plan.mode == "directional" else None
+    directions = plan.options.directions if plan.options.mode == "directional" else None
     opts["directions"] = directions
     kind = "direction" if directions else "element"  # the program the mode runs first
     call = (p.fn_scalar, p.values, p.coords, p.args)

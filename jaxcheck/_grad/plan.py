@@ -25,23 +25,13 @@ from .options import Options
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """The options, resolved against the checked leaves."""
+    """The options, and what they leave open resolved against the checked leaves."""
 
-    mode: str
+    options: Options  # as given (validated); a new option needs no field here
     method: str  # the method named or the default one
     step_rule: str  # "auto" or "rule": how the steps not given are chosen
     steps: dict[str, float]  # leaf path -> the step given for it
-    kinks: str
-    order: int
-    hvp_fn: Any
-    directions: int
-    samples: int
-    seed: int
-    nondet_tol: float
-    cotangent: Any
-    rtol: float | None
-    atol: float | None
-    precision: str
+    cotangent: Any  # as an array (`calling.adapt`)
     engine: dict[str, Any]  # the engine's options: chunk, max_memory, devices, progress, journal
 
     def tolerance(self, g_dtype, u_f: float | None = None) -> dict[str, float]:
@@ -51,15 +41,21 @@ class Plan:
         return {
             "u_f": u_g if u_f is None else u_f,
             "u_g": u_g,
-            "rtol": st.default_rtol(g_dtype) if self.rtol is None else self.rtol,
-            "atol": self.atol or 0.0,
+            "rtol": st.default_rtol(g_dtype) if self.options.rtol is None else self.options.rtol,
+            "atol": self.options.atol or 0.0,
         }
 
     def settings(self) -> dict[str, Any]:
-        """What a journal's fingerprint records of the plan (everything but hvp_fn)."""
-        keys = ("mode", "method", "step_rule", "kinks", "order", "directions", "samples",
-                "seed", "nondet_tol", "cotangent")  # fmt: skip
-        return {k: getattr(self, k) for k in keys}
+        """What a journal's fingerprint records of the plan (everything but hvp_fn and the
+        engine's options, which do not change the results)."""
+        o = self.options
+        return {
+            "mode": o.mode, "method": self.method, "step_rule": self.step_rule,
+            "kinks": o.kinks, "order": o.order, "directions": o.directions,
+            "samples": o.samples, "seed": o.seed, "nondet_tol": o.nondet_tol,
+            "cotangent": self.cotangent, "steps": self.steps,
+            "numerics": (o.rtol, o.atol, o.precision),
+        }  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -79,21 +75,11 @@ def build(options: Options, coords: Coords, cotangent: Any) -> Plan:
     """The plan of a check of these leaves (eps= naming a leaf that is not one raises here)."""
     o = options
     return Plan(
-        mode=o.mode,
+        options=o,
         method=o.method or default_method(coords, o.precision, o.order),
         step_rule=o.eps if isinstance(o.eps, str) else _default_rule(coords, o.precision),
         steps=leaf_steps(o.eps, coords),
-        kinks=o.kinks,
-        order=o.order,
-        hvp_fn=o.hvp_fn,
-        directions=o.directions,
-        samples=o.samples,
-        seed=o.seed,
-        nondet_tol=o.nondet_tol,
         cotangent=cotangent,
-        rtol=o.rtol,
-        atol=o.atol,
-        precision=o.precision,
         engine={
             "chunk": o.chunk_size,
             "max_memory": o.max_memory,

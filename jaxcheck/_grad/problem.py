@@ -49,13 +49,13 @@ class Problem:
 def prepare(fn, params, args, coords: Coords, grad_fn, plan: Plan) -> Problem:
     """The problem of checking grad_fn (None: jax.grad) against fn at params."""
     notes: list[str] = []
-    nondet = Nondet(plan.nondet_tol)
+    nondet = Nondet(plan.options.nondet_tol)
     leaves = jax.tree_util.tree_leaves(params)
     traced, why = loss.trace(fn, leaves, coords, args)
-    values = coords.cast(leaves, working_dtype(plan.precision, traced=traced is not None))
-    work_params, work_args = coords.unflatten(values), _cast_args(args, plan.precision)
+    values = coords.cast(leaves, working_dtype(plan.options.precision, traced=traced is not None))
+    work_params, work_args = coords.unflatten(values), _cast_args(args, plan.options.precision)
     coords.check_finite(values)
-    own_dtype, note = gradient.precision(coords, plan.precision, plan.order)
+    own_dtype, note = gradient.precision(coords, plan.options.precision, plan.options.order)
     own_note = len(notes)
     notes += [note] if note else []
 
@@ -133,11 +133,12 @@ def _projection(shape: tuple, out_dtype, plan: Plan, grad_fn, notes: list[str]):
             "differentiates (e.g. jnp.sum(...)), or drop grad_fn to check JAX's derivative "
             "of fn through a random projection w·fn(params)."
         )
+    seed = plan.options.seed
     notes.append(
         f"fn returns shape {shape}: checked the scalar w·fn(params) for one random "
-        f"w ~ N(0, I) (seed={plan.seed}), which exposes any wrong Jacobian column almost surely"
+        f"w ~ N(0, I) (seed={seed}), which exposes any wrong Jacobian column almost surely"
     )
-    return np.random.default_rng(plan.seed).standard_normal(shape).astype(out_dtype)
+    return np.random.default_rng(seed).standard_normal(shape).astype(out_dtype)
 
 
 def _cast_args(args: tuple, precision: str) -> tuple:
