@@ -42,17 +42,17 @@ def test_a_correct_custom_vjp_passes_with_its_transforms():
     result = jaxcheck.check_vjp(dense_with_bwd(), *point())
     assert result.passed, result
     assert result.kind == "vjp"
-    assert set(result.leaves) == {"[0]", "[1]", "[2]"}
+    assert set(result.leaves) == {"['x']", "['W']", "['b']"}
     assert result.transforms == {"jit": "ok", "vmap": "ok"}
     assert any("1 custom rule" in n for n in result.notes)
 
 
 PLANTED = {
-    "wrong scale": (lambda x, W, y, g, c: (c[0], 2 * c[1], c[2]), "[1]"),
-    "missing term": (lambda x, W, y, g, c: (c[0], c[1], jnp.zeros_like(c[2])), "[2]"),
-    "transposed W": (lambda x, W, y, g, c: (c[0], c[1].T, c[2]), "[1]"),
-    "no tanh derivative": (lambda x, W, y, g, c: (g @ W.T, c[1], c[2]), "[0]"),
-    "sign of one row": (lambda x, W, y, g, c: (c[0], c[1].at[2].multiply(-1), c[2]), "[1]"),
+    "wrong scale": (lambda x, W, y, g, c: (c[0], 2 * c[1], c[2]), "['W']"),
+    "missing term": (lambda x, W, y, g, c: (c[0], c[1], jnp.zeros_like(c[2])), "['b']"),
+    "transposed W": (lambda x, W, y, g, c: (c[0], c[1].T, c[2]), "['W']"),
+    "no tanh derivative": (lambda x, W, y, g, c: (g @ W.T, c[1], c[2]), "['x']"),
+    "sign of one row": (lambda x, W, y, g, c: (c[0], c[1].at[2].multiply(-1), c[2]), "['W']"),
 }
 
 
@@ -72,7 +72,7 @@ def test_one_wrong_element_among_sixty_thousand_is_located_by_group_testing():
     plant = lambda x, W, y, g, c: (c[0], c[1].at[123, 77].add(0.05), c[2])  # noqa: E731
     result = jaxcheck.check_vjp(dense_with_bwd(plant), *point(200, 300, batch=4))
     assert not result.passed
-    assert [(e.path, e.index) for e in result.failures] == [("[1]", (123, 77))]
+    assert [(e.path, e.index) for e in result.failures] == [("['W']", (123, 77))]
     assert result.failures[0].analytic - result.failures[0].numeric == pytest.approx(0.05)
 
 
@@ -122,7 +122,7 @@ def test_a_handwritten_vjp_is_checked_against_jax_jvp():
     wrong = lambda *a: (lambda c: (c[0], c[1], c[2] / 5))(backward(*a))  # noqa: E731
     result = jaxcheck.check_vjp(layer, x, W, b, vjp=wrong)
     assert not result.passed
-    assert {e.path for e in result.failures} == {"[2]"}
+    assert {e.path for e in result.failures} == {"['b']"}
 
 
 def test_one_primal_may_get_its_bare_cotangent():
@@ -136,7 +136,7 @@ def test_one_primal_may_get_its_bare_cotangent():
         return {"W": jnp.outer(d, p["b"]), "b": p["W"].T @ d * 1.5}  # b is wrong
 
     result = jaxcheck.check_vjp(f, params, vjp=vjp)
-    assert [p for p, r in result.leaves.items() if not r.passed] == ["[0]['b']"]
+    assert [p for p, r in result.leaves.items() if not r.passed] == ["['p']['b']"]
 
 
 def softplus_with_jvp(factor):
@@ -240,7 +240,7 @@ def test_integer_primals_are_skipped():
         return x * n
 
     result = jaxcheck.check_vjp(f, jnp.arange(3.0), 2)
-    assert list(result.leaves) == ["[0]"]
+    assert list(result.leaves) == ["['x']"]
     assert result.passed
 
 
@@ -248,10 +248,10 @@ def test_the_result_prints_and_serializes():
     plant = lambda x, W, y, g, c: (c[0], c[1].at[1, 2].add(0.3), c[2])  # noqa: E731
     result = jaxcheck.check_vjp(dense_with_bwd(plant), *point())
     text = str(result)
-    assert "FAILED" in text and "[1][1, 2]" in text
+    assert "FAILED" in text and "['W'][1, 2]" in text
     d = result.to_dict()
     assert d["passed"] is False and d["failures"][0]["index"] == [1, 2]
-    assert "[1][1, 2]" in result._repr_html_()
+    assert "[&#x27;W&#x27;][1, 2]" in result._repr_html_()
     assert result.to_json()
 
 
@@ -285,3 +285,231 @@ def test_check_jvp_with_an_integer_primal_runs_every_transform():
     result = jaxcheck.check_jvp(lambda x, n: jnp.sin(x) * n, jnp.arange(3.0), 2)
     assert result.passed, result
     assert result.transforms == {"jit": "ok", "vmap": "ok"}
+
+
+# ---- rules checked as the peers check them (ChainRulesTestUtils, torch, Chainer) ------------
+
+
+def numpy_layer():
+    """A tanh layer and its backward written in NumPy, as a course assignment writes it."""
+
+    def layer(x, W):
+        return jnp.tanh(x @ W)
+
+    def backward(x, W, dout):
+        y = np.tanh(np.asarray(x) @ np.asarray(W))
+        d = np.asarray(dout) * (1 - y**2)
+        return d @ np.asarray(W).T, np.asarray(x).T @ d
+
+    return layer, backward
+
+
+def test_a_numpy_backward_is_checked_eagerly_with_leaves_named_after_the_parameters():
+    layer, backward = numpy_layer()
+    x, W, _ = point()
+    result = jaxcheck.check_vjp(layer, x, W, vjp=backward)
+    assert result.passed, result
+    assert list(result.leaves) == ["['x']", "['W']"]
+    assert result.transforms == {}  # not traceable, so not run under jit/vmap; not wrong
+    assert any("cannot be traced" in n and "TracerArrayConversionError" in n for n in result.notes)
+    assert "differs under" not in str(result)
+    wrong = lambda x, W, g: (lambda c: (c[0], c[1].T.T * 1.01))(backward(x, W, g))  # noqa: E731
+    bad = jaxcheck.check_vjp(layer, x, W, vjp=wrong)
+    assert not bad.passed
+    assert {e.path for e in bad.failures} == {"['W']"}
+
+
+def test_check_vjp_and_check_jvp_name_every_leaf_after_fns_parameters():
+    def f(params, x, n):
+        return jnp.sin(x @ params["W"] + params["b"][None]) * n
+
+    params = {"W": jnp.ones((3, 2)) / 3, "b": jnp.zeros(2)}
+    x = jnp.arange(6.0).reshape(2, 3) / 6
+    for check in (jaxcheck.check_vjp, jaxcheck.check_jvp):
+        result = check(f, params, x, 2)
+        assert result.passed, result
+        assert list(result.leaves) == ["['params']['W']", "['params']['b']", "['x']"]
+        assert result.leaves["['x']"].path == "['x']"
+    # no names in the signature: check_grad's names for argnums, arg<position>
+    result = jaxcheck.check_vjp(lambda *a: a[0] * a[1], jnp.ones(2), jnp.ones(2))
+    assert list(result.leaves) == ["['arg0']", "['arg1']"]
+
+
+def test_a_rule_whose_primal_output_is_not_fns_fails_and_says_where():
+    # ChainRulesTestUtils' "primal wrong": the derivative is right, the primal is not
+    x = jnp.arange(1.0, 4.0)
+
+    def vjp_rule(scale):
+        @jax.custom_vjp
+        def f(x):
+            return jnp.sin(x)
+
+        f.defvjp(lambda x: (scale * jnp.sin(x), x), lambda x, g: (g * jnp.cos(x),))
+        return f
+
+    def jvp_rule(scale):
+        @jax.custom_jvp
+        def f(x):
+            return jnp.sin(x)
+
+        f.defjvp(lambda p, t: (scale * jnp.sin(p[0]), jnp.cos(p[0]) * t[0]))
+        return f
+
+    for check, make in ((jaxcheck.check_vjp, vjp_rule), (jaxcheck.check_jvp, jvp_rule)):
+        right = check(make(1.0), x)
+        assert right.passed and right.primal_output == "ok", right
+        wrong = check(make(2.5), x)
+        assert not wrong.passed
+        assert all(leaf.passed for leaf in wrong.leaves.values())  # the derivative is right
+        assert "differs from fn's value" in wrong.primal_output
+        assert "(3 of 3 elements)" in wrong.primal_output
+        assert "the primal output differs from fn's" in str(wrong)
+        assert wrong.to_dict()["primal_output"] == wrong.primal_output
+    layer, backward = numpy_layer()
+    handwritten = jaxcheck.check_vjp(layer, *point()[:2], vjp=backward)
+    assert handwritten.primal_output is None  # a vjp= has no primal output
+
+
+def affine_with_bwd(bug):
+    @jax.custom_vjp
+    def f(x, W):
+        return x @ W
+
+    f.defvjp(lambda x, W: (x @ W, (x, W)), lambda r, g: (g @ r[1].T, r[0].T @ bug(g)))
+    return f
+
+
+NONLINEAR = {
+    # torch gradcheck's "backward not multiplied by grad_output"
+    "offset": (lambda g: g + 1e-2, "for a zero cotangent the VJP returns"),
+    "squared": (lambda g: g * jnp.abs(g), "vjp(a·w₁ + w₂)"),
+}
+
+
+@pytest.mark.parametrize("bug", sorted(NONLINEAR))
+def test_a_vjp_not_linear_in_its_cotangent_fails_in_its_leaf(bug):
+    plant, message = NONLINEAR[bug]
+    x, W, _ = point()
+    assert jaxcheck.check_vjp(affine_with_bwd(lambda g: g), x, W, rtol=0.1).passed
+    result = jaxcheck.check_vjp(affine_with_bwd(plant), x, W, rtol=0.1)
+    assert not result.passed
+    assert [p for p, leaf in result.leaves.items() if not leaf.passed] == ["['W']"]
+    linear = result.leaves["['W']"].linear
+    assert linear.startswith("not linear in the cotangent") and message in linear
+    assert "['W'][" in linear  # the element
+    assert "1 of 2 leaves not linear in the cotangent" in str(result)
+    if bug == "offset":  # rtol=0.1 hides the offset from ⟨u, Jᵀw⟩ = ⟨Ju, w⟩ itself
+        assert result.leaves["['W']"].holds
+
+
+def test_a_jvp_not_linear_in_its_tangent_fails():
+    @jax.custom_jvp
+    def f(x):
+        return jnp.sin(x)
+
+    f.defjvp(lambda p, t: (jnp.sin(p[0]), jnp.cos(p[0]) * t[0] + 1e-2))
+    result = jaxcheck.check_jvp(f, jnp.arange(1.0, 4.0), rtol=0.1)
+    assert not result.passed
+    assert result.leaves["['x']"].linear.startswith("not linear in the tangent")
+    assert "output[" in result.leaves["['x']"].linear
+
+
+def callback_layer(bug=None):
+    """tanh(x @ W) computed on the host (JAX cannot differentiate it) with a custom_vjp."""
+
+    @jax.custom_vjp
+    def f(x, W):
+        shape = jax.ShapeDtypeStruct((x.shape[0], W.shape[1]), x.dtype)
+        host = lambda x, W: np.tanh(np.asarray(x) @ np.asarray(W)).astype(x.dtype)  # noqa: E731
+        return jax.pure_callback(host, shape, x, W, vmap_method="sequential")
+
+    def fwd(x, W):
+        y = f(x, W)
+        return y, (x, W, y)
+
+    def bwd(res, g):
+        x, W, y = res
+        d = g * (1 - y**2)
+        dx, dW = d @ W.T, x.T @ d
+        return (dx, dW) if bug is None else bug(dx, dW)
+
+    f.defvjp(fwd, bwd)
+    return f
+
+
+def test_a_pure_callback_primal_is_checked_against_finite_differences():
+    x, W, _ = point()
+    result = jaxcheck.check_vjp(callback_layer(), x, W)
+    assert result.passed, result
+    assert any("central differences" in n and "float64" in n for n in result.notes)
+    planted = callback_layer(lambda dx, dW: (dx, dW.at[1, 2].add(0.05)))
+    bad = jaxcheck.check_vjp(planted, x, W)
+    assert not bad.passed
+    assert [(e.path, e.index) for e in bad.failures] == [("['W']", (1, 2))]
+    assert bad.failures[0].analytic - bad.failures[0].numeric == pytest.approx(0.05, rel=1e-6)
+    # float32 primals: the differences are taken in float64 all the same (Chainer's dtype=)
+    x32, W32 = x.astype(np.float32), W.astype(np.float32)
+    native = jaxcheck.check_vjp(callback_layer(), x32, W32, precision="native")
+    assert native.passed, native
+    assert any("central differences" in n and "float64" in n for n in native.notes)
+
+
+def test_a_custom_jvp_around_a_pure_callback_is_checked_against_finite_differences():
+    def make(factor):
+        @jax.custom_jvp
+        def f(x):
+            return jax.pure_callback(np.sin, jax.ShapeDtypeStruct(x.shape, x.dtype), x)
+
+        f.defjvp(lambda p, t: (f(p[0]), factor * jnp.cos(p[0]) * t[0]))
+        return f
+
+    x = jnp.linspace(-1.0, 2.0, 7)
+    assert jaxcheck.check_jvp(make(1.0), x, transforms=()).passed
+    wrong = jaxcheck.check_jvp(make(1.001), x, transforms=())
+    assert not wrong.passed and len(wrong.failures) == 7
+
+
+def test_a_function_jax_cannot_differentiate_and_without_a_rule_is_refused_with_a_fix():
+    def f(x):
+        return jax.pure_callback(np.sin, jax.ShapeDtypeStruct(x.shape, x.dtype), x)
+
+    with pytest.raises(TypeError, match=r"cannot differentiate fn.*custom_vjp.*check_grad"):
+        jaxcheck.check_vjp(f, jnp.arange(3.0))
+
+
+def test_a_pallas_kernel_jax_cannot_differentiate_is_checked_against_finite_differences():
+    pl = pytest.importorskip("jax.experimental.pallas")
+
+    def kernel(x_ref, o_ref):  # Σ_i sin(x[i, :]), accumulated over a grid of rows
+        @pl.when(pl.program_id(0) == 0)
+        def _():
+            o_ref[...] = jnp.zeros_like(o_ref)
+
+        o_ref[...] += jnp.sin(x_ref[...])
+
+    def column_sum(x):
+        n, m = x.shape
+        return pl.pallas_call(
+            kernel, out_shape=jax.ShapeDtypeStruct((1, m), x.dtype), grid=(n,),
+            in_specs=[pl.BlockSpec((1, m), lambda i: (i, 0))],
+            out_specs=pl.BlockSpec((1, m), lambda i: (0, 0)), interpret=True,
+        )(x)[0]  # fmt: skip
+
+    def make(bug):
+        @jax.custom_vjp
+        def f(x):
+            return column_sum(x)
+
+        def bwd(x, g):
+            dx = g[None] * jnp.cos(x)
+            return (dx.at[2, 1].multiply(1.1) if bug else dx,)
+
+        f.defvjp(lambda x: (column_sum(x), x), bwd)
+        return f
+
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((3, 4)))
+    result = jaxcheck.check_vjp(make(False), x)
+    assert result.passed, result
+    assert any("cannot differentiate" in n and "central differences" in n for n in result.notes)
+    bad = jaxcheck.check_vjp(make(True), x, transforms=())
+    assert [(e.path, e.index) for e in bad.failures] == [("['x']", (2, 1))]

@@ -24,7 +24,7 @@ from . import plan as _plan
 from .assemble import assemble
 from .context import compilation_cache, numerics
 from .options import DIRECTIONS, NAMES, SAMPLES, Options
-from .problem import prepare
+from .problem import NotInFloat64, prepare
 
 # The modes of an order-1 check; order=2 is `hessian`'s. Each is `judge(problem, plan)`.
 MODES = {"full": full, "sample": full, "directional": directional}
@@ -172,9 +172,13 @@ def checked(fn, params, args: tuple, grad_fn, options: Options) -> CheckResult:
     plan = _plan.build(o, coords, call.cotangent)
     mode = hessian if o.order == 2 else MODES[o.mode]
 
+    native_note = ""
+
     def run(grad_fn):
         with numerics(o.precision):
             problem = prepare(call.fn, call.params, call.args, coords, grad_fn, plan)
+            if native_note:
+                problem.notes.insert(0, native_note)
             judged = mode.judge(problem, plan)
             return assemble(
                 problem.coords, judged.verdicts, judged.steps, problem.notes + judged.notes,
@@ -182,7 +186,17 @@ def checked(fn, params, args: tuple, grad_fn, options: Options) -> CheckResult:
                 judged.methods, judged.advice, judged.thetas,
             )  # fmt: skip
 
-    result = run(call.grad_fn)
+    try:
+        result = run(call.grad_fn)
+    except NotInFloat64 as e:  # a kernel, or code that builds float32 arrays itself
+        o = o.replace(precision="native")
+        plan = _plan.build(o, coords, call.cotangent)
+        native_note = (
+            f"fn cannot run in float64 ({e}: a kernel, or code that builds float32 arrays "
+            "itself, such as a scan's carry): checked in the dtypes it runs in "
+            "(precision='native')"
+        )
+        result = run(call.grad_fn)
     if result.verdict == "failed" and call.grad_fn is not None:
         with numerics(o.precision):  # grad_fn is called in the check's numerics
             result = gradient.in_insertion_order(

@@ -56,11 +56,13 @@ def probe(
     atol,
     g_scale=0.0,
     noise_floor=0.0,
+    g_noise=0.0,
 ) -> st.Verdict:
     """Judge the derivative of f along each direction (keys[b], restricted to labels == groups[b]).
 
     g: the flat gradient under test. f0: f(θ). h: the step along the unit direction. The
-    verdict has one "element" per direction.
+    verdict has one "element" per direction. g_noise: the gradient's measured rounding as it
+    projects onto a unit direction (`rounding`).
     """
     ts = np.array([h, -h, 2 * h, -2 * h])  # (ALONG points per direction)
     f, s, weights = engine.evaluate_along(leaf, g, keys, labels, groups, ts)
@@ -84,7 +86,8 @@ def probe(
         + atol * weights[:, 1]
         # the check-wide floor along a unit direction: rounding errors of size
         # u·g_scale in each element project onto it with norm ~ ‖v‖₂ = 1
-        + st.GRAD_FLOOR * u_g * np.maximum(weights[:, 0], g_scale),
+        + st.GRAD_FLOOR * u_g * np.maximum(weights[:, 0], g_scale)
+        + g_noise,
     )
 
 
@@ -194,18 +197,23 @@ MISS_AT = 0.01  # miss_probability is reported for an error of this fraction of 
 
 
 def direction_step(
-    theta: np.ndarray, typical: float, eps: float | None, power: float = 1.0 / 3.0
+    theta: np.ndarray,
+    typical: float,
+    eps: float | None,
+    power: float = 1.0 / 3.0,
+    u: float | None = None,
 ) -> float:
     """The step t along a unit direction: each element moves about t/√n.
 
     By default t = u^p·‖θ‖ (u^p·typical·√n for an all-zero leaf), the directional analogue
     of the element-wise step u^p·max(|θ_i|, typical), p = 1/3 for central differences (1/2
-    for the complex step); with eps, t = eps·√n.
+    for the complex step), u the unit roundoff of θ's dtype or the coarser one fn computes in;
+    with eps, t = eps·√n.
     """
     n = theta.size
     if eps is not None:
         return float(eps) * math.sqrt(n)
-    c = st.unit_roundoff(theta.dtype) ** power
+    c = max(st.unit_roundoff(theta.dtype), u or 0.0) ** power
     norm = float(np.linalg.norm(theta.astype(np.float64)))
     return c * (norm if norm > 0 else typical * math.sqrt(n))
 
@@ -262,11 +270,25 @@ def judge(problem, plan) -> Judged:
         rng = np.random.default_rng([plan.options.seed, leaf.position])
         used[leaf.path] = session.method.name
         theta = np.asarray(problem.values[leaf.position]).reshape(-1)
-        step = direction_step(theta, problem.typical[leaf.path], plan.steps.get(leaf.path))
+        step = direction_step(theta, problem.typical[leaf.path], plan.steps.get(leaf.path),
+                              u=session.u_computed)  # fmt: skip
 
         def elements(subset=None, leaf=leaf, g=g, tol=tol):
             return session.elements(leaf, g, tol, subset)
 
-        verdicts[leaf.path] = check_leaf(session.engine, leaf, g, problem.f0, step,
-                                         plan.options.directions, rng, elements, **tol)  # fmt: skip
+        state = rng.bit_generator.state
+        verdict = check_leaf(session.engine, leaf, g, problem.f0, step,
+                             plan.options.directions, rng, elements, **tol)  # fmt: skip
+        rounding = problem.rounding
+        if not verdict.passed and rounding is not None:
+            # Along a unit direction the elements' rounding adds up to about its RMS.
+            floor = rounding.floor(leaf.path)
+            tol = {**tol, "g_noise": float(np.sqrt(np.mean(np.square(floor))))}
+            rng.bit_generator.state = state  # the same directions, judged with it
+            again = check_leaf(session.engine, leaf, g, problem.f0, step,
+                               plan.options.directions, rng, elements, **tol)  # fmt: skip
+            if again.passed:
+                session.rescued += int(np.isin(verdict.probes.status, st.FAILING).sum())
+            verdict = again
+        verdicts[leaf.path] = verdict
     return session.finish(verdicts, used, {})

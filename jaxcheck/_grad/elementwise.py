@@ -41,11 +41,14 @@ class Stencils:
     keep=False keeps none of them: in directional mode only the leaves that fail ever need
     their element stencils, and those hold up to ten rows of the leaf's size; otherwise
     every leaf needs its stencil, so the validated one is kept.
-    typical: `_typical_scale`.
+    typical: `_typical_scale`. u: the unit roundoff of the precision fn computes in, where it
+    is coarser than the leaves' (None: theirs).
     """
 
-    def __init__(self, coords: Coords, values, steps: dict, typical: dict, method, keep: bool):
-        self._coords, self._values, self._steps = coords, values, steps
+    def __init__(
+        self, coords: Coords, values, steps: dict, typical: dict, method, keep: bool, u=None
+    ):
+        self._coords, self._values, self._steps, self._u = coords, values, steps, u
         self._typical, self._method = typical, method
         self._built: dict[str, st.Stencil] = {}
         for leaf in coords.checked:
@@ -78,7 +81,8 @@ class Stencils:
         theta = np.asarray(self._values[leaf.position]).reshape(-1)
         if leaf.path in self._steps:
             return np.full(theta.shape, self._steps[leaf.path], np.float64)
-        return st.default_steps(theta, self._typical[leaf.path], self._method)
+        u = None if self._u is None else max(self._u, st.unit_roundoff(theta.dtype))
+        return st.default_steps(theta, self._typical[leaf.path], self._method, u)
 
     def __getitem__(self, leaf: Leaf) -> st.Stencil:
         if leaf.path not in self._built:

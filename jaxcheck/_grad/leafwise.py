@@ -28,6 +28,7 @@ from .._numerics import stencils as st
 from . import autostep as _autostep
 from . import complex_step as _complex_step
 from . import elementwise, gradient
+from . import rounding as _rounding
 from .plan import Judged, Plan, default_method, native_low
 from .problem import Problem
 
@@ -46,8 +47,11 @@ class Session:
             _complex_step.validate(p.given)
         # Raises on a vanishing step, before the long part.
         keep = plan.options.mode != "directional"
+        # fn may compute in a coarser precision than its inputs (a cast inside): steps and
+        # the noise of f are that precision's.
+        self.u_computed = st.unit_roundoff(p.computed) if p.computed is not None else None
         self.stencils = elementwise.Stencils(
-            p.coords, p.values, plan.steps, p.typical, self.method, keep
+            p.coords, p.values, plan.steps, p.typical, self.method, keep, self.u_computed
         )
         # A journal for another check is refused here, before anything long.
         journal = _open_journal(p, plan)
@@ -62,7 +66,8 @@ class Session:
             self.engine = HostEngine(p.fn_scalar, p.values, p.coords, p.args)
         else:
             self.engine = _batched_or_host(p, plan, self.notes)
-        self.u_f = st.unit_roundoff(p.out_dtype)
+        self.u_f = st.unit_roundoff(p.coarser(p.out_dtype))
+        self.rescued = 0  # elements within the gradient's own measured rounding
         self.bar = _progress.bar(plan.engine["progress"], expected_points(p.coords.checked, plan))
         self.engine.progress = self.bar.update
         if getattr(self.engine, "n_devices", 1) > 1:
@@ -76,7 +81,8 @@ class Session:
     def gradient(self, leaf) -> tuple[np.ndarray, dict[str, float]]:
         """The leaf's flat gradient under test (float64) and its tolerances."""
         g = np.asarray(self.problem.grads[leaf.path])
-        tol = {**self.plan.tolerance(g.dtype, self.u_f), "g_scale": self.g_scale}
+        g_dtype = self.problem.coarser(g.dtype) if np.issubdtype(g.dtype, np.floating) else g.dtype
+        tol = {**self.plan.tolerance(g_dtype, self.u_f), "g_scale": self.g_scale}
         tol["noise_floor"] = self.problem.nondet.tol
         return g.astype(np.float64).reshape(-1), tol
 
@@ -90,9 +96,16 @@ class Session:
             )  # fmt: skip
         self.tuned.add(leaf.path)
         s, nondet = self.stencils[leaf], self.problem.nondet
+        tol = {k: v for k, v in tol.items() if k != "g_noise"}  # directional's
         verdict = elementwise.judge_leaf(
             self.engine, leaf, s, self.method, g, tol, subset=subset, nondet=nondet
         )
+        rounding = self.problem.rounding
+        if rounding is not None:
+            if (verdict.status == st.MISMATCH).any():
+                verdict, rescued = _rounding.widen(verdict, rounding.floor(leaf.path))
+                self.rescued += rescued
+            verdict = _rounding.mark_unstable(verdict, rounding.unstable.get(leaf.path))
         if plan.options.kinks == "fail":
             at_kinks = verdict.status == st.KINK
             verdict.status[at_kinks] = st.MISMATCH
@@ -109,6 +122,7 @@ class Session:
                 f"within nondet_tol={p.nondet.tol:g}: accepted, and counted as noise in every "
                 "element's tolerance"
             )
+        notes += _rounding_notes(p.rounding, self.rescued)
         if self.engine.journal is not None:
             self.engine.journal.close()
             notes.append(self.engine.journal.note())
@@ -126,6 +140,33 @@ class Session:
         thetas = {leaf.path: p.values[leaf.position] for leaf in p.coords.checked}
         return Judged(verdicts, steps, self.engine.name, notes, methods_used,
                       _advice(plan, p.coords), thetas)  # fmt: skip
+
+
+def _rounding_notes(rounding, rescued: int) -> list[str]:
+    """What the gradient's own rounding changed: elements it explains, calls that differ."""
+    if rounding is None:
+        return []
+    notes = []
+    if rescued:
+        notes.append(
+            f"{rescued} element(s) (or directions) differ from the finite differences by no "
+            "more than the gradient under test's own rounding, measured from its values at "
+            "points a few hundred units of rounding apart: right to its precision"
+        )
+    if rounding.unstable:
+        n = sum(int(m.sum()) for m in rounding.unstable.values())
+        paths = ", ".join(rounding.unstable)
+        notes.append(
+            f"the gradient under test is not reentrant: two calls at the same point differ "
+            f"beyond rounding in {n} element(s) of {paths} (nondeterministic). A bound on "
+            "such differences as nondet_tol= accepts them"
+        )
+    elif rounding.jitter > 0:
+        notes.append(
+            f"two calls of the gradient under test at the same point differ by up to "
+            f"{rounding.jitter:.1e}, within rounding and nondet_tol: accepted"
+        )
+    return notes
 
 
 def expected_points(leaves, plan: Plan) -> int:

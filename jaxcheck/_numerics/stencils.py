@@ -51,14 +51,17 @@ def default_rtol(grad_dtype) -> float:
     return max(1e-6, min(64.0 * unit_roundoff(grad_dtype), 1 / 16))
 
 
-def default_steps(theta: np.ndarray, typical: float, method: Method) -> np.ndarray:
-    """h_i = u^p · max(|θ_i|, typical), p the method's (1/3 for central differences).
+def default_steps(
+    theta: np.ndarray, typical: float, method: Method, u: float | None = None
+) -> np.ndarray:
+    """h_i = u^p · max(|θ_i|, typical), p the method's (1/3 for central differences), u the
+    unit roundoff of θ's dtype or (u) of the coarser precision fn computes in.
 
     u^(1/3) is the central-difference optimum when |f'''| ~ |f|; higher orders take larger
     steps. `typical` (the leaf's RMS value, or the model's when the leaf is all zeros) keeps
     the step finite for parameters that are exactly zero, such as freshly initialized biases.
     """
-    c = unit_roundoff(theta.dtype) ** method.power
+    c = (unit_roundoff(theta.dtype) if u is None else u) ** method.power
     return c * np.maximum(np.abs(theta.astype(np.float64)), typical)
 
 

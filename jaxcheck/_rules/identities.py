@@ -10,16 +10,23 @@ Ju from `jax.jvp` of the *primal computation*: fn with every custom rule replace
 function computes (`primal`). `check_jvp` takes Ju from the JVP under test and Jᵀw from JAX's
 reverse mode of the primal computation (its forward mode where reverse mode is unavailable,
 as through a `while_loop`). Both sides are exact, so the tolerance is rounding only:
-rtol·Σ|a_i b_i| with rtol = √u of the working dtype by default.
+rtol·Σ|a_i b_i| with rtol = √u of the working dtype by default. Where JAX cannot differentiate
+the primal computation at all (a `pure_callback`, a `pallas_call` without a JVP), the
+reference is central differences of fn along each direction, within their error model
+(`finite`).
 
 Each floating-point leaf of the primals gets its own k directions, so a wrong cotangent for a
-small bias is not hidden by a large weight. A failing leaf is then checked element by element
-(group testing first for leaves over `identity.LOCATE_ALL` elements), and the rule under test is
-evaluated under `jit` and `vmap` and compared with its eager values.
+small bias is not hidden by a large weight; leaves are named after fn's parameters, as
+check_grad names them for a tuple of argnums (`['x']`, `['W']`). A failing leaf is then checked
+element by element (group testing first for leaves over `identity.LOCATE_ALL` elements). The
+rule must also be linear in its cotangent (tangent) and return fn's primal output
+(`linearity`, `transforms.primal_output`), and it is evaluated under `jit` and `vmap` and
+compared with its eager values (skipped, with a note, for a handwritten rule JAX cannot trace).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +34,9 @@ import jax
 
 from .._core.coords import Coords
 from .._core.errors import hides_input_errors
+from .._core.paths import leaf_paths
 from .._grad import context, options
+from .._grad.calling import _names as parameter_names
 from .identity import Identity
 from .report import IdentityResult
 
@@ -50,14 +59,21 @@ def check_vjp(
 
     For `directions` random pairs (u, w) per floating-point leaf of the primals, compares
     ⟨u, vjp(w)⟩ with ⟨J u, w⟩, where J u comes from `jax.jvp` of fn with its custom rules
-    replaced by the primal computation. Exact: no finite differences, no step size.
+    replaced by the primal computation. Exact: no finite differences, no step size (except
+    where JAX cannot differentiate the primal computation: a `pure_callback`, a `pallas_call`
+    without a JVP; then J u is a central difference of fn along u, within its error model,
+    and a note says so). The VJP must also be linear in its cotangent (vjp(0) = 0,
+    vjp(a·w₁ + w₂) = a·vjp(w₁) + vjp(w₂) to rounding) and a `custom_vjp`'s fwd must return
+    fn's primal output.
 
     Args:
-        fn: `fn(*primals)` returns any pytree of arrays. It must be JAX-traceable.
+        fn: `fn(*primals)` returns any pytree of arrays. It must be JAX-traceable. The
+            leaves of the result are named after its parameters (`['x']`, `['W']`).
         *primals: the point, any pytrees of arrays; non-float leaves are skipped.
         vjp: the VJP under test, `vjp(*primals, cotangent)` returning one cotangent per
             primal (a tuple; the bare cotangent when there is one primal). None: `jax.vjp(fn)`,
-            which runs fn's `custom_vjp`/`custom_jvp` rules.
+            which runs fn's `custom_vjp`/`custom_jvp` rules. It may be NumPy code: a `vjp=`
+            JAX cannot trace is not checked under `transforms` (a note says why).
         directions: random (u, w) pairs per leaf.
         rtol, atol: the identity holds within rtol·Σ|u_i (Jᵀw)_i| + atol (and the same on
             the other side); rtol defaults to √u of the working dtype (1.5e-8 in float64).
@@ -99,7 +115,9 @@ def check_jvp(
     For `directions` random pairs (u, w) per floating-point leaf of the primals, compares
     ⟨jvp(u), w⟩ with ⟨u, Jᵀw⟩, where Jᵀw comes from `jax.vjp` of fn with its custom rules
     replaced by the primal computation (from `jax.jvp` of it where reverse mode is not
-    available). Exact: no finite differences, no step size.
+    available, from central differences of fn where neither is). Exact: no finite
+    differences, no step size. The JVP must also be linear in its tangent and return fn's
+    value as its primal output.
 
     Args:
         fn: `fn(*primals)` returns any pytree of arrays. It must be JAX-traceable.
@@ -143,23 +161,23 @@ def _validate(kind, fn, rule, primals, directions, rtol, atol, precision, seed, 
 
 def _run(kind, fn, primals, rule, k, rtol, atol, precision, seed, transforms) -> IdentityResult:
     _validate(kind, fn, rule, primals, k, rtol, atol, precision, seed, transforms)
-    coords = Coords.build(tuple(primals))
+    coords = _named(fn, tuple(primals))
     with context.numerics(precision):
         leaves = jax.tree_util.tree_leaves(tuple(primals))
         values = coords.cast(leaves, context.working_dtype(precision, traced=True))
         coords.check_finite(values)
-        try:
-            return Identity(kind, fn, coords, values, rule, k, rtol, atol, seed).run(
-                transforms, precision
-            )
-        except ValueError as e:
-            if "callbacks do not support JVP" not in str(e):
-                raise
-            raise TypeError(
-                f"check_{kind} builds its reference from jax.jvp of fn's primal computation, "
-                "and fn calls jax.pure_callback (or io_callback), which JAX cannot "
-                "differentiate. The reference needs a JAX-differentiable forward: write it with "
-                "jax.numpy, or check the rule against finite differences with "
-                "jaxcheck.check_grad(lambda x: jnp.sum(w * fn(x)), x) (a random w), which only "
-                "evaluates fn."
-            ) from None
+        identity = Identity(kind, fn, coords, values, rule, k, rtol, atol, seed)
+        return identity.run(transforms, precision)
+
+
+def _named(fn, primals: tuple) -> Coords:
+    """The coordinates of the primals, each leaf named after fn's parameter as check_grad
+    names the arguments of a tuple of argnums: `['x']`, `['params']['W']` (`['arg1']` where
+    the signature has no name for it)."""
+    coords = Coords.build(primals)
+    names = parameter_names(fn, range(len(primals)))
+    paths = [path for name, p in zip(names, primals) for path, _ in leaf_paths({name: p})]
+    return dataclasses.replace(
+        coords,
+        leaves=tuple(dataclasses.replace(x, path=paths[x.position]) for x in coords.leaves),
+    )

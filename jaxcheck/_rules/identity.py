@@ -1,6 +1,7 @@
 """One identity check (`check_vjp`, `check_jvp`): the point, the random tangents and
 cotangents, both sides of ⟨u, Jᵀw⟩ = ⟨Ju, w⟩ per leaf, the elements of a failing leaf
-located, and the rule under test compared under jit and vmap with its eager values.
+located; the rule's linearity and primal output; the rule under test compared under jit and
+vmap with its eager values.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import numpy as np
 from .._core.coords import Coords, Leaf
 from .._core.paths import leaf_paths
 from .._grad import directional as _directional
+from . import linearity as _linearity
 from . import primal as _rules
+from . import sides as _sides
 from . import transforms as _transforms
+from .finite import FiniteDifferences, underivable
 from .report import IdentityLeaf, IdentityResult, element_record
-from .transforms import is_float0 as _is_float0
-from .transforms import stack as _stack
 
 LOCATE_ALL = 4096  # failing leaves up to this size: every element is evaluated
 BASIS_CHUNK = 256  # directions per vectorized call while locating
@@ -38,24 +40,23 @@ class Identity:
     """One check: the point, the random cotangents, both sides of the identity."""
 
     def __init__(self, kind, fn, coords: Coords, values, rule, k, rtol, atol, seed):
-        self.kind, self.coords, self.k = kind, coords, k
-        self.primals = tuple(coords.unflatten(values))
-        self.values = values
+        self.kind, self.coords, self.k, self.fn = kind, coords, k, fn
+        primals = tuple(coords.unflatten(values))
         self.atol = atol or 0.0
         self.rng = np.random.default_rng(seed)
         self.notes: list[str] = []
         try:
-            self.reference, n_rules, n_jax = _rules.primal_function(fn, self.primals)
-            out = jax.eval_shape(fn, *self.primals)
+            self.reference, n_rules, n_jax = _rules.primal_function(fn, primals)
+            out = jax.eval_shape(fn, *primals)
         except Exception as e:  # noqa: BLE001 - any failure to trace is the user's to fix
             raise _trace_error(kind, e) from e
         # rounding of the coarsest dtype the identity passes through, inputs and outputs alike
         # (a float32 output of float64 inputs rounds like float32)
-        dtypes = [self._dtype(leaf) for leaf in coords.checked] + [
+        dtypes = [np.asarray(values[leaf.position]).dtype for leaf in coords.checked] + [
             s.dtype for s in jax.tree_util.tree_leaves(out) if jnp.issubdtype(s.dtype, jnp.inexact)
         ]
-        u = max(float(jnp.finfo(d).eps) for d in dtypes)
-        self.rtol = math.sqrt(u) if rtol is None else rtol
+        self.u = max(float(jnp.finfo(d).eps) for d in dtypes)
+        self.rtol = math.sqrt(self.u) if rtol is None else rtol
         if rule is None and n_rules == 0:
             own = (
                 f"fn's {n_jax} custom rule(s) are JAX's own (kept in the reference: JAX tests them)"
@@ -66,25 +67,38 @@ class Identity:
                 f"{own} and no {kind}= was given: JAX's VJP is the transpose of its JVP, so "
                 "this compares JAX with itself (it checks only consistency under the transforms)"
             )
-        elif n_rules:
-            self.notes.append(
-                f"reference: JAX's derivative of fn with its {n_rules} custom rule(s) replaced "
-                "by the primal computation"
-            )
-        self.w = [self._cotangent(out) for _ in range(k)]
+        self.reference_note = (
+            f"reference: JAX's derivative of fn with its {n_rules} custom rule(s) replaced by "
+            "the primal computation"
+            if n_rules
+            else ""
+        )
+        self.out_shape = out
+        w = tuple(self._cotangent(out) for _ in range(k))
+        positional = tuple(p for p, _ in leaf_paths(primals))
+        self.point = _sides.Point(coords, list(values), primals, positional, w)
+        self.given = rule is not None
         self.rule = rule if rule is not None else self._jax_rule(fn)
+        # the linearity identities' own directions: the identity's stay those of the seed
+        self.rng_linear = np.random.default_rng([seed, 1])
+        self.test_vectors: list[dict] | None = None
+        self._jvp_at_zero: Any = None  # the JVP's (out, tangent_out) at a zero tangent
+        self.why = ""  # why JAX cannot differentiate fn's primal computation ("" if it can)
+        self.reference_name = ""  # what the reference side is, for the notes
 
     def _jax_rule(self, fn):
         if self.kind == "vjp":
             return lambda *args: jax.vjp(fn, *args[:-1])[1](args[-1])
         return lambda primals, tangents: jax.jvp(fn, primals, tangents)
 
-    def _cotangent(self, out) -> Any:
+    def _cotangent(self, out, rng=None) -> Any:
+        rng = self.rng if rng is None else rng
+
         def draw(s):
             if jnp.issubdtype(s.dtype, jnp.inexact):
-                x = self.rng.standard_normal(s.shape)
+                x = rng.standard_normal(s.shape)
                 if jnp.issubdtype(s.dtype, jnp.complexfloating):
-                    x = x + 1j * self.rng.standard_normal(s.shape)
+                    x = x + 1j * rng.standard_normal(s.shape)
                 return jnp.asarray(x, s.dtype)  # a JAX array, as JAX hands to a custom_vjp
             return np.zeros(s.shape, jax.dtypes.float0)
 
@@ -92,73 +106,41 @@ class Identity:
 
     # ---- the sides of the identity: ⟨w, J u⟩ for a batch of directions u on one leaf -------
 
-    def _tangents(self, given: dict[int, Any]) -> tuple:
-        """Tangents: given[position] (flat) where given, zero elsewhere (float0 if not float)."""
-        out = []
-        for leaf in self.coords.leaves:
-            x = self.values[leaf.position]
-            if leaf.position in given:
-                out.append(jnp.reshape(given[leaf.position], leaf.shape))
-            elif leaf.is_float or leaf.is_complex:
-                out.append(jnp.zeros(jnp.shape(x), jnp.asarray(x).dtype))
-            else:
-                out.append(np.zeros(np.shape(x), jax.dtypes.float0))
-        return tuple(self.coords.unflatten(out))
+    def _reference_forward(self, leaf: Leaf) -> _sides.Side:
+        ref_jvp = lambda p, t: jax.jvp(self.reference, p, t)  # noqa: E731
+        return _sides.forward(self.point, ref_jvp, leaf, vectorize=True)
 
-    def _forward(self, jvp: Callable, leaf: Leaf, vectorize: bool) -> Callable:
-        """(U [B, n], js [B]) -> (⟨w_j, J U_b⟩, Σ|w_j||J U_b|) through a JVP function."""
-        w = jax.tree_util.tree_map(_stack, *self.w)
-
-        def one(u, j):
-            tangent = _tangent_out(jvp(self.primals, self._tangents({leaf.position: u})))
-            wj = jax.tree_util.tree_map(lambda x: x if _is_float0(x) else x[j], w)
-            return _pair(tangent, wj)
-
-        if vectorize:
-            batched = jax.jit(jax.vmap(one))
-            return lambda U, js: tuple(np.asarray(x) for x in batched(U, js))
-
-        def looped(U, js):
-            pairs = [one(u, j) for u, j in zip(U, js)]
-            return tuple(np.array([float(p[i]) for p in pairs]) for i in (0, 1))
-
-        return looped
-
-    def _explicit(self, cotangents: list[dict]) -> Callable:
-        """The same through explicit vectors Jᵀw_j (one dict {leaf path: flat array} per j)."""
-
-        def side(leaf: Leaf):
-            def apply(U, js):
-                V = np.stack([cotangents[j][leaf.path] for j in js])
-                with np.errstate(invalid="ignore"):  # a NaN reference is reported, not warned
-                    return np.real(np.sum(U * V, axis=1)), np.sum(np.abs(U) * np.abs(V), axis=1)
-
-            return apply
-
+    def _jax_reference(self, side, name: str):
+        """A reference side from JAX's derivative of the primal computation."""
+        self.reference_name = f"{name} of the primal computation"
+        if self.reference_note:
+            self.notes.append(self.reference_note)
         return side
 
-    def _vjp_vectors(self, vjp: Callable, who: str) -> list[dict]:
-        out = []
-        for w in self.w:
-            ct = vjp(*self.primals, w)
-            if len(self.primals) == 1 and _same_structure(ct, self.primals[0]):
-                ct = (ct,)  # one primal: its bare cotangent
-            out.append(_cotangent_leaves(self.coords, ct, who))
-        return out
+    def _finite(self, why: str, precision: str) -> Callable[[Leaf], _sides.Side]:
+        fd = FiniteDifferences(self.fn, self.point, precision)
+        self.reference_name = "central differences of fn"
+        dtype = "float64" if fd.in_float64 else "fn's own dtypes (it refuses float64)"
+        self.notes.append(
+            f"JAX cannot differentiate fn's primal computation ({why}): the reference "
+            f"⟨w, Ju⟩ is central differences of fn along each u, in {dtype}, within their "
+            "estimated error (added to the tolerance)"
+        )
+        return fd.side
 
-    def _sides(self):
-        """(test side, reference side), each leaf -> (U, js) -> (values, scales)."""
-
-        def ref_forward(leaf):
-            ref_jvp = lambda p, t: jax.jvp(self.reference, p, t)  # noqa: E731
-            return self._forward(ref_jvp, leaf, vectorize=True)
-
+    def _sides(self, precision: str):
+        """(test side, reference side), each leaf -> Side."""
+        why = self.why = underivable(self.reference, self.point)
         if self.kind == "vjp":
-            return self._explicit(self._vjp_vectors(self.rule, "vjp")), ref_forward
+            self.test_vectors = _sides.vjp_vectors(self.point, self.rule, "vjp")
+            test = _sides.explicit(self.test_vectors)
+            if why:
+                return test, self._finite(why, precision)
+            return test, self._jax_reference(self._reference_forward, "jax.jvp")
         first = self.coords.checked[0]
         try:
-            self._forward(self.rule, first, True)(
-                np.zeros((1, first.size), self._dtype(first)), np.zeros(1, np.int32)
+            _sides.forward(self.point, self.rule, first, True)(
+                np.zeros((1, first.size), self.point.dtype(first)), np.zeros(1, np.int32)
             )
             vec = True
         except TypeError as e:
@@ -172,22 +154,22 @@ class Identity:
             vec = False
 
         def test(leaf):
-            return self._forward(self.rule, leaf, vec)
+            return _sides.forward(self.point, self.rule, leaf, vec)
 
         def ref_vjp(*args):
             return jax.vjp(self.reference, *args[:-1])[1](args[-1])
 
         try:
-            return test, self._explicit(self._vjp_vectors(ref_vjp, "reference"))
+            vectors = _sides.vjp_vectors(self.point, ref_vjp, "reference")
+            return test, self._jax_reference(_sides.explicit(vectors), "JAX's reverse mode")
         except Exception as e:  # noqa: BLE001 - reverse mode unavailable: use forward mode
+            if why:
+                return test, self._finite(why, precision)
             self.notes.append(
                 f"JAX's reverse mode fails on fn ({type(e).__name__}): the JVP under test is "
                 "compared with jax.jvp of the primal computation directly"
             )
-            return test, ref_forward
-
-    def _dtype(self, leaf: Leaf):
-        return np.asarray(self.values[leaf.position]).dtype
+            return test, self._jax_reference(self._reference_forward, "jax.jvp")
 
     def _gaussian(self, leaf: Leaf, B: int, mask=None) -> np.ndarray:
         U = self.rng.standard_normal((B, leaf.size))
@@ -195,56 +177,74 @@ class Identity:
             U = U + 1j * self.rng.standard_normal((B, leaf.size))
         if mask is not None:
             U = U * mask
-        return U.astype(self._dtype(leaf))
+        return U.astype(self.point.dtype(leaf))
+
+    def _judge(self, t_side, r_side, U, js, spread: bool = False):
+        """(under test, reference, |error|, tolerance) along the directions U."""
+        a, r = t_side(U, js), r_side(U, js)
+        with np.errstate(invalid="ignore"):
+            err = np.abs(a.value - r.value)
+        m = np.maximum(a.scale, r.scale)
+        if spread:  # single elements: rounding relative to the leaf's typical column too
+            m = m + np.mean(m)
+        return a.value, r.value, err, self.rtol * m + self.atol + a.slack + r.slack
 
     # ---- the check ------------------------------------------------------------------------
 
     def run(self, transforms, precision) -> IdentityResult:
-        test, ref = self._sides()
+        try:
+            test, ref = self._sides(precision)
+            linear = self._linearity()
+        except Exception as e:
+            first = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
+            if self.given or not self.why or first not in self.why:
+                raise  # not JAX failing on fn: the user's rule raised
+            raise TypeError(
+                f"JAX cannot differentiate fn ({self.why}) and the {self.kind.upper()} under "
+                f"test fails on it ({type(e).__name__}): check_{self.kind} checks a derivative "
+                "rule, and fn has none JAX can run. Wrap the part JAX cannot differentiate (a "
+                f"pure_callback, a pallas_call) in jax.custom_{self.kind} with its rule, or pass "
+                f"{self.kind}=; to check fn against finite differences alone use "
+                "jaxcheck.check_grad(lambda x: jnp.sum(w * fn(x)), x) with a random w."
+            ) from e
         leaves, failures = {}, []
         for leaf in self.coords.checked:
             t_side, r_side = test(leaf), ref(leaf)
-            U, js = self._gaussian(leaf, self.k), np.arange(self.k)
-            (a, sa), (b, sb) = t_side(U, js), r_side(U, js)
-            with np.errstate(invalid="ignore"):
-                err = np.abs(a - b)
-            tol = self.rtol * np.maximum(sa, sb) + self.atol
+            _, b, err, tol = self._judge(t_side, r_side, self._gaussian(leaf, self.k),
+                                         np.arange(self.k))  # fmt: skip
             bad = ~(err <= tol)
             note, records = "", []
             if not np.isfinite(b).all():
-                side = "JAX's reverse mode" if self.kind == "jvp" else "jax.jvp"
                 self.notes.append(
-                    f"the reference ({side} of the primal computation) is not finite along "
-                    f"{leaf.path}: the derivative of what fn computes is NaN or infinite at "
-                    "these primals (sqrt or log at 0, a singular solve), so the rule cannot be "
-                    "compared there; its elements are listed as failing"
+                    f"the reference ({self.reference_name}) is not finite along {leaf.path}: "
+                    "the derivative of what fn computes is NaN or infinite at these primals "
+                    "(sqrt or log at 0, a singular solve), so the rule cannot be compared "
+                    "there; its elements are listed as failing"
                 )
             if bad.any():
                 j = int(np.argmax(np.where(bad, err / np.maximum(tol, 1e-300), -1)))
                 records, note = self._locate(leaf, t_side, r_side, j)
             failures += records
             leaves[leaf.path] = IdentityLeaf(
-                path=leaf.path,
-                shape=leaf.shape,
-                dtype=str(leaf.dtype),
-                directions=self.k,
-                max_error=float(np.max(err)),
-                tolerance=float(np.min(tol)),
-                n_failed=len(records),
-                passed=not bad.any(),
-                located=note,
-            )
-        checked = {t: self._transform(t) for t in transforms}
+                path=leaf.path, shape=leaf.shape, dtype=str(leaf.dtype), directions=self.k,
+                max_error=float(np.max(err)), tolerance=float(np.min(tol)),
+                n_failed=len(records), passed=not bad.any() and not linear[leaf.path],
+                located=note, holds=not bad.any(), linear=linear[leaf.path],
+            )  # fmt: skip
+        primal = self._primal_output()
+        checked = self._transforms(transforms)
         failures.sort(key=lambda e: -e.abs_error / max(e.tolerance, 1e-300))
         return IdentityResult(
             passed=all(v.passed for v in leaves.values())
-            and all(v == "ok" for v in checked.values()),
+            and all(v == "ok" for v in checked.values())
+            and primal in (None, "ok"),
             kind=self.kind,
             leaves=leaves,
             failures=tuple(failures),
             transforms=checked,
             notes=tuple(self.notes),
             precision=precision,
+            primal_output=primal,
         )
 
     def _locate(self, leaf: Leaf, t_side, r_side, j: int) -> tuple[list, str]:
@@ -256,9 +256,8 @@ class Identity:
 
             def probe_fn(labels, groups):
                 U = np.stack([self._gaussian(leaf, 1, labels == g)[0] for g in groups])
-                js = np.full(len(groups), j)
-                (a, sa), (b, sb) = t_side(U, js), r_side(U, js)
-                return ~(np.abs(a - b) <= self.rtol * np.maximum(sa, sb) + self.atol)
+                _, _, err, tol = self._judge(t_side, r_side, U, np.full(len(groups), j))
+                return ~(err <= tol)
 
             located = _directional.locate(probe_fn, leaf.size, self.rng)
             candidates, note = located.candidates, located.note
@@ -267,13 +266,9 @@ class Identity:
         for start in range(0, len(candidates), BASIS_CHUNK):
             idx = candidates[start : start + BASIS_CHUNK]
             for p, unit in enumerate(parts):
-                U = np.zeros((len(idx), leaf.size), self._dtype(leaf))
+                U = np.zeros((len(idx), leaf.size), self.point.dtype(leaf))
                 U[np.arange(len(idx)), idx] = unit
-                js = np.full(len(idx), j)
-                (a, sa), (b, sb) = t_side(U, js), r_side(U, js)
-                with np.errstate(invalid="ignore"):
-                    err = np.abs(a - b)
-                tol = self.rtol * (np.maximum(sa, sb) + np.mean(np.maximum(sa, sb))) + self.atol
+                a, b, err, tol = self._judge(t_side, r_side, U, np.full(len(idx), j), True)
                 for m in np.flatnonzero(~(err <= tol)):
                     part = ("real", "imag")[p] if leaf.is_complex else ""
                     records.append(
@@ -286,64 +281,58 @@ class Identity:
             )
         return records, note
 
+    # ---- what a rule must be besides the identity -------------------------------------------
+
+    def _linearity(self) -> dict[str, str]:
+        """{leaf path: "" or why the rule is not linear in its cotangent/tangent there}."""
+        if self.kind == "jvp":
+            self._jvp_at_zero = self.rule(self.point.primals, self.point.tangents({}))
+            t0 = _sides.tangent_out(self._jvp_at_zero)
+            return _linearity.jvp_messages(self.point, self.rule, self.u, self.rng_linear, t0)
+        ws, vs = list(self.point.w[:2]), list((self.test_vectors or [])[:2])
+        if len(ws) < 2:
+            ws.append(self._cotangent(self.out_shape, self.rng_linear))
+            vs += _sides.vjp_vectors(self.point, self.rule, "vjp", ws=ws[1:])
+        return _linearity.vjp_messages(self.point, self.rule, "vjp", self.u, ws, vs)
+
+    def _primal_output(self) -> str | None:
+        """The rule's primal output against fn's value; None where the rule has none."""
+        if self.kind == "vjp" and self.given:
+            return None  # a handwritten VJP returns cotangents only
+        if self.kind == "vjp":
+            got = jax.vjp(self.fn, *self.point.primals)[0]
+        else:
+            got = self._jvp_at_zero[0]
+        expected = self.fn(*self.point.primals)
+        return _transforms.primal_output(got, expected, self.rtol, self.atol)
+
     # ---- jit and vmap ---------------------------------------------------------------------
 
-    def _transform(self, name: str) -> str:
-        """ "ok", or what differs or fails when the rule under test runs under `name`."""
+    def _transforms(self, names) -> dict[str, str]:
+        """{name: "ok", or what differs or fails when the rule under test runs under it}."""
         if self.kind == "vjp":
-            inputs = self.w
+            inputs = list(self.point.w)
             call = lambda p, x: self.rule(*p, x)  # noqa: E731
         else:
+            checked = self.coords.checked
             inputs = [
-                self._tangents({x.position: self._gaussian(x, 1)[0] for x in self.coords.checked})
+                self.point.tangents({x.position: self._gaussian(x, 1)[0] for x in checked})
                 for _ in range(self.k)
             ]
-            call = lambda p, x: _tangent_out(self.rule(p, x))  # noqa: E731
-        return _transforms.consistency(name, call, self.primals, inputs, self.rtol, self.atol)
-
-
-def _tangent_out(result: Any) -> Any:
-    """The tangent output of a JVP function's (out, tangent_out)."""
-    if not (isinstance(result, (tuple, list)) and len(result) == 2):
-        raise TypeError(
-            f"the JVP returned a {type(result).__name__}; it must return (out, tangent_out) "
-            "like jax.jvp."
-        )
-    return result[1]
-
-
-def _pair(a: Any, b: Any) -> tuple[jax.Array, jax.Array]:
-    """(Re Σ a_i b_i, Σ |a_i||b_i|) over matching pytrees, skipping float0 leaves."""
-    value, scale = 0.0, 0.0
-    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
-        if _is_float0(x) or _is_float0(y):
-            continue
-        value = value + jnp.real(jnp.sum(x * y))
-        scale = scale + jnp.sum(jnp.abs(x) * jnp.abs(y))
-    return jnp.asarray(value), jnp.asarray(scale)
-
-
-def _same_structure(a: Any, b: Any) -> bool:
-    return jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
-
-
-def _cotangent_leaves(coords: Coords, ct: Any, who: str) -> dict[str, np.ndarray]:
-    """{leaf path: flat cotangent} from a VJP's output, with its shape checked."""
-    if isinstance(ct, list):
-        ct = tuple(ct)
-    flat = dict(leaf_paths(ct))
-    out = {}
-    for leaf in coords.checked:
-        if leaf.path not in flat:
-            raise ValueError(
-                f"the {who} returned no cotangent for primal{leaf.path}: return one cotangent per "
-                f"primal, in order, shaped like it (got paths {sorted(flat)[:8]})."
+            call = lambda p, x: _sides.tangent_out(self.rule(p, x))  # noqa: E731
+        given = self.given and names
+        why = _transforms.untraceable(call, self.point.primals, inputs[0]) if given else ""
+        if why:
+            self.notes.append(
+                f"the {self.kind}= under test cannot be traced by JAX ({why}), so it is not "
+                f"checked under {', '.join(names)}: a handwritten {self.kind.upper()} that is "
+                "only called eagerly (NumPy code) need not be; a custom rule in fn must be, "
+                "and is"
             )
-        x = np.asarray(flat[leaf.path])
-        if x.shape != leaf.shape:
-            raise ValueError(
-                f"the {who} returned a cotangent of shape {x.shape} for primal{leaf.path}, "
-                f"which has shape {leaf.shape}."
-            )
-        out[leaf.path] = x.reshape(-1)
-    return out
+            return {}
+        try:  # once for every transform
+            eager = [call(self.point.primals, x) for x in inputs] if names else None
+        except Exception:  # noqa: BLE001 - each transform reports it
+            eager = None
+        p, rtol, atol = self.point.primals, self.rtol, self.atol
+        return {t: _transforms.consistency(t, call, p, inputs, rtol, atol, eager) for t in names}

@@ -23,8 +23,10 @@ class IdentityLeaf:
     max_error: float  # largest |⟨u, Jᵀw⟩ − ⟨Ju, w⟩| among them
     tolerance: float  # the smallest tolerance among them
     n_failed: int  # elements located
-    passed: bool
+    passed: bool  # the identity holds and the rule is linear on this leaf
     located: str = ""  # why the wrong elements could not be isolated ("" if they were)
+    holds: bool = True  # ⟨u, Jᵀw⟩ = ⟨Ju, w⟩ for every pair on this leaf
+    linear: str = ""  # why the rule is not linear in its cotangent/tangent here ("" if it is)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -52,14 +54,22 @@ class IdentityResult:
     """What `jaxcheck.check_vjp` or `jaxcheck.check_jvp` found.
 
     Attributes:
-        passed: every leaf satisfies the identity and every transform agrees.
+        passed: every leaf satisfies the identity, the rule is linear in its cotangent
+            (tangent) on every leaf, its primal output is fn's, and every transform agrees.
         kind: "vjp" or "jvp", the rule under test.
-        leaves: primal leaf key path (`[0]` is the first primal) -> `IdentityLeaf`.
+        leaves: primal leaf path, named after fn's parameters as check_grad names them
+            (`['x']`, `['params']['W']`; `['arg0']` where fn's signature has no name)
+            -> `IdentityLeaf`.
         failures: located elements, worst first, as `ElementReport`s whose `analytic` is
             ⟨w, J e_i⟩ from the rule under test and `numeric` the same from the reference
-            (exact, not a finite difference).
-        transforms: {"jit": "ok" or what differed or raised, "vmap": ...}.
+            (exact, not a finite difference, unless JAX cannot differentiate fn: the notes
+            say so).
+        transforms: {"jit": "ok" or what differed or raised, "vmap": ...}; empty for a
+            handwritten `vjp=`/`jvp=` JAX cannot trace (NumPy code: a note says so).
         notes: what the reference was, and where the check departed from the plain case.
+        primal_output: "ok", or where the primal output of the rule under test (a
+            `custom_vjp` fwd's, a `custom_jvp` rule's, a `jvp=`'s `out`) differs from fn's
+            value; None where the rule has none (a `vjp=`).
     """
 
     passed: bool
@@ -69,6 +79,7 @@ class IdentityResult:
     transforms: Mapping[str, str]
     notes: tuple[str, ...]
     precision: str
+    primal_output: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -79,6 +90,7 @@ class IdentityResult:
             "failures": [e.to_dict() for e in self.failures],
             "transforms": dict(self.transforms),
             "notes": list(self.notes),
+            "primal_output": self.primal_output,
         }
 
     def to_json(self, **json_kwargs: Any) -> str:
@@ -86,16 +98,26 @@ class IdentityResult:
 
     def _headline(self) -> str:
         identity = "⟨u, Jᵀw⟩ = ⟨Ju, w⟩"
-        bad = [p for p, leaf in self.leaves.items() if not leaf.passed]
+        bad = [p for p, leaf in self.leaves.items() if not leaf.holds]
+        nonlinear = [p for p, leaf in self.leaves.items() if leaf.linear]
         broken = [t for t, v in self.transforms.items() if v != "ok"]
         if self.passed:
             k = max((leaf.directions for leaf in self.leaves.values()), default=0)
             under = f"; agrees under {', '.join(self.transforms)}" if self.transforms else ""
             n = len(self.leaves)
-            return f"PASSED: {identity} for {k} random pairs on each of {n} leaves{under}"
+            what = "cotangent" if self.kind == "vjp" else "tangent"
+            return (
+                f"PASSED: {identity} for {k} random pairs on each of {n} leaves; linear in the "
+                f"{what}{under}"
+            )
         parts = []
         if bad:
             parts.append(f"{len(bad)} of {len(self.leaves)} leaves break {identity}")
+        if nonlinear:
+            what = "cotangent" if self.kind == "vjp" else "tangent"
+            parts.append(f"{len(nonlinear)} of {len(self.leaves)} leaves not linear in the {what}")
+        if self.primal_output not in (None, "ok"):
+            parts.append("the primal output differs from fn's")
         if broken:
             parts.append(f"differs under {', '.join(broken)}")
         return "FAILED: " + "; ".join(parts)
@@ -126,6 +148,9 @@ class IdentityResult:
         lines += [f"  note: {n}" for n in self.notes]
         lines += ["", *_table(_HEADER, self._rows())]
         lines += [f"  {leaf.path}: {leaf.located}" for leaf in self.leaves.values() if leaf.located]
+        lines += [f"  {leaf.path}: {leaf.linear}" for leaf in self.leaves.values() if leaf.linear]
+        if self.primal_output is not None:
+            lines.append(f"  primal output: {self.primal_output}")
         lines += [f"  {name}: {v}" for name, v in self.transforms.items()]
         if self.failures:
             shown = min(WORST_SHOWN, len(self.failures))
@@ -143,6 +168,16 @@ class IdentityResult:
             f"{html.escape(self._headline())}</b>",
             *(f"<br>note: {html.escape(n)}" for n in self.notes),
             *(f"<br>{html.escape(t)}: {html.escape(v)}" for t, v in self.transforms.items()),
+            *(
+                f"<br>{html.escape(x.path)}: {html.escape(x.linear)}"
+                for x in self.leaves.values()
+                if x.linear
+            ),
+            *(
+                [f"<br>primal output: {html.escape(self.primal_output)}"]
+                if self.primal_output is not None
+                else []
+            ),
             "</p>",
             _html_table(_HEADER, self._rows()),
         ]

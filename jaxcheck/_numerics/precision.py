@@ -1,0 +1,80 @@
+"""The precision a program actually computes in, read from its jaxpr.
+
+A float64 check of a function that casts to float32 inside (a mixed-precision layer,
+`jax.nn.dot_product_attention` casting its logits before the softmax, a float32-only kernel
+in a `pallas_call`) has float32's rounding in f and in its gradient, whatever the dtype of
+its inputs. Every value the program (and every program nested in it: `pjit`, `scan`,
+`cond`, custom rules, kernels) produces has a dtype; the coarsest floating-point one bounds
+the rounding of the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import jax.extend.core as jcore
+import jax.numpy as jnp
+import numpy as np
+
+
+def computed_dtype(closed: Any) -> np.dtype | None:
+    """The coarsest floating-point (or complex) dtype of any value computed in the program
+    (a `ClosedJaxpr` or `Jaxpr`), as a real dtype; None where it computes no float."""
+    coarsest: np.dtype | None = None
+    for var in _values(closed.jaxpr if hasattr(closed, "jaxpr") else closed):
+        real = _real(getattr(getattr(var, "aval", None), "dtype", None))
+        if real is not None and (coarsest is None or eps(real) > eps(coarsest)):
+            coarsest = real
+    return coarsest
+
+
+def eps(dtype: Any) -> float:
+    """Machine epsilon of a float dtype."""
+    return float(jnp.finfo(dtype).eps)
+
+
+def coarser(a: Any, b: Any) -> np.dtype:
+    """The coarser of two float dtypes (the one with the larger machine epsilon)."""
+    return np.dtype(a) if eps(a) >= eps(b) else np.dtype(b)
+
+
+def _values(jaxpr: Any) -> Iterator[Any]:
+    """Every variable a jaxpr and the jaxprs in its equations' parameters compute."""
+    seen: set[int] = set()
+    stack = [jaxpr]
+    while stack:
+        j = stack.pop()
+        if id(j) in seen:
+            continue
+        seen.add(id(j))
+        for eqn in j.eqns:
+            yield from eqn.outvars
+            for param in eqn.params.values():
+                stack.extend(_jaxprs(param))
+
+
+def _jaxprs(param: Any) -> list[Any]:
+    if isinstance(param, jcore.ClosedJaxpr):
+        return [param.jaxpr]
+    if isinstance(param, jcore.Jaxpr):
+        return [param]
+    if isinstance(param, (tuple, list)):
+        return [j for p in param for j in _jaxprs(p)]
+    inner = getattr(param, "jaxpr", None)  # e.g. a pallas_call's kernel, wrapped
+    if isinstance(inner, (jcore.Jaxpr, jcore.ClosedJaxpr)):
+        return _jaxprs(inner)
+    return []
+
+
+def _real(dtype: Any) -> np.dtype | None:
+    """A float dtype as itself, a complex one as its parts' dtype; None for anything else."""
+    if dtype is None:
+        return None
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:  # an extended dtype: a PRNG key, float0
+        return None
+    if dtype.kind == "c":
+        return np.dtype(np.float32) if dtype.itemsize == 8 else np.dtype(np.float64)
+    return dtype if jnp.issubdtype(dtype, jnp.floating) else None
