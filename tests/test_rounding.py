@@ -245,3 +245,42 @@ def test_nondet_tol_accepts_a_backward_jitter_within_it():
     result = jaxcheck.check_grad(square, x, grad_fn=jittery(1e-12), nondet_tol=1e-10)
     assert result.verdict == "passed", result
     assert jaxcheck.check_grad(square, x, grad_fn=jittery(0.0)).passed
+
+
+# ---- 2c. a flat direction under coarse rounding is verified, not unverifiable ---------------
+
+
+def attention_loss(p, x, y):
+    p = jax.tree.map(lambda a: a.astype(jnp.float32), p)  # a module computing in float32
+    x = x.astype(jnp.float32)
+    q, k, v = (x @ p[f"W{n}"] + p[f"b{n}"][None] for n in "qkv")
+    attn = jax.nn.softmax(q @ k.T / 2.0, axis=-1)  # the key bias shifts a whole row: no effect
+    return jnp.mean((attn @ v - y) ** 2)
+
+
+def attention_params():
+    k = jax.random.split(jax.random.key(3), 8)
+    params = {f"W{n}": jax.random.normal(k[i], (4, 4)) / 2 for i, n in enumerate("qkv")}
+    params |= {f"b{n}": jax.random.normal(k[3 + i], (4,)) / 4 for i, n in enumerate("qkv")}
+    return params, jax.random.normal(k[6], (6, 4)), jax.random.normal(k[7], (6, 4))
+
+
+def test_a_gradient_that_is_zero_by_symmetry_is_verified_in_a_float32_model():
+    params, x, y = attention_params()
+    with jax.enable_x64(True):
+        g = jax.grad(attention_loss)(jax.tree.map(lambda a: a.astype(jnp.float64), params), x, y)
+        assert float(jnp.abs(g["bk"]).max()) < 1e-6  # zero but for float32 rounding
+    result = jaxcheck.check_grad(attention_loss, params, x, y)
+    assert result.verdict == "passed", result
+    assert result.leaves["['bk']"].n_verified == 4
+
+
+def test_a_wrong_key_bias_gradient_is_still_caught():
+    params, x, y = attention_params()
+
+    def wrong(p, x, y):
+        grads = jax.grad(attention_loss)(p, x, y)
+        return {**grads, "bk": grads["bk"] + 0.05}
+
+    result = jaxcheck.check_grad(attention_loss, params, x, y, grad_fn=wrong)
+    assert {e.path for e in result.failures} == {"['bk']"}, result

@@ -55,8 +55,8 @@ def adapt(fn, params, args, grad_fn, argnums=0, cotangent=None, has_aux=False) -
     if cotangent is not None:
         cotangent = _as_array(cotangent, "cotangent")
     names = _names(fn, selected) if isinstance(argnums, tuple) else None
-    # The same adapted function for the same fn and call: compiled executables are kept per
-    # function, so a repeated check reuses them.
+    # The same adapted function for the same fn and call: JAX caches traces per function,
+    # so a repeated check traces less (executables are kept by program: `fingerprint`).
     how = (has_aux, selected, None if names is None else tuple(names), len(positional))
     try:
         fn_p = _adapted(fn, *how)

@@ -113,15 +113,20 @@ def check_grad(
         rtol: relative tolerance on |g_i|; default 1e-6 for float64 gradients, 64·u for
             lower-precision ones.
         atol: absolute tolerance added to every element's; default 0.
-        nondet_tol: re-evaluations of fn at one point may differ by up to this much (torch's
-            name and meaning: GPU atomics in a scatter-add or segment_sum reorder additions);
-            such differences are reported in the notes and counted as noise in f, larger
-            ones are "nondeterministic". Default 0: any difference beyond rounding.
+        nondet_tol: re-evaluations of fn, or of the gradient under test, at one point may
+            differ by up to this much (torch's name and meaning: GPU atomics in a scatter-add
+            or segment_sum reorder additions); such differences are reported in the notes and
+            counted as noise in f, larger ones are "nondeterministic" (for the gradient:
+            torch's "not reentrant"). Default 0: any difference beyond rounding.
         only: check only leaves whose key path matches: a regular expression (searched), a
             list of them, or a function of the path string.
-        precision: "float64" (default) checks in float64 whatever the model's dtype, inside
-            `jax.enable_x64` (the global config is untouched); "native" checks in the
-            parameters' own dtypes.
+        precision: "float64" (default): finite differences in float64 whatever the model's
+            dtype, inside `jax.enable_x64` (the global config is untouched), the gradient
+            under test in the parameters' own dtypes; "upcast": the gradient in float64 too;
+            "native": everything in the parameters' own dtypes. Where fn computes in a
+            coarser precision inside (a cast to float32), that precision's rounding and steps
+            are used, with a note; where fn cannot run in float64 at all (a kernel, a scan
+            carry built in float32), the check runs as "native", with a note.
         seed: seed of the random projection used for non-scalar outputs, and of the random
             directions and samples.
         directions: Gaussian directions per leaf in mode="directional".
@@ -192,9 +197,9 @@ def checked(fn, params, args: tuple, grad_fn, options: Options) -> CheckResult:
         o = o.replace(precision="native")
         plan = _plan.build(o, coords, call.cotangent)
         native_note = (
-            f"fn cannot run in float64 ({e}: a kernel, or code that builds float32 arrays "
-            "itself, such as a scan's carry): checked in the dtypes it runs in "
-            "(precision='native')"
+            f"fn cannot run in float64 (it raises {e} there: a kernel, or code that builds "
+            "float32 arrays itself, such as a scan's carry): checked in the dtypes it runs in, "
+            "as precision='native' checks"
         )
         result = run(call.grad_fn)
     if result.verdict == "failed" and call.grad_fn is not None:

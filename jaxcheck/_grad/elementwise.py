@@ -21,6 +21,10 @@ from .second_look import second_look
 CONFIRM_AT_MOST = 64  # suspicious elements re-evaluated per leaf to tell nondeterminism from a bug
 NOISE_SAMPLE = 256  # elements per leaf always evaluated at ±2h, for the leaf's noise estimate
 NOISY = 1e3  # noise in f above this many round-off units makes an element suspicious
+WIDEN = 16.0  # an unverifiable element is judged again at steps this many times longer ...
+WIDE_LEVELS = 3  # ... at most this many times (16h, 256h, 4096h) ...
+WIDE_SCALE = 4.0  # ... with every point within this many times the element's scale ...
+WIDE_UP_TO = 1e-12  # ... where the differences are taken in float64 (not native float32)
 
 
 @dataclasses.dataclass
@@ -142,7 +146,69 @@ def judge_leaf(engine, leaf: Leaf, s: st.Stencil, method, g, tol: dict, subset=N
     verdict = st.judge(g, f0, F, s, method, **tol)
     confirm(engine, leaf, s, idx, verdict, F[first], first, f0, tol["u_f"], nondet or Nondet())
     verdict = second_look(engine, leaf, s, idx, method, g, f0, tol, verdict, F)
+    verdict = wide_look(engine, leaf, s, idx, method, g, f0, tol, verdict)
     return verdict if subset is None else verdict.expand(idx, leaf.size)
+
+
+def wide_look(engine, leaf, s, idx, method, g, f0, tol: dict, verdict) -> st.Verdict:
+    """Unverifiable elements judged again at WIDEN·h, WIDEN²·h, ... (at most WIDE_LEVELS).
+
+    Where f computes in a coarse precision (a float32 model under a float64 check) its
+    rounding hides small gradients at the default step, and a direction along which f is
+    flat (the key bias of an attention layer: softmax does not see it) shows only rounding.
+    A longer step resolves both: the first at which an element is resolved and agrees with
+    g makes it "ok". A disagreement at one long step is no evidence (f may vary on that
+    scale: round, rem, fresnel); one at two steps in a row whose differences D agree within
+    the resolutions with each other and with D at h (D behaves as a derivative from h up,
+    as where f is linear in the element: det) is a mismatch, so that what a long step can
+    verify it can also fail. Elsewhere the smallest resolution reached is kept (an exact or
+    rounding zero may then be verified by `stencils.verify_zeros`). Steps stay within
+    WIDE_SCALE times the element's scale, max(|θ_i|, the RMS of the leaf's θ). Only where the
+    differences are float64: in a native low-precision check a long step's differences are
+    as coarse as the gradient, and verify what they cannot fail.
+    """
+    todo = np.flatnonzero((verdict.status == st.UNVERIFIABLE) & ~verdict.exact_zero)
+    if not todo.size or st.unit_roundoff(s.theta.dtype) > WIDE_UP_TO:
+        return verdict
+    out = {f.name: getattr(verdict, f.name) for f in dataclasses.fields(verdict)}
+    out = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in out.items()}
+    theta = s.theta.astype(np.float64)
+    scale = np.maximum(np.abs(theta), np.sqrt(np.mean(theta**2)))
+    at_h = (verdict.numeric.copy(), verdict.resolution.copy())
+    before = None  # the previous level's (mismatch, D, resolution), over todo
+    for level in range(1, WIDE_LEVELS + 1):
+        h = s.h[todo] * WIDEN**level
+        within = (scale[todo] == 0) | (h * method.span <= WIDE_SCALE * scale[todo])
+        wide = st.make_stencil(s.theta[todo], h, method)
+        keep = np.setdiff1d(np.flatnonzero(within), wide.lost())
+        if not keep.size:
+            break
+        todo, wide = todo[keep], wide.take(keep)
+        before = None if before is None else tuple(x[keep] for x in before)
+        F = engine.evaluate(
+            leaf, np.concatenate([idx[todo]] * len(wide.offsets)), wide.points.reshape(-1)
+        ).reshape(len(wide.offsets), -1)
+        v = st.judge(g[todo], f0, F, wide, method, **tol)
+        wrong = v.status == st.MISMATCH
+        with np.errstate(invalid="ignore"):
+            steady = (
+                wrong
+                & before[0]
+                & (np.abs(v.numeric - before[1]) <= v.resolution + before[2])
+                & (np.abs(v.numeric - at_h[0][todo]) <= v.resolution + at_h[1][todo])
+                if before is not None
+                else np.zeros(todo.size, bool)
+            )
+        done = (v.status == st.OK) | steady
+        better = done | ((v.status == st.UNVERIFIABLE) & (v.resolution < out["resolution"][todo]))
+        for name in ("numeric", "abs_error", "tolerance", "resolution", "truncation", "noise"):
+            out[name][todo[better]] = getattr(v, name)[better]
+        out["status"][todo[done]] = v.status[done]
+        before = (wrong[~done], v.numeric[~done], v.resolution[~done])
+        todo = todo[~done]
+        if not todo.size:
+            break
+    return st.Verdict(**out)
 
 
 def confirm(engine, leaf, s, idx, verdict, before, rows, f0, u_f, nondet: Nondet) -> None:

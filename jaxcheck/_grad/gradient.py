@@ -116,6 +116,20 @@ def under_test(own, fn_given, fn_scalar, grad_fn, given_call, work_call, leaves,
     return _complex.gradient_pairs(grads, coords), why_not
 
 
+def evaluator(own, fn_given, grad_fn, given: Coords, key, given_args, work_args):
+    """(every leaf's values, as_tested) -> {leaf path: the gradient under test there}, computed
+    as it was at θ (as_tested: in the parameters' own dtypes with the data as given where
+    `own`, else in the working precision) or in the working precision (as_tested=False)."""
+
+    def at(values: list, as_tested: bool = True) -> dict[str, np.ndarray]:
+        args = given_args if own and as_tested else work_args
+        if grad_fn is None:
+            return jax_grad(fn_given, values, given, args, key)[1]
+        return given.gradient(grad_fn(given.unflatten(values), *args))
+
+    return at
+
+
 def dtype_notes(given: Coords, grads: dict) -> list[str]:
     """A note where grad_fn returned a gradient in a lower precision than its parameter
     (as torch's check_grad_dtypes refuses): it is judged at its own dtype's tolerance."""
@@ -139,13 +153,27 @@ def dtype_notes(given: Coords, grads: dict) -> list[str]:
 
 def jax_grad(fn_scalar, values, coords, args, key) -> tuple[float, dict[str, np.ndarray]]:
     """(f, jax.grad(f)) at values, compiled once (kept across calls)."""
+    grad, inputs, slot = _value_and_grad(fn_scalar, values, coords, args)
+    value, grads = cached_jit(("grad", key, *slot), lambda: grad)(*inputs)
+    return float(value), {leaf.path: np.asarray(g) for leaf, g in zip(coords.checked, grads)}
+
+
+def program(fn_scalar, values, coords, args):
+    """The program `jax_grad` compiles, traced: custom_vjp and custom_jvp rules inlined, with
+    the globals and closures they read, where fn's program names them only (the key's
+    digest where a rule cannot be traced alone: `fingerprint.rules`)."""
+    grad, inputs, _ = _value_and_grad(fn_scalar, values, coords, args)
+    return jax.make_jaxpr(grad)(*inputs)
+
+
+def _value_and_grad(fn_scalar, values, coords, args):
+    """jax.value_and_grad of fn_scalar over the checked leaves (a new function: JAX caches
+    traces per function), its inputs at values, and the static part of its key."""
     dyn, rebuild, static = split_arrays((values, args))
-    of_checked = loss.of_checked(fn_scalar, coords, rebuild)
     checked = [jnp.asarray(values[leaf.position]) for leaf in coords.checked]
     positions = tuple(leaf.position for leaf in coords.checked)
-    grad = cached_jit(("grad", key, static, positions), lambda: jax.value_and_grad(of_checked))
-    value, grads = grad(checked, dyn)
-    return float(value), {leaf.path: np.asarray(g) for leaf, g in zip(coords.checked, grads)}
+    grad = jax.value_and_grad(loss.of_checked(fn_scalar, coords, rebuild))
+    return grad, (checked, dyn), (static, positions)
 
 
 def own_dtype(fn_scalar, grad_fn, params, args, leaves, coords, key, f64, traced):

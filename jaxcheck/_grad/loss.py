@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.extend.core as jcore
@@ -17,6 +17,7 @@ import numpy as np
 
 from .._engine.programs import cached_jit, split_arrays
 from .._numerics import stencils as st
+from . import fingerprint
 
 
 def trace(fn, leaves, coords, args) -> tuple[Any, str]:
@@ -117,48 +118,57 @@ def abstract_output(f, params, args):
     return jax.eval_shape(run, dyn)
 
 
-def base_value(fn_scalar, params, args, key, out_dtype, value=None) -> float:
-    """fn(θ), compiled (kept across calls), after checking fn for hidden randomness.
+class Base(NamedTuple):
+    """fn's program at θ, traced (arrays as arguments, the rest static), its digest (the key
+    of what is compiled from it: `fingerprint`), and fn(θ) where two traces of fn differ
+    (else None: `base_value` computes it)."""
+
+    program: jcore.ClosedJaxpr
+    digest: str
+    value: float | None
+
+
+def program(fn_scalar, params, args, out_dtype) -> Base:
+    """fn_scalar's program at (params, args), after checking fn for hidden randomness.
 
     Python-side randomness (a NumPy draw, a PRNG key made from a counter) changes the traced
     program: two traces must agree. When they do not, both are run to show the values.
+    """
+    dyn, rebuild, _ = split_arrays((params, args))
+    first, again = (jax.make_jaxpr(_fresh(fn_scalar, rebuild))(dyn) for _ in range(2))
+    digest = fingerprint.digest(first)
+    if digest == fingerprint.digest(again):
+        return Base(first, digest, None)
+    leaves = jax.tree_util.tree_leaves(dyn)
+    f_first, f_again = (float(jax.jit(jcore.jaxpr_as_fun(c))(*leaves)[0]) for c in (first, again))
+    check_base(f_first, f_again, out_dtype)
+    return Base(first, digest, f_first)
+
+
+def base_value(fn_scalar, params, args, key, out_dtype, value=None) -> float:
+    """fn(θ), compiled (kept across calls under key, which names fn's program), checked finite.
+
     value: a function that computes fn(θ) some other way (from jax.value_and_grad's program,
     which the check needs anyway), or None to compile fn for it.
     """
     dyn, rebuild, static = split_arrays((params, args))
-
-    def fresh():  # a new function object each time: JAX caches traces per function
-        def run(dyn):
-            p, a = rebuild(dyn)
-            return fn_scalar(p, *a)
-
-        return run
-
-    first, again = jax.make_jaxpr(fresh())(dyn), jax.make_jaxpr(fresh())(dyn)
-    if not same_program(first, again):
-        leaves = jax.tree_util.tree_leaves(dyn)
-        f_first, f_again = (
-            float(jax.jit(jcore.jaxpr_as_fun(c))(*leaves)[0]) for c in (first, again)
-        )
-        check_base(f_first, f_again, out_dtype)
+    if value:
+        f = value()
     else:
-        f_first = value() if value else float(cached_jit(("base", key, static), fresh)(dyn))
-        check_base(f_first, f_first, out_dtype)
-    return f_first
+        f = float(cached_jit(("base", key, static), lambda: _fresh(fn_scalar, rebuild))(dyn))
+    check_base(f, f, out_dtype)
+    return f
 
 
-def same_program(a, b) -> bool:
-    return str(a) == str(b) and all(
-        np.array_equal(_plain(x), _plain(y)) for x, y in zip(a.consts, b.consts)
-    )
+def _fresh(fn_scalar: Callable, rebuild: Callable) -> Callable:
+    """fn_scalar of the dynamic values, a new function object each time: JAX caches traces
+    per function, and a trace must see fn's globals and rules as they are now."""
 
+    def run(dyn):
+        p, a = rebuild(dyn)
+        return fn_scalar(p, *a)
 
-def _plain(x) -> np.ndarray:
-    """A constant as a NumPy array; a typed PRNG key (a closed-over jax.random.key) as its
-    key data, which is what NumPy can compare."""
-    if jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key):
-        x = jax.random.key_data(x)
-    return np.asarray(x)
+    return run
 
 
 def of_checked(fn_scalar: Callable, coords, rebuild: Callable) -> Callable:

@@ -18,7 +18,9 @@ import numpy as np
 
 from .._core.coords import Coords
 from .._numerics import complex as _complex
-from . import gradient, loss
+from .._numerics import precision as _precision
+from . import fingerprint, gradient, loss
+from . import rounding as _rounding
 from .context import working_dtype
 from .elementwise import Nondet
 from .plan import Plan
@@ -35,7 +37,7 @@ class Problem:
     values: list  # every leaf, in the working dtype (as pairs where complex)
     args: tuple  # in the working dtype
     fn_scalar: Callable[..., Any]  # the scalar the differences are taken of, on `coords`
-    key: tuple  # every kept executable's key: fn, the projection, the pytree's static part
+    key: tuple | None  # every kept executable's key (`_key`); None: nothing is compiled
     traced: bool  # JAX can trace fn
     why: str  # why not
     f0: float  # f(θ)
@@ -44,6 +46,16 @@ class Problem:
     typical: dict[str, float]  # leaf path -> the leaf's scale (`typical_scale`)
     nondet: Nondet
     notes: list[str]
+    # The coarsest precision fn's program computes in, where coarser than every checked leaf's
+    # working dtype (a cast to float32 inside a float64 check); None: the leaves' own.
+    computed: Any = None
+    rounding: Any = None  # the gradient under test's own rounding (`rounding.Rounding`)
+
+    def coarser(self, dtype: Any) -> np.dtype:
+        """dtype, or the precision fn computes in where that is coarser."""
+        return (
+            np.dtype(dtype) if self.computed is None else _precision.coarser(dtype, self.computed)
+        )
 
 
 def prepare(fn, params, args, coords: Coords, grad_fn, plan: Plan) -> Problem:
@@ -51,7 +63,7 @@ def prepare(fn, params, args, coords: Coords, grad_fn, plan: Plan) -> Problem:
     notes: list[str] = []
     nondet = Nondet(plan.options.nondet_tol)
     leaves = jax.tree_util.tree_leaves(params)
-    traced, why = loss.trace(fn, leaves, coords, args)
+    traced, why = _trace(fn, leaves, coords, args, plan.options.precision)
     values = coords.cast(leaves, working_dtype(plan.options.precision, traced=traced is not None))
     work_params, work_args = coords.unflatten(values), _cast_args(args, plan.options.precision)
     coords.check_finite(values)
@@ -60,17 +72,17 @@ def prepare(fn, params, args, coords: Coords, grad_fn, plan: Plan) -> Problem:
     notes += [note] if note else []
 
     if traced is not None:  # compiled: op-by-op evaluation compiles every primitive on its own
-        out = loss.abstract_output(fn, work_params, work_args)
+        out = _abstract(fn, work_params, work_args, plan.options.precision)
     else:
         out = fn(work_params, *work_args)
     shape, out_dtype = loss.output_info(out, coords)
     w = _projection(shape, out_dtype, plan, grad_fn, notes)
     fn_scalar = loss.scalarized(fn, w)
-    # Every kept executable is keyed by this: fn, the projection, and the static part of the
-    # params pytree (a registered node's aux data, an nnx Module's graph), as jax.jit retraces
-    # on a new treedef.
-    key = (fn, coords.treedef, None if w is None else (w.shape, w.tobytes()))
+    key = None  # the host path compiles nothing
     if traced is not None:
+        base = loss.program(fn_scalar, work_params, work_args, out_dtype)
+        at = (leaves, args) if own_dtype else (values, work_args)  # where JAX's gradient is
+        key = _key(base, fn_scalar, coords, at, grad_fn)
         value = None
         if grad_fn is None and not own_dtype and not any(x.is_complex for x in coords.checked):
             # JAX's gradient at these very values: its program gives f(θ) too (one compilation
@@ -78,7 +90,10 @@ def prepare(fn, params, args, coords: Coords, grad_fn, plan: Plan) -> Problem:
             def value():
                 return gradient.jax_grad(fn_scalar, values, coords, work_args, key)[0]
 
-        f0 = loss.base_value(fn_scalar, work_params, work_args, key, out_dtype, value)
+        if base.value is None:
+            f0 = loss.base_value(fn_scalar, work_params, work_args, key, out_dtype, value)
+        else:  # two traces of fn differ (Python-side randomness) but not their values
+            f0 = base.value
     else:  # two calls: Python-side randomness differs between them
         f0 = float(fn_scalar(work_params, *work_args))
         again = float(fn_scalar(work_params, *work_args))
@@ -89,7 +104,8 @@ def prepare(fn, params, args, coords: Coords, grad_fn, plan: Plan) -> Problem:
         coords = _complex.realify(coords)
         values = _complex.to_pairs(values, coords)
         fn_scalar = _complex.of_pairs(fn_scalar, coords)
-        key = (*key, "pairs", _complex.positions(coords))
+        if key is not None:
+            key = (*key, "pairs", _complex.positions(coords))
         notes.append(
             "complex leaves: real and imaginary parts checked as separate elements, against "
             "JAX's convention g = ∂f/∂x − i·∂f/∂y (the conjugate of PyTorch's)"
@@ -107,10 +123,102 @@ def prepare(fn, params, args, coords: Coords, grad_fn, plan: Plan) -> Problem:
         notes[own_note] = why_not
     if grad_fn is not None:
         notes += gradient.dtype_notes(given, grads)
+    typical = typical_scale(coords, values)
+    computed = None if traced is None else _computed(base.program, coords, values)
+    notes += _computed_note(computed)
+    rounding = None
+    if given is coords and plan.options.order == 1:  # complex pairs: not measured
+        own = own_dtype and not why_not
+        at = gradient.evaluator(own, fn_given, grad_fn, given, key, args, work_args)
+        rounding = _rounding.make(at, given, leaves if own else values, values, grads, typical,
+                                  computed, nondet.tol, plan.options.seed)  # fmt: skip
     return Problem(
         fn, grad_fn, given, coords, values, work_args, fn_scalar, key, traced is not None, why,
-        f0, out_dtype, grads, typical_scale(coords, values), nondet, notes,
+        f0, out_dtype, grads, typical, nondet, notes, computed, rounding,
     )  # fmt: skip
+
+
+# Why fn fails to trace when it is not JAX code (NumPy on a tracer), whatever the precision.
+_NOT_JAX = (
+    "TracerArrayConversionError",
+    "ConcretizationTypeError",
+    "TracerBoolConversionError",
+    "TracerIntegerConversionError",
+)
+
+
+def _trace(fn, leaves, coords: Coords, args, precision: str) -> tuple[Any, str]:
+    """`loss.trace`; raises `NotInFloat64` where fn traces in its own dtypes only."""
+    traced, why = loss.trace(fn, leaves, coords, args)
+    if traced is None and precision != "native" and why not in _NOT_JAX:
+        with jax.enable_x64(False):  # code that builds float32 arrays itself, or a kernel
+            if loss.trace(fn, leaves, coords, args)[0] is not None:
+                raise NotInFloat64(why)
+    return traced, why
+
+
+def _abstract(fn, params, args, precision: str) -> Any:
+    """`loss.abstract_output` in the working dtypes; `NotInFloat64` where fn cannot run so."""
+    try:
+        return loss.abstract_output(fn, params, args)
+    except Exception as e:
+        if precision != "native":  # fn traced in its own dtypes (`_trace`), not in these
+            raise NotInFloat64(type(e).__name__) from e
+        raise
+
+
+def _computed_note(computed) -> list[str]:
+    if computed is None:
+        return []
+    return [
+        f"fn computes in {computed} inside (its program rounds to {computed}): the finite "
+        f"differences are judged at {computed}'s rounding, with steps sized for it"
+    ]
+
+
+class NotInFloat64(Exception):
+    """fn traces in its own dtypes but not in float64 (a kernel, a scan whose carry it builds
+    in float32): the check runs in the dtypes fn runs in (`check.checked`)."""
+
+
+def _computed(program, coords: Coords, values: list) -> np.dtype | None:
+    """The coarsest precision fn's program computes in, where it is coarser than every
+    checked leaf's working dtype; else None."""
+    computed = _precision.computed_dtype(program)
+    finest = [np.asarray(values[leaf.position]).dtype for leaf in coords.checked]
+    finest = [d for d in finest if jnp.issubdtype(d, jnp.inexact)]
+    if computed is None or not finest:
+        return None
+    leaf = max(finest, key=lambda d: -_precision.eps(_real(d)))
+    return computed if _precision.eps(computed) > _precision.eps(_real(leaf)) else None
+
+
+def _real(dtype) -> np.dtype:
+    return (
+        np.dtype(np.float32 if dtype == np.complex64 else np.float64)
+        if dtype.kind == "c"
+        else dtype
+    )
+
+
+def _key(base: loss.Base, fn_scalar, coords: Coords, at: tuple, grad_fn) -> tuple:
+    """Every kept executable's key: what will run, never the Python function (a notebook's
+    re-run cell redefines a custom rule, or changes a global or a closure's value, and fn
+    stays the same object).
+
+    It holds the digest (`fingerprint`) of fn's program (the projection is a constant
+    there); where the gradient under test is JAX's and fn calls custom_jvp or custom_vjp
+    rules (which fn's program names only), the digest of the rules (or, where a call cannot
+    be traced alone, of the gradient's whole program at `at`: values, args); and the static
+    part of the params pytree (a registered node's aux data, an nnx Module's graph), as
+    jax.jit retraces on a new treedef.
+    """
+    rules = None
+    if grad_fn is None and fingerprint.has_rules(base.program):
+        rules = fingerprint.rules(base.program) or fingerprint.digest(
+            gradient.program(fn_scalar, at[0], coords, at[1])
+        )
+    return (base.digest, rules, coords.treedef)
 
 
 def _projection(shape: tuple, out_dtype, plan: Plan, grad_fn, notes: list[str]):
