@@ -284,3 +284,12 @@ def test_a_wrong_key_bias_gradient_is_still_caught():
 
     result = jaxcheck.check_grad(attention_loss, params, x, y, grad_fn=wrong)
     assert {e.path for e in result.failures} == {"['bk']"}, result
+
+
+def test_an_unresolvable_float32_loss_says_why_in_words():
+    def loss(x):  # a loss of 1 in float32 hides a gradient of 1e-12
+        return 1.0 + 1e-12 * jnp.sum(x.astype(jnp.float32) ** 2)
+
+    result = jaxcheck.check_grad(loss, np.linspace(0.5, 1.5, 6))
+    assert result.verdict == "inconclusive", result
+    assert "computes in float32 inside" in result.advice, result.advice

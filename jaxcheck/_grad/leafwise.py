@@ -139,7 +139,7 @@ class Session:
         st.verify_zeros([v for o in verdicts.values() for v in _verdicts_of(o)], natural, u_g)
         thetas = {leaf.path: p.values[leaf.position] for leaf in p.coords.checked}
         return Judged(verdicts, steps, self.engine.name, notes, methods_used,
-                      _advice(plan, p.coords), thetas)  # fmt: skip
+                      _advice(plan, p.coords, p.computed), thetas)  # fmt: skip
 
 
 def _rounding_notes(rounding, rescued: int) -> list[str]:
@@ -191,8 +191,16 @@ def _verdicts_of(outcome) -> list:
     return [outcome]
 
 
-def _advice(plan: Plan, coords: Coords) -> str:
+def _advice(plan: Plan, coords: Coords, computed=None) -> str:
     """What would let finite differences resolve more of the gradient."""
+    if computed is not None and not native_low(coords, plan.options.precision):
+        return (
+            f"fn computes in {computed} inside, so the loss carries {computed}'s rounding "
+            f"(about {st.unit_roundoff(computed):.0e} of |f|) and gradients that move it by less "
+            "than that over the step cannot be told from zero: check at a point where they "
+            f"are larger, or with fn computing in float64 (its {computed} casts or dtype= "
+            "settings made float64) to check the formula"
+        )
     if native_low(coords, plan.options.precision):
         return (
             "check with precision='float64' (the default: finite differences of the loss in "

@@ -39,10 +39,10 @@ from .._core.coords import Coords
 from .._numerics import precision as _precision
 from .._numerics import stencils as st
 
-POINTS = 8  # evaluations beyond θ for the difference table (4th differences: POINTS − 3 of them)
+POINTS = 16  # evaluations beyond θ for the difference table (4th differences: POINTS − 3 of them)
 ULPS = 256  # spacing of the points, in units of the gradient's rounding (at most 2^-12)
-KAPPA_G = 16.0  # safety factor on the measured rounding
-BACKWARD = 256.0  # C: what a backward-stable computation can make, in u·(|g| + |H·θ|)
+KAPPA_G = 10.0  # safety factor on the measured rounding
+BACKWARD = 64.0  # C: what a backward-stable computation can make, in u·(|g| + |H·θ|)
 SLOPE_STEP = 1e-3  # t: the relative step of the working-precision slope H·(θ⊙δ)
 SLOPE_DIRECTIONS = 4  # random sign vectors δ the slope is an RMS over
 JITTER = 8.0  # re-evaluations within this many u·|g| are rounding, not nondeterminism
