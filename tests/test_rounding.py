@@ -293,3 +293,10 @@ def test_an_unresolvable_float32_loss_says_why_in_words():
     result = jaxcheck.check_grad(loss, np.linspace(0.5, 1.5, 6))
     assert result.verdict == "inconclusive", result
     assert "computes in float32 inside" in result.advice, result.advice
+
+
+def test_a_backward_that_is_not_reentrant_fails_in_directional_mode_too():
+    x = np.random.default_rng(2).normal(size=(5, 5))
+    result = jaxcheck.check_grad(square, x, grad_fn=jittery(1e-6), mode="directional")
+    assert result.verdict == "failed", result
+    assert {e.status for e in result.failures} == {"nondeterministic"}

@@ -290,5 +290,9 @@ def judge(problem, plan) -> Judged:
             if again.passed:
                 session.rescued += int(np.isin(verdict.probes.status, st.FAILING).sum())
             verdict = again
+        unstable = None if rounding is None else rounding.unstable.get(leaf.path)
+        if unstable is not None and verdict.elements is None:
+            # a gradient that changes between calls: its elements are judged (and marked)
+            verdict = dataclasses.replace(verdict, elements=elements(np.flatnonzero(unstable)))
         verdicts[leaf.path] = verdict
     return session.finish(verdicts, used, {})

@@ -162,8 +162,9 @@ def wide_look(engine, leaf, s, idx, method, g, f0, tol: dict, verdict) -> st.Ver
     the resolutions with each other and with D at h (D behaves as a derivative from h up,
     as where f is linear in the element: det) is a mismatch, so that what a long step can
     verify it can also fail. Elsewhere the smallest resolution reached is kept (an exact or
-    rounding zero may then be verified by `stencils.verify_zeros`). Steps stay within
-    WIDE_SCALE times the element's scale, max(|θ_i|, the RMS of the leaf's θ). Only where the
+    rounding zero may then be verified by `stencils.verify_zeros`). A mismatch is taken only
+    from steps within WIDE_SCALE times the element's scale, max(|θ_i|, the RMS of the leaf's
+    θ). Only where the
     differences are float64: in a native low-precision check a long step's differences are
     as coarse as the gradient, and verify what they cannot fail.
     """
@@ -178,13 +179,13 @@ def wide_look(engine, leaf, s, idx, method, g, f0, tol: dict, verdict) -> st.Ver
     before = None  # the previous level's (mismatch, D, resolution), over todo
     for level in range(1, WIDE_LEVELS + 1):
         h = s.h[todo] * WIDEN**level
-        within = (scale[todo] == 0) | (h * method.span <= WIDE_SCALE * scale[todo])
         wide = st.make_stencil(s.theta[todo], h, method)
-        keep = np.setdiff1d(np.flatnonzero(within), wide.lost())
+        keep = np.setdiff1d(np.arange(todo.size), wide.lost())
         if not keep.size:
             break
         todo, wide = todo[keep], wide.take(keep)
         before = None if before is None else tuple(x[keep] for x in before)
+        within = (scale[todo] == 0) | (wide.h * method.span <= WIDE_SCALE * scale[todo])
         F = engine.evaluate(
             leaf, np.concatenate([idx[todo]] * len(wide.offsets)), wide.points.reshape(-1)
         ).reshape(len(wide.offsets), -1)
@@ -193,6 +194,7 @@ def wide_look(engine, leaf, s, idx, method, g, f0, tol: dict, verdict) -> st.Ver
         with np.errstate(invalid="ignore"):
             steady = (
                 wrong
+                & within
                 & before[0]
                 & (np.abs(v.numeric - before[1]) <= v.resolution + before[2])
                 & (np.abs(v.numeric - at_h[0][todo]) <= v.resolution + at_h[1][todo])

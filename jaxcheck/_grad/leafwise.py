@@ -105,6 +105,8 @@ class Session:
             if (verdict.status == st.MISMATCH).any():
                 verdict, rescued = _rounding.widen(verdict, rounding.floor(leaf.path))
                 self.rescued += rescued
+            if (verdict.status == st.UNVERIFIABLE).any():  # a zero to its rounding? (finish)
+                verdict = dataclasses.replace(verdict, rounding=rounding.floor(leaf.path))
             verdict = _rounding.mark_unstable(verdict, rounding.unstable.get(leaf.path))
         if plan.options.kinks == "fail":
             at_kinks = verdict.status == st.KINK

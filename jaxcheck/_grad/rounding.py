@@ -33,6 +33,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from .._core.coords import Coords
@@ -136,9 +138,12 @@ class Rounding:
     def _shifted(self, values: list, shift: dict[str, np.ndarray]) -> list:
         out = list(values)
         for leaf in self.coords.checked:
-            x = np.asarray(values[leaf.position])
-            moved = x.astype(np.float64).reshape(-1) + shift[leaf.path]
-            out[leaf.position] = moved.astype(x.dtype).reshape(x.shape)
+            given = values[leaf.position]
+            x = np.asarray(given)
+            moved = (x.astype(np.float64).reshape(-1) + shift[leaf.path]).astype(x.dtype)
+            moved = moved.reshape(x.shape)
+            # a JAX array stays one (eqx.filter_grad differentiates JAX arrays only)
+            out[leaf.position] = jnp.asarray(moved) if isinstance(given, jax.Array) else moved
         return out
 
     def _flat(self, grads: dict) -> dict[str, np.ndarray]:

@@ -119,6 +119,7 @@ class Verdict:
     truncation: np.ndarray | None = None  # the truncation part of the resolution (κ·|D − D'|)
     noise: np.ndarray | None = None  # σ̂_f, the noise in one value of f
     at_kinks: np.ndarray | None = None  # where kinks="fail" made a kink a mismatch
+    rounding: np.ndarray | None = None  # the gradient's own measured rounding, where measured
 
     def expand(self, idx: np.ndarray, n: int) -> Verdict:
         """This verdict of elements idx as one of all n elements: NaN and "ok" elsewhere."""
@@ -280,7 +281,8 @@ def verify_zeros(verdicts, natural: float = 0.0, u_g: float = 0.0) -> None:
     """Exact zeros are agreement, not "unverifiable": a dead ReLU unit or a statistic the loss
     does not use has g_i = 0 and f(θ + h e_i) == f(θ − h e_i) bit for bit. So are zeros to
     rounding: |g_i| within the gradient floor (GRAD_FLOOR·u_g·max|g|, u_g the gradients'
-    unit roundoff) and D_i within a resolution below NEGLIGIBLE × the gradients' scale. A
+    unit roundoff, or the gradient's measured rounding where the verdict has it) and D_i
+    within a resolution below NEGLIGIBLE × the gradients' scale. A
     small gradient above the floor that D cannot resolve stays unverifiable.
 
     They are promoted to "ok" where their resolution is small against the scale of the
@@ -302,9 +304,10 @@ def verify_zeros(verdicts, natural: float = 0.0, u_g: float = 0.0) -> None:
     finite = [np.abs(v.analytic[np.isfinite(v.analytic)]) for v in verdicts]
     floor = GRAD_FLOOR * u_g * max((float(a.max()) for a in finite if a.size), default=0.0)
     for v in verdicts:
+        own = floor if v.rounding is None else np.fmax(floor, v.rounding)
         with np.errstate(invalid="ignore"):
             fine = v.resolution <= ZERO_RESOLUTION * reference
-            rounding = (np.abs(v.analytic) <= floor) & (v.resolution <= NEGLIGIBLE * reference)
+            rounding = (np.abs(v.analytic) <= own) & (v.resolution <= NEGLIGIBLE * reference)
         verified = (v.exact_zero & fine) | rounding
         v.status[(v.status == UNVERIFIABLE) & verified] = OK
 
