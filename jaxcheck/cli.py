@@ -227,7 +227,10 @@ def _is_ours(e: Exception) -> bool:
     if isinstance(e, SpecError):
         return True
     frames = traceback.extract_tb(e.__traceback__)
-    return bool(frames) and "jaxcheck" in Path(frames[-1].filename).parts
+    # raised by the installed package itself: decided by its own location, not by a folder
+    # name (a clone made by `git clone .../jaxcheck` holds the user's files under "jaxcheck")
+    package = Path(__file__).resolve().parent
+    return bool(frames) and Path(frames[-1].filename).resolve().is_relative_to(package)
 
 
 def _origin(e: Exception) -> str:
