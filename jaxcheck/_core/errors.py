@@ -6,6 +6,16 @@ import functools
 import os
 from collections.abc import Sequence
 
+import jax
+
+# What tracing raises where fn is not JAX code (NumPy on a tracer), whatever its dtypes.
+NOT_JAX_CODE = (
+    jax.errors.TracerArrayConversionError,
+    jax.errors.ConcretizationTypeError,
+    jax.errors.TracerBoolConversionError,
+    jax.errors.TracerIntegerConversionError,
+)
+
 
 class GradCheckError(AssertionError):
     """A gradient check failed: some element is wrong, non-finite or nondeterministic.

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._core.coords import Coords
+from .._core.errors import NOT_JAX_CODE
 from .._numerics import complex as _complex
 from .._numerics import precision as _precision
 from . import fingerprint, gradient, loss
@@ -138,19 +139,11 @@ def prepare(fn, params, args, coords: Coords, grad_fn, plan: Plan) -> Problem:
     )  # fmt: skip
 
 
-# Why fn fails to trace when it is not JAX code (NumPy on a tracer), whatever the precision.
-_NOT_JAX = (
-    "TracerArrayConversionError",
-    "ConcretizationTypeError",
-    "TracerBoolConversionError",
-    "TracerIntegerConversionError",
-)
-
-
 def _trace(fn, leaves, coords: Coords, args, precision: str) -> tuple[Any, str]:
     """`loss.trace`; raises `NotInFloat64` where fn traces in its own dtypes only."""
     traced, why = loss.trace(fn, leaves, coords, args)
-    if traced is None and precision != "native" and why not in _NOT_JAX:
+    not_jax = why in {e.__name__ for e in NOT_JAX_CODE}  # as natively: no second trace
+    if traced is None and precision != "native" and not not_jax:
         with jax.enable_x64(False):  # code that builds float32 arrays itself, or a kernel
             if loss.trace(fn, leaves, coords, args)[0] is not None:
                 raise NotInFloat64(why)
@@ -185,20 +178,13 @@ def _computed(program, coords: Coords, values: list) -> np.dtype | None:
     """The coarsest precision fn's program computes in, where it is coarser than every
     checked leaf's working dtype; else None."""
     computed = _precision.computed_dtype(program)
-    finest = [np.asarray(values[leaf.position]).dtype for leaf in coords.checked]
-    finest = [d for d in finest if jnp.issubdtype(d, jnp.inexact)]
+    leaves = [
+        _precision.real_dtype(np.asarray(values[leaf.position]).dtype) for leaf in coords.checked
+    ]
+    finest = [_precision.eps(d) for d in leaves if d is not None]
     if computed is None or not finest:
         return None
-    leaf = max(finest, key=lambda d: -_precision.eps(_real(d)))
-    return computed if _precision.eps(computed) > _precision.eps(_real(leaf)) else None
-
-
-def _real(dtype) -> np.dtype:
-    return (
-        np.dtype(np.float32 if dtype == np.complex64 else np.float64)
-        if dtype.kind == "c"
-        else dtype
-    )
+    return computed if _precision.eps(computed) > min(finest) else None
 
 
 def _key(base: loss.Base, fn_scalar, coords: Coords, at: tuple, grad_fn) -> tuple:

@@ -23,7 +23,7 @@ def computed_dtype(closed: Any) -> np.dtype | None:
     (a `ClosedJaxpr` or `Jaxpr`), as a real dtype; None where it computes no float."""
     coarsest: np.dtype | None = None
     for var in _values(closed.jaxpr if hasattr(closed, "jaxpr") else closed):
-        real = _real(getattr(getattr(var, "aval", None), "dtype", None))
+        real = real_dtype(getattr(getattr(var, "aval", None), "dtype", None))
         if real is not None and (coarsest is None or eps(real) > eps(coarsest)):
             coarsest = real
     return coarsest
@@ -67,7 +67,7 @@ def _jaxprs(param: Any) -> list[Any]:
     return []
 
 
-def _real(dtype: Any) -> np.dtype | None:
+def real_dtype(dtype: Any) -> np.dtype | None:
     """A float dtype as itself, a complex one as its parts' dtype; None for anything else."""
     if dtype is None:
         return None

@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._core.errors import NOT_JAX_CODE
+
 
 def consistency(
     name: str, call: Callable, primals: tuple, inputs: list, rtol, atol, eager=None
@@ -90,17 +92,9 @@ def untraceable(call: Callable, primals: tuple, x: Any) -> str:
     """ "" if JAX can trace call(primals, x), else what it raised (a NumPy call on a tracer)."""
     try:
         jax.eval_shape(call, primals, x)
-    except TRACING_ERRORS as e:
+    except NOT_JAX_CODE as e:
         return f"{type(e).__name__}: {str(e).strip().splitlines()[0][:120]}"
     return ""
-
-
-TRACING_ERRORS = (
-    jax.errors.TracerArrayConversionError,
-    jax.errors.ConcretizationTypeError,
-    jax.errors.TracerBoolConversionError,
-    jax.errors.TracerIntegerConversionError,
-)
 
 
 def _worst(expected: list, got: list, rtol: float, atol: float):
