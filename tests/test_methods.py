@@ -161,3 +161,47 @@ def test_bad_method_options(kwargs, match):
     loss, params, args = CORPUS["layer_norm"]()
     with pytest.raises(ValueError, match=match):
         jaxcheck.check_grad(loss, params, *args, **kwargs)
+
+
+def _conv_batchnorm_relu(seed):
+    """A float32 conv net with batch norm and ReLU: hundreds of kinks a long step crosses."""
+    rng = np.random.default_rng(seed)
+
+    def f32(*shape):
+        return jnp.asarray(rng.normal(size=shape), jnp.float32)
+
+    params = {"kernel": f32(3, 3, 2, 4) / 3, "bias": jnp.zeros(4, jnp.float32),
+              "scale": jnp.ones(4, jnp.float32), "shift": jnp.zeros(4, jnp.float32),
+              "head": f32(4, 1) / 2}  # fmt: skip
+    x, y = f32(4, 6, 6, 2), f32(4, 1)
+
+    def loss(p, x, y):
+        dims = ("NHWC", "HWIO", "NHWC")
+        h = jax.lax.conv_general_dilated(x, p["kernel"], (1, 1), "SAME", dimension_numbers=dims)
+        h = h + p["bias"][None, None, None]
+        mean = h.mean(axis=(0, 1, 2), keepdims=True)
+        var = h.var(axis=(0, 1, 2), keepdims=True)
+        norm = (h - mean) / jnp.sqrt(var + 1e-5)
+        h = jax.nn.relu(norm * p["scale"][None, None, None] + p["shift"][None, None, None])
+        return jnp.mean((h.mean(axis=(1, 2)) @ p["head"] - y) ** 2)
+
+    return loss, params, (x, y)
+
+
+@pytest.mark.parametrize("seed", [2, 4])
+def test_native_low_precision_uses_central_differences_where_fn_has_kinks(seed):
+    """Richardson's long extrapolated steps (the native float32 default for smooth fn) cross
+    the ReLU kinks of a conv + batch norm net and failed correct kernel elements by 1%."""
+    loss, params, args = _conv_batchnorm_relu(seed)
+    result = jaxcheck.check_grad(loss, params, *args, precision="native")
+    assert result.method == "central" and result.n_failed == 0, result
+    assert any("not smooth everywhere (it uses" in n and "max" in n for n in result.notes)
+    # asked for by name, Richardson is what runs
+    named = jaxcheck.check_grad(loss, params, *args, precision="native", method="richardson")
+    assert named.method == "richardson"
+    # and a smooth fn keeps the more exact default
+    smooth = jaxcheck.check_grad(
+        lambda p: jnp.sum(jnp.tanh(p["w"]) ** 2), {"w": jnp.linspace(-1, 1, 5)},
+        precision="native",
+    )  # fmt: skip
+    assert smooth.method == "richardson" and smooth.passed

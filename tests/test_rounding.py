@@ -130,6 +130,113 @@ def test_the_float32_sinc_gradient_still_fails_while_its_neighbours_pass():
     assert [(e.path, e.index) for e in result.failures] == [("params", (0,))], result
 
 
+def _bf16_mlp(seed):
+    rng = np.random.default_rng(seed)
+    sizes = (6, 16, 16, 1)
+    params = [
+        {
+            "W": jnp.asarray(rng.normal(size=(a, b)) / np.sqrt(a), jnp.bfloat16),
+            "b": jnp.asarray(rng.normal(size=b) / 10, jnp.bfloat16),
+        }
+        for a, b in zip(sizes, sizes[1:])
+    ]
+    x = jnp.asarray(rng.normal(size=(8, 6)), jnp.bfloat16)
+    y = jnp.asarray(rng.normal(size=(8, 1)), jnp.bfloat16)
+
+    def loss(p, x, y):
+        for layer in p[:-1]:
+            x = jax.nn.softplus(x @ layer["W"] + layer["b"][None])
+        return jnp.mean((x @ p[-1]["W"] + p[-1]["b"][None] - y) ** 2)
+
+    return loss, params, x, y
+
+
+@pytest.mark.parametrize("seed", [5, 8])
+def test_a_bfloat16_error_below_an_assumed_floor_is_caught(seed):
+    """An assumed floor of 10·u·max|g| is 8% of the largest gradient in bfloat16: a 50% error
+    in an element 15% of that size hid under it. The floor is measured instead."""
+    loss, params, x, y = _bf16_mlp(seed)
+    assert jaxcheck.check_grad(loss, params, x, y).passed
+    g = jax.grad(loss)(params, x, y)
+    top = max(float(jnp.abs(v).max()) for v in jax.tree.leaves(g))
+    W = np.abs(np.asarray(g[1]["W"], np.float64)).reshape(-1)
+    i = int(np.argmin(np.abs(W - 0.15 * top)))
+
+    def planted(p, x, y):
+        grads = jax.grad(loss)(p, x, y)
+        grads[1]["W"] = grads[1]["W"].reshape(-1).at[i].multiply(1.5).reshape(16, 16)
+        return grads
+
+    result = jaxcheck.check_grad(loss, params, x, y, grad_fn=planted)
+    index = tuple(int(j) for j in np.unravel_index(i, (16, 16)))
+    assert [(e.path, e.index) for e in result.failures] == [("[1]['W']", index)], result
+
+
+def test_bfloat16_near_a_minimum_is_inconclusive_not_passed_when_rounding_drowns_a_bug():
+    """A bfloat16 sigmoid MLP trained past convergence: the gradient's own rounding (measured:
+    its values jitter by ~1e-4 between neighbouring points) is as large as the gradients. A
+    3x error in the largest element is then no verdict either way: inconclusive, saying
+    why, never "passed"; upcast (the gradient in float64) verifies the formula."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(64, 4))
+    y = (np.sum(x[:, :2] ** 2, axis=1, keepdims=True) < 1.4) * 0.8 + 0.1
+    x, y = jnp.asarray(x, jnp.bfloat16), jnp.asarray(y, jnp.bfloat16)
+    k1, k2 = jax.random.split(jax.random.key(2))
+    params = {"W1": jax.random.normal(k1, (4, 16)), "b1": jnp.zeros(16),
+              "W2": jax.random.normal(k2, (16, 1)) / 4, "b2": jnp.zeros(1)}  # fmt: skip
+    params = jax.tree.map(lambda a: a.astype(jnp.bfloat16), params)
+
+    def loss(p, x, y):
+        h = jax.nn.sigmoid(x @ p["W1"] + p["b1"][None])
+        return jnp.mean((jax.nn.sigmoid(h @ p["W2"] + p["b2"][None]) - y) ** 2)
+
+    opt = optax.adam(3e-2)
+    state = opt.init(params)
+    step = jax.jit(lambda p, s: opt.update(jax.grad(loss)(p, x, y), s, p))
+    for _ in range(400):
+        updates, state = step(params, state)
+        params = optax.apply_updates(params, updates)
+    g = jax.grad(loss)(params, x, y)
+    i = int(jnp.argmax(jnp.abs(g["W2"])))
+
+    def planted(p, x, y):
+        grads = jax.grad(loss)(p, x, y)
+        return {**grads, "W2": grads["W2"].at[i, 0].multiply(3.0)}
+
+    result = jaxcheck.check_grad(loss, params, x, y, grad_fn=planted)
+    assert result.verdict == "inconclusive", result
+    assert "precision='upcast'" in result.advice and "own rounding" in result.advice
+    assert jaxcheck.check_grad(loss, params, x, y, grad_fn=planted, precision="upcast").failures
+
+
+def test_a_zero_bias_before_a_bfloat16_layer_norm_is_not_failed_by_a_saturated_long_step():
+    """flax linen Dense + LayerNorm in bfloat16: the Dense bias is initialized to zeros and its
+    elements are unverifiable at the default step (fn computes in bfloat16), so they are
+    judged again at longer ones. An all-zero leaf's scale is the model's, as its steps are:
+    moved by 50 of those the layer norm saturates, f is flat, and D ≈ 0 there is no evidence
+    against g (it was: four correct elements FAILED)."""
+    import flax.linen as nn
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            kw = dict(dtype=jnp.bfloat16, param_dtype=jnp.bfloat16)
+            x = nn.gelu(nn.LayerNorm(**kw)(nn.Dense(16, **kw)(x)))
+            return nn.Dense(1, **kw)(x)
+
+    rng = np.random.default_rng(4)
+    x = jnp.asarray(rng.normal(size=(8, 5)), jnp.bfloat16)
+    y = jnp.asarray(rng.normal(size=(8, 1)), jnp.bfloat16)
+    net = Net()
+    variables = net.init(jax.random.key(4), x)
+
+    def loss(variables, x, y):
+        return jnp.mean((net.apply(variables, x).astype(jnp.float32) - y) ** 2)
+
+    result = jaxcheck.check_grad(loss, variables, x, y)
+    assert result.verdict != "failed", result
+
+
 # ---- 2. fn's own precision, read from its program ---------------------------------------------
 
 

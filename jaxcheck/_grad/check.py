@@ -184,10 +184,12 @@ def checked(fn, params, args: tuple, grad_fn, options: Options) -> CheckResult:
             problem = prepare(call.fn, call.params, call.args, coords, grad_fn, plan)
             if native_note:
                 problem.notes.insert(0, native_note)
-            judged = mode.judge(problem, plan)
+            used, kink_note = _plan.against_kinks(plan, problem.kinks)
+            judged = mode.judge(problem, used)
             return assemble(
-                problem.coords, judged.verdicts, judged.steps, problem.notes + judged.notes,
-                o.precision, judged.engine, o.mode, o.order, plan.method,
+                problem.coords, judged.verdicts, judged.steps,
+                problem.notes + [kink_note] * bool(kink_note) + judged.notes,
+                o.precision, judged.engine, o.mode, o.order, used.method,
                 judged.methods, judged.advice, judged.thetas,
             )  # fmt: skip
 

@@ -16,6 +16,7 @@ from .._core.coords import Coords, Leaf
 from .._core.errors import format_index
 from .._core.paths import qualified
 from .._numerics import stencils as st
+from . import rounding as _rounding
 from .second_look import second_look
 
 CONFIRM_AT_MOST = 64  # suspicious elements re-evaluated per leaf to tell nondeterminism from a bug
@@ -102,7 +103,10 @@ class Stencils:
         return float(np.median(built.h if built is not None else self.nominal(leaf)))
 
 
-def judge_leaf(engine, leaf: Leaf, s: st.Stencil, method, g, tol: dict, subset=None, nondet=None):
+def judge_leaf(
+    engine, leaf: Leaf, s: st.Stencil, method, g, tol: dict, subset=None, nondet=None,
+    typical: float = 0.0, rounding=None,
+):  # fmt: skip
     """Evaluate f at θ and at the method's first points for every element of the leaf, and
     at the rest (the error estimate's, the noise estimate's, the kink test's) where needed.
 
@@ -146,11 +150,13 @@ def judge_leaf(engine, leaf: Leaf, s: st.Stencil, method, g, tol: dict, subset=N
     verdict = st.judge(g, f0, F, s, method, **tol)
     confirm(engine, leaf, s, idx, verdict, F[first], first, f0, tol["u_f"], nondet or Nondet())
     verdict = second_look(engine, leaf, s, idx, method, g, f0, tol, verdict, F)
-    verdict = wide_look(engine, leaf, s, idx, method, g, f0, tol, verdict)
+    verdict = wide_look(engine, leaf, s, idx, method, g, f0, tol, verdict, typical, rounding)
     return verdict if subset is None else verdict.expand(idx, leaf.size)
 
 
-def wide_look(engine, leaf, s, idx, method, g, f0, tol: dict, verdict) -> st.Verdict:
+def wide_look(
+    engine, leaf, s, idx, method, g, f0, tol: dict, verdict, typical: float = 0.0, rounding=None
+) -> st.Verdict:
     """Unverifiable elements judged again at WIDEN·h, WIDEN²·h, ... (at most WIDE_LEVELS).
 
     Where f computes in a coarse precision (a float32 model under a float64 check) its
@@ -164,8 +170,12 @@ def wide_look(engine, leaf, s, idx, method, g, f0, tol: dict, verdict) -> st.Ver
     verify it can also fail. Elsewhere the smallest resolution reached is kept (an exact or
     rounding zero may then be verified by `stencils.verify_zeros`). A mismatch is taken only
     from steps within WIDE_SCALE times the element's scale, max(|θ_i|, the RMS of the leaf's
-    θ). Only where the
-    differences are float64: in a native low-precision check a long step's differences are
+    θ, or `typical` for an all-zero leaf, as its steps are sized): beyond it f may saturate
+    (a bias before a LayerNorm, moved by 50 scales, sees a flat loss), and a resolution
+    reached beyond it is kept only where D there agrees with D at h and at the level before.
+    rounding: None, or the gradient's measured rounding over the leaf (`rounding.Rounding.floor`,
+    a function of nothing, measured when first asked for), which a long step's verdict allows
+    for as the first step's does. Only where the differences are float64: in a native low-precision check a long step's differences are
     as coarse as the gradient, and verify what they cannot fail.
     """
     todo = np.flatnonzero((verdict.status == st.UNVERIFIABLE) & ~verdict.exact_zero)
@@ -174,7 +184,7 @@ def wide_look(engine, leaf, s, idx, method, g, f0, tol: dict, verdict) -> st.Ver
     out = {f.name: getattr(verdict, f.name) for f in dataclasses.fields(verdict)}
     out = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in out.items()}
     theta = s.theta.astype(np.float64)
-    scale = np.maximum(np.abs(theta), np.sqrt(np.mean(theta**2)))
+    scale = np.maximum(np.abs(theta), np.sqrt(np.mean(theta**2)) or typical)
     at_h = (verdict.numeric.copy(), verdict.resolution.copy())
     before = None  # the previous level's (mismatch, D, resolution), over todo
     for level in range(1, WIDE_LEVELS + 1):
@@ -190,19 +200,21 @@ def wide_look(engine, leaf, s, idx, method, g, f0, tol: dict, verdict) -> st.Ver
             leaf, np.concatenate([idx[todo]] * len(wide.offsets)), wide.points.reshape(-1)
         ).reshape(len(wide.offsets), -1)
         v = st.judge(g[todo], f0, F, wide, method, **tol)
+        if rounding is not None and (v.status == st.MISMATCH).any():
+            v = _rounding.widen(v, rounding()[idx[todo]])[0]
         wrong = v.status == st.MISMATCH
         with np.errstate(invalid="ignore"):
-            steady = (
-                wrong
-                & within
-                & before[0]
-                & (np.abs(v.numeric - before[1]) <= v.resolution + before[2])
-                & (np.abs(v.numeric - at_h[0][todo]) <= v.resolution + at_h[1][todo])
-                if before is not None
-                else np.zeros(todo.size, bool)
-            )
+            # D behaves as a derivative from h up: it agrees with D at h and at the last level
+            consistent = np.abs(v.numeric - at_h[0][todo]) <= v.resolution + at_h[1][todo]
+            if before is not None:
+                consistent &= np.abs(v.numeric - before[1]) <= v.resolution + before[2]
+        steady = wrong & within & consistent & (before[0] if before is not None else False)
         done = (v.status == st.OK) | steady
-        better = done | ((v.status == st.UNVERIFIABLE) & (v.resolution < out["resolution"][todo]))
+        better = done | (
+            (v.status == st.UNVERIFIABLE)
+            & (within | consistent)
+            & (v.resolution < out["resolution"][todo])
+        )
         for name in ("numeric", "abs_error", "tolerance", "resolution", "truncation", "noise"):
             out[name][todo[better]] = getattr(v, name)[better]
         out["status"][todo[done]] = v.status[done]

@@ -90,6 +90,24 @@ def build(options: Options, coords: Coords, cotangent: Any) -> Plan:
     )
 
 
+def against_kinks(plan: Plan, kinks: tuple[str, ...]) -> tuple[Plan, str]:
+    """The plan with central differences instead of the default Richardson where fn is not
+    smooth (its program uses `kinks`), and the note that says so; else the plan as it is.
+
+    Richardson's steps are long (u^(1/7), 10% of a float32 element's scale) and extrapolated:
+    in a ReLU network a step that long crosses many kinks, and the extrapolation's own error
+    estimate crosses the same ones (a conv net with batch norm: four correct elements failed
+    by 1%). Central differences at u^(1/3) cross few, and the kink test sees those.
+    """
+    if plan.options.method is not None or plan.method != "richardson" or not kinks:
+        return plan, ""
+    note = (
+        f"fn is not smooth everywhere (it uses {', '.join(kinks)}): central differences, "
+        "whose short steps cross fewer kinks than Richardson's long ones"
+    )
+    return dataclasses.replace(plan, method="central"), note
+
+
 def default_method(coords: Coords, precision: str, order: int) -> str:
     """Central differences, except in native low precision: Richardson is ~10× more exact."""
     return "richardson" if native_low(coords, precision) and order == 1 else "central"

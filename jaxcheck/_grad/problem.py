@@ -51,6 +51,7 @@ class Problem:
     # working dtype (a cast to float32 inside a float64 check); None: the leaves' own.
     computed: Any = None
     rounding: Any = None  # the gradient under test's own rounding (`rounding.Rounding`)
+    kinks: tuple[str, ...] = ()  # the non-smooth primitives fn's program uses (`precision.kinks`)
 
     def coarser(self, dtype: Any) -> np.dtype:
         """dtype, or the precision fn computes in where that is coarser."""
@@ -136,6 +137,7 @@ def prepare(fn, params, args, coords: Coords, grad_fn, plan: Plan) -> Problem:
     return Problem(
         fn, grad_fn, given, coords, values, work_args, fn_scalar, key, traced is not None, why,
         f0, out_dtype, grads, typical, nondet, notes, computed, rounding,
+        () if traced is None else _precision.kinks(base.program),
     )  # fmt: skip
 
 

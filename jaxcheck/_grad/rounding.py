@@ -13,10 +13,20 @@ measures the noise of f:
    of g is a low-degree polynomial in k; the fourth differences of the values leave its
    rounding: σ_i = RMS(Δ⁴g_i) / √70, at least the leaf's median σ.
 2. Backward error. Rounding is accepted only up to what a backward-stable computation can
-   make: C·u·(|g_i| + |(H·(θ⊙δ))_i|), the second term (what rounding θ itself changes)
-   an RMS over a few random sign vectors δ, from the gradient in the working precision at θ
-   and θ + t·θ⊙δ. A formula that cancels catastrophically (JAX's float32 `sinc`
-   gradient near 0, 2% off at 3e-4) has noise far above it and is not excused.
+   make: C·u·(|g_i| + |(H·(θ⊙δ))_i|) + u·max|g|, the second term (what rounding θ itself
+   changes) an RMS over a few random sign vectors δ, from the gradient in the working
+   precision at θ and θ + t·θ⊙δ; the last one unit of the whole check's largest gradient
+   (backpropagation's rounding in one leaf scales with the gradients flowing through the
+   model: a float32 bias before a batch norm has a true gradient of 0 and a computed one of
+   ~u times the upstream gradients). A formula that cancels catastrophically (JAX's float32
+   `sinc` gradient near 0, 2% off at 3e-4) has noise far above it and is not excused.
+
+Before it is measured, an element's tolerance holds ASSUMED·u·max|g| for the gradient's
+rounding, one unit of the check's largest gradient (10·u·max|g| would be 8% of it in
+bfloat16, and hid a 50% error in an element a third that size); the measured floor is added
+where an element would fail.
+Where the gradient did not move at all over the points (a grad_fn that returns a stored
+array, a loss linear in the element) nothing was measured, and κ_g·u·max|g| is assumed.
 
 An element that disagrees with the finite difference by no more than κ_g·min(σ_i, cap_i)
 beyond its tolerance is right to its own rounding. The re-evaluation at k = 0 is also the
@@ -48,6 +58,7 @@ BACKWARD = 64.0  # C: what a backward-stable computation can make, in u·(|g| + 
 SLOPE_STEP = 1e-3  # t: the relative step of the working-precision slope H·(θ⊙δ)
 SLOPE_DIRECTIONS = 4  # random sign vectors δ the slope is an RMS over
 JITTER = 8.0  # re-evaluations within this many u·|g| are rounding, not nondeterminism
+ASSUMED = 1.0  # before it is measured, the gradient's rounding is taken as this many u·max|g|
 
 
 @dataclasses.dataclass
@@ -59,6 +70,7 @@ class Rounding:
     tested: list  # every leaf, as the gradient under test was computed (own dtype or working)
     working: list  # every leaf in the working precision
     grads: dict[str, np.ndarray]  # the gradient under test at θ, flat, float64
+    scale: float  # the largest finite |g| of the whole check
     typical: dict[str, float]
     u: float  # the unit roundoff of the gradient: its dtype's or fn's coarser computed one
     nondet_tol: float
@@ -96,9 +108,15 @@ class Rounding:
         scale = {leaf.path: self._scale(leaf) for leaf in checked}
         signs = {leaf.path: rng.choice([-1.0, 1.0], leaf.size) for leaf in checked}
         r = max(self.u, min(ULPS * self.u, 2.0**-12))
+        step = {}
+        for leaf in checked:
+            theta = np.asarray(self.tested[leaf.position])
+            step[leaf.path] = signs[leaf.path] * _representable(
+                theta.astype(np.float64).reshape(-1), r * scale[leaf.path], theta.dtype
+            )
         table = [self.grads]
         for k in range(1, POINTS + 1):
-            moved = self._shifted(self.tested, {p: k * r * scale[p] * signs[p] for p in scale})
+            moved = self._shifted(self.tested, {p: k * step[p] for p in step})
             table.append(self._flat(self.at(moved, True)))
         slope = self._slope(rng)
         out = {}
@@ -108,7 +126,12 @@ class Rounding:
                 sigma = np.sqrt(np.mean(np.diff(G, 4, axis=0) ** 2, axis=0) / 70.0)
                 sigma = _at_least_median(sigma)
                 cap = BACKWARD * self.u * (np.abs(self.grads[leaf.path]) + slope[leaf.path])
-                out[leaf.path] = np.nan_to_num(KAPPA_G * np.minimum(sigma, cap), nan=0.0)
+                cap = cap + self.u * self.scale
+                floor = KAPPA_G * np.minimum(sigma, cap)
+                # A gradient that did not move at all is not measured by it (a grad_fn that
+                # returns a stored array, a loss linear in the element): assumed instead.
+                floor[(G == G[0]).all(axis=0)] = KAPPA_G * self.u * self.scale
+                out[leaf.path] = np.nan_to_num(floor, nan=0.0)
         return out
 
     def _slope(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -153,21 +176,40 @@ class Rounding:
         }
 
 
+def _representable(theta: np.ndarray, step: np.ndarray, dtype) -> np.ndarray:
+    """|step| made a whole number of units in the last place of the largest value the points
+    reach, so that θ + k·step is exact in dtype for k = 0..POINTS: equally spaced points.
+    Rounded points are not (in bfloat16 a point is off by up to half a unit of θ_i), and the
+    fourth differences would see g's slope times that, which the gradient at θ never has."""
+    end = np.abs(theta) + POINTS * step
+    tiny = float(np.finfo(dtype).tiny) if np.dtype(dtype).kind == "f" else 0.0
+    if not tiny:  # not a float (complex pairs are not measured): left as it is
+        return step
+    ulp = _precision.eps(dtype) * np.exp2(np.floor(np.log2(np.maximum(end, tiny))))
+    return np.maximum(np.round(step / ulp), 1.0) * ulp
+
+
 def _at_least_median(x: np.ndarray) -> np.ndarray:
     finite = x[np.isfinite(x)]
     return np.fmax(x, np.median(finite)) if finite.size else x
 
 
-def widen(verdict: st.Verdict, floor: np.ndarray) -> tuple[st.Verdict, int]:
+def widen(verdict: st.Verdict, floor: np.ndarray) -> tuple[st.Verdict, int, int]:
     """The verdict with the gradient's measured rounding added to every tolerance; mismatches
-    it explains become "ok" (or "unverifiable" below the resolution). Returns how many."""
+    it explains become "ok", or "unverifiable" where the rounding (with the resolution) is as
+    large as the element itself. Returns the verdict and how many became each."""
     with np.errstate(invalid="ignore"):
         tolerance = verdict.tolerance + np.where(np.isnan(verdict.tolerance), np.nan, floor)
         status = verdict.status.copy()
         rescued = (status == st.MISMATCH) & (verdict.abs_error <= tolerance)
-        low = np.maximum(np.abs(verdict.analytic), np.abs(verdict.numeric)) <= verdict.resolution
+        # the rounding is as large as the element itself: it cannot be told from zero
+        low = np.maximum(np.abs(verdict.analytic), np.abs(verdict.numeric)) <= (
+            verdict.resolution + floor
+        )
     status[rescued] = np.where(low[rescued], st.UNVERIFIABLE, st.OK)
-    return dataclasses.replace(verdict, tolerance=tolerance, status=status), int(rescued.sum())
+    drowned = int((rescued & low).sum())
+    verdict = dataclasses.replace(verdict, tolerance=tolerance, status=status)
+    return verdict, int(rescued.sum()) - drowned, drowned
 
 
 def mark_unstable(verdict: st.Verdict, unstable: np.ndarray | None) -> st.Verdict:
@@ -189,6 +231,8 @@ def make(at, coords: Coords, tested, working, grads, typical, computed, nondet_t
     flat = {
         leaf.path: np.asarray(grads[leaf.path], np.float64).reshape(-1) for leaf in coords.checked
     }
-    rounding = Rounding(at, coords, tested, working, flat, typical, u, nondet_tol, seed)
+    finite = [np.abs(g[np.isfinite(g)]) for g in flat.values()]
+    scale = max((float(a.max()) for a in finite if a.size), default=0.0)
+    rounding = Rounding(at, coords, tested, working, flat, scale, typical, u, nondet_tol, seed)
     rounding.reentrant()
     return rounding

@@ -6,6 +6,8 @@ in a `pallas_call`) has float32's rounding in f and in its gradient, whatever th
 its inputs. Every value the program (and every program nested in it: `pjit`, `scan`,
 `cond`, custom rules, kernels) produces has a dtype; the coarsest floating-point one bounds
 the rounding of the result.
+
+`kinks` reads the same program for the primitives whose value is not smooth in their inputs.
 """
 
 from __future__ import annotations
@@ -41,15 +43,22 @@ def coarser(a: Any, b: Any) -> np.dtype:
 
 def _values(jaxpr: Any) -> Iterator[Any]:
     """Every variable a jaxpr and the jaxprs in its equations' parameters compute."""
+    for eqn in equations(jaxpr):
+        yield from eqn.outvars
+
+
+def equations(jaxpr: Any) -> Iterator[Any]:
+    """Every equation of a jaxpr (or ClosedJaxpr) and of the jaxprs in its equations'
+    parameters (`pjit`, `scan`, `cond`, custom rules, kernels)."""
     seen: set[int] = set()
-    stack = [jaxpr]
+    stack = [jaxpr.jaxpr if isinstance(jaxpr, jcore.ClosedJaxpr) else jaxpr]
     while stack:
         j = stack.pop()
         if id(j) in seen:
             continue
         seen.add(id(j))
         for eqn in j.eqns:
-            yield from eqn.outvars
+            yield eqn
             for param in eqn.params.values():
                 stack.extend(_jaxprs(param))
 
@@ -78,3 +87,16 @@ def real_dtype(dtype: Any) -> np.dtype | None:
     if dtype.kind == "c":
         return np.dtype(np.float32) if dtype.itemsize == 8 else np.dtype(np.float64)
     return dtype if jnp.issubdtype(dtype, jnp.floating) else None
+
+
+# Primitives whose value has kinks or jumps in its inputs (ReLU is `max`, a piecewise rule
+# `select_n`, a softmax's stabilizing `reduce_max`).
+NOT_SMOOTH = frozenset(
+    """abs argmax argmin ceil clamp cummax cummin floor max min reduce_max reduce_min rem
+    round select_n sign sort top_k""".split()
+)
+
+
+def kinks(closed: Any) -> tuple[str, ...]:
+    """The names of the non-smooth primitives the program uses, sorted (empty: smooth)."""
+    return tuple(sorted({e.primitive.name for e in equations(closed)} & NOT_SMOOTH))

@@ -281,8 +281,9 @@ def verify_zeros(verdicts, natural: float = 0.0, u_g: float = 0.0) -> None:
     """Exact zeros are agreement, not "unverifiable": a dead ReLU unit or a statistic the loss
     does not use has g_i = 0 and f(θ + h e_i) == f(θ − h e_i) bit for bit. So are zeros to
     rounding: |g_i| within the gradient floor (GRAD_FLOOR·u_g·max|g|, u_g the gradients'
-    unit roundoff, or the gradient's measured rounding where the verdict has it) and D_i
-    within a resolution below NEGLIGIBLE × the gradients' scale. A
+    unit roundoff, or the gradient's measured rounding where the verdict has it, itself at
+    most ZERO_RESOLUTION × the gradients' scale) and D_i as small, to a resolution below
+    NEGLIGIBLE × the gradients' scale. A
     small gradient above the floor that D cannot resolve stays unverifiable.
 
     They are promoted to "ok" where their resolution is small against the scale of the
@@ -308,6 +309,11 @@ def verify_zeros(verdicts, natural: float = 0.0, u_g: float = 0.0) -> None:
         with np.errstate(invalid="ignore"):
             fine = v.resolution <= ZERO_RESOLUTION * reference
             rounding = (np.abs(v.analytic) <= own) & (v.resolution <= NEGLIGIBLE * reference)
+            # D as small, and a rounding small against the gradients' scale: in bfloat16 near
+            # a minimum the gradient's rounding can exceed the gradients themselves, and
+            # "zero to rounding" would then verify anything
+            rounding &= np.abs(v.numeric) <= own + v.resolution
+            rounding &= own <= ZERO_RESOLUTION * reference
         verified = (v.exact_zero & fine) | rounding
         v.status[(v.status == UNVERIFIABLE) & verified] = OK
 
