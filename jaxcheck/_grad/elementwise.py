@@ -173,10 +173,12 @@ def wide_look(
     θ, or `typical` for an all-zero leaf, as its steps are sized): beyond it f may saturate
     (a bias before a LayerNorm, moved by 50 scales, sees a flat loss), and a resolution
     reached beyond it is kept only where D there agrees with D at h and at the level before.
-    rounding: None, or the gradient's measured rounding over the leaf (`rounding.Rounding.floor`,
-    a function of nothing, measured when first asked for), which a long step's verdict allows
-    for as the first step's does. Only where the differences are float64: in a native low-precision check a long step's differences are
-    as coarse as the gradient, and verify what they cannot fail.
+    Only where the differences are float64: in a native low-precision check a long step's
+    differences are as coarse as the gradient, and verify what they cannot fail.
+
+    rounding: None, or a function of nothing returning the gradient's measured rounding over
+    the leaf (`rounding.Rounding.floor`, measured when first asked for), which a long step's
+    verdict allows for as the first step's does.
     """
     todo = np.flatnonzero((verdict.status == st.UNVERIFIABLE) & ~verdict.exact_zero)
     if not todo.size or st.unit_roundoff(s.theta.dtype) > WIDE_UP_TO:
