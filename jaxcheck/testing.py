@@ -15,16 +15,18 @@ returned for further assertions. No plugin or fixture: a plain function is all a
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from ._core.errors import GradCheckError
+from ._core.result import CheckResult
 from ._grad.check import check_grad
 from ._rules.identities import check_jvp, check_vjp
+from ._rules.report import IdentityResult
 
 __all__ = ["assert_grad", "assert_jvp", "assert_vjp"]
 
 
-def assert_grad(fn: Callable[..., Any], params: Any, *args: Any, **options: Any):
+def assert_grad(fn: Callable[..., Any], params: Any, *args: Any, **options: Any) -> CheckResult:
     """`jaxcheck.check_grad(fn, params, *args, **options)`, raising when it fails.
 
     Returns the `CheckResult` when the check passes; the error carries it in `.result`.
@@ -34,19 +36,22 @@ def assert_grad(fn: Callable[..., Any], params: Any, *args: Any, **options: Any)
     return _passed_or_raise(check_grad(fn, params, *args, **options))
 
 
-def assert_vjp(fn: Callable[..., Any], *primals: Any, **options: Any):
+def assert_vjp(fn: Callable[..., Any], *primals: Any, **options: Any) -> IdentityResult:
     """`jaxcheck.check_vjp(fn, *primals, **options)`, raising when it fails."""
     __tracebackhide__ = True
     return _passed_or_raise(check_vjp(fn, *primals, **options))
 
 
-def assert_jvp(fn: Callable[..., Any], *primals: Any, **options: Any):
+def assert_jvp(fn: Callable[..., Any], *primals: Any, **options: Any) -> IdentityResult:
     """`jaxcheck.check_jvp(fn, *primals, **options)`, raising when it fails."""
     __tracebackhide__ = True
     return _passed_or_raise(check_jvp(fn, *primals, **options))
 
 
-def _passed_or_raise(result):
+Result = TypeVar("Result", CheckResult, IdentityResult)
+
+
+def _passed_or_raise(result: Result) -> Result:
     __tracebackhide__ = True
     if not result.passed:
         raise GradCheckError(result)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import ParamSpec, TypeVar
 
 import jax
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 # What tracing raises where fn is not JAX code (NumPy on a tracer), whatever its dtypes.
 NOT_JAX_CODE = (
@@ -83,11 +87,12 @@ class input_errors:  # noqa: N801 - used as a context manager, like contextlib's
         return False
 
 
-def hides_input_errors(f):
-    """f with `input_errors`: a refused input shows the caller's line and the message."""
+def hides_input_errors(f: Callable[P, R]) -> Callable[P, R]:
+    """f with `input_errors`: a refused input shows the caller's line and the message. Typed
+    with f's own signature (ParamSpec), so a type checker sees check_grad(...) -> CheckResult."""
 
     @functools.wraps(f)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         __tracebackhide__ = True  # noqa: F841 - read by pytest
         with input_errors():
             return f(*args, **kwargs)
