@@ -13,11 +13,11 @@ def judge_function(f, theta, g, h=None, method="central", **options):
     theta = np.asarray(theta, dtype=np.float64)
     h = st.default_steps(theta, 1.0, m) if h is None else np.full(theta.shape, h)
     s = st.make_stencil(theta, h, m)
-    options = {"u_f": 2.2e-16, "u_g": 2.2e-16, "rtol": 1e-6, "atol": 0.0, **options}
+    tol = st.Tolerance(**{"u_f": 2.2e-16, "u_g": 2.2e-16, "rtol": 1e-6, "atol": 0.0, **options})
     # F(θ) = Σ_i f(θ_i) is separable: F(θ ± h e_i) = F(θ) − f(θ_i) + f(θ_i ± h).
     base = np.sum(f(theta))
     F = base - f(theta)[None] + f(s.points)
-    return st.judge(np.asarray(g, dtype=np.float64), base, F, s, m, **options)
+    return st.judge(np.asarray(g, dtype=np.float64), base, F, s, m, tol)
 
 
 def test_default_step_is_relative_with_a_floor_for_zeros():

@@ -43,7 +43,7 @@ def multiplier(engine, leaf, stencil: st.Stencil, method, g, tol, cap) -> float:
             continue
         rows = len(s.offsets)
         f = engine.evaluate(leaf, np.tile(idx, rows), s.points.reshape(-1))
-        verdict = st.judge(g[idx], f0, f.reshape(rows, -1), s, method, **tol)
+        verdict = st.judge(g[idx], f0, f.reshape(rows, -1), s, method, tol)
         scores[float(m)] = float(np.median(verdict.resolution))
     if not scores or not np.isfinite(min(scores.values())):
         return 1.0

@@ -103,7 +103,7 @@ class ComplexStep:
 
         g: the flat gradient under test (only to correct for the rounding of the real chord);
         f0: f(θ); t: the central-difference step along a unit direction; h: the complex step
-        along one; tol: u_f, u_g (rtol and atol do not apply: no gradient is judged here).
+        along one; tol: its u_f and u_g (rtol and atol do not apply: no gradient is judged).
         """
         theta = np.asarray(self.values[leaf.position]).reshape(-1)
         t64 = theta.astype(np.float64)
@@ -127,11 +127,11 @@ class ComplexStep:
                 "complex step needs fn's constants, kernels and carries in the parameters' dtype)"
             )
         d1, d3 = im[0] / h, im[1] / (3 * h)
-        own = _resolution(d1, d3, tol["u_f"])
+        own = _resolution(d1, d3, tol.u_f)
         # The complex step along v, moved onto the real chord's rounded direction.
         verdict = st.judge_chord(
             d1 + along - v @ g, shift, f0, *f, t,
-            u_f=tol["u_f"], u_g=tol["u_g"], rtol=0.0, atol=own,
+            st.Tolerance(u_f=tol.u_f, u_g=tol.u_g, rtol=0.0, atol=own),
         )  # fmt: skip
         wrong = np.isin(verdict.status, st.FAILING)
         if wrong.any():
@@ -165,11 +165,8 @@ class ComplexStep:
         d1, d3 = im[: len(idx)] / hs, im[len(idx) :] / (3 * hs)
         gi = g[idx]
         with np.errstate(invalid="ignore", over="ignore"):
-            resolution = _resolution(d1, d3, tol["u_f"], hs)
-            tolerance = (
-                tol["atol"] + resolution + tol["rtol"] * np.abs(gi)
-                + st.gradient_floor(g, tol["u_g"], tol.get("g_scale", 0.0))
-            )  # fmt: skip
+            resolution = _resolution(d1, d3, tol.u_f, hs)
+            tolerance = tol.atol + resolution + tol.rtol * np.abs(gi) + tol.gradient_floor(g)
             abs_error = np.abs(gi - d1)
         status = st.classify(gi, d1, abs_error, tolerance, resolution)
         verdict = st.Verdict(gi, d1, abs_error, tolerance, resolution, np.ones(len(idx)), status,

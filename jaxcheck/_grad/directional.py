@@ -49,20 +49,13 @@ def probe(
     keys,
     labels,
     groups,
-    *,
-    u_f,
-    u_g,
-    rtol,
-    atol,
-    g_scale=0.0,
-    noise_floor=0.0,
-    g_noise=0.0,
+    tol: st.Tolerance,
 ) -> st.Verdict:
     """Judge the derivative of f along each direction (keys[b], restricted to labels == groups[b]).
 
     g: the flat gradient under test. f0: f(θ). h: the step along the unit direction. The
-    verdict has one "element" per direction. g_noise: the gradient's measured rounding as it
-    projects onto a unit direction (`rounding`).
+    verdict has one "element" per direction. tol.g_noise: the gradient's measured rounding as
+    it projects onto a unit direction (`rounding`).
     """
     ts = np.array([h, -h, 2 * h, -2 * h])  # (ALONG points per direction)
     f, s, weights = engine.evaluate_along(leaf, g, keys, labels, groups, ts)
@@ -78,16 +71,18 @@ def probe(
         f[:, 2],
         f[:, 3],
         h,
-        u_f=u_f,
-        u_g=u_g,
-        noise_floor=noise_floor,
-        rtol=0.0,
-        atol=rtol * weights[:, 0]
-        + atol * weights[:, 1]
-        # the check-wide floor along a unit direction: rounding errors of size
-        # u·g_scale in each element project onto it with norm ~ ‖v‖₂ = 1
-        + st.GRAD_FLOOR * u_g * np.maximum(weights[:, 0], g_scale)
-        + g_noise,
+        st.Tolerance(
+            u_f=tol.u_f,
+            u_g=tol.u_g,
+            noise_floor=tol.noise_floor,
+            rtol=0.0,
+            atol=tol.rtol * weights[:, 0]
+            + tol.atol * weights[:, 1]
+            # the check-wide floor along a unit direction: rounding errors of size
+            # u·g_scale in each element project onto it with norm ~ ‖v‖₂ = 1
+            + st.GRAD_FLOOR * tol.u_g * np.maximum(weights[:, 0], tol.g_scale)
+            + tol.g_noise,
+        ),
     )
 
 
@@ -222,15 +217,17 @@ def _keys(rng: np.random.Generator, k: int) -> np.ndarray:
     return rng.integers(0, 2**32, size=(k, 2), dtype=np.uint32)
 
 
-def check_leaf(engine, leaf, g, f0, step, k, rng, judge_elements, **tol) -> DirectionalVerdict:
+def check_leaf(
+    engine, leaf, g, f0, step, k, rng, judge_elements, tol: st.Tolerance
+) -> DirectionalVerdict:
     """k directions over the leaf; if any disagrees, group testing and element checks.
 
     judge_elements(indices) -> the element-wise `Verdict` of those elements (full mode's).
-    tol: u_f, u_g, rtol, atol for `probe`.
+    tol: for `probe`.
     """
     n = leaf.size
     whole = probe(engine, leaf, g, f0, step, _keys(rng, k), np.zeros(n, np.int32),
-                  np.zeros(k, np.int32), **tol)  # fmt: skip
+                  np.zeros(k, np.int32), tol)  # fmt: skip
     tolerance = whole.tolerance
     g_norm = float(np.linalg.norm(g))
     result = dict(
@@ -245,7 +242,7 @@ def check_leaf(engine, leaf, g, f0, step, k, rng, judge_elements, **tol) -> Dire
 
     def probe_fn(labels, groups):
         keys = _keys(rng, len(groups))
-        return probe(engine, leaf, g, f0, step, keys, labels, groups, **tol).status == st.MISMATCH
+        return probe(engine, leaf, g, f0, step, keys, labels, groups, tol).status == st.MISMATCH
 
     # Element checks on the sparse path cost a fraction of a direction: stop splitting early.
     cost = getattr(engine, "direction_cost", None)
@@ -278,15 +275,15 @@ def judge(problem, plan) -> Judged:
 
         state = rng.bit_generator.state
         verdict = check_leaf(session.engine, leaf, g, problem.f0, step,
-                             plan.options.directions, rng, elements, **tol)  # fmt: skip
+                             plan.options.directions, rng, elements, tol)  # fmt: skip
         rounding = problem.rounding
         if not verdict.passed and rounding is not None:
             # Along a unit direction the elements' rounding adds up to about its RMS.
             floor = rounding.floor(leaf.path)
-            tol = {**tol, "g_noise": float(np.sqrt(np.mean(np.square(floor))))}
+            tol = tol.replace(g_noise=float(np.sqrt(np.mean(np.square(floor)))))
             rng.bit_generator.state = state  # the same directions, judged with it
             again = check_leaf(session.engine, leaf, g, problem.f0, step,
-                               plan.options.directions, rng, elements, **tol)  # fmt: skip
+                               plan.options.directions, rng, elements, tol)  # fmt: skip
             if again.passed:
                 session.rescued += int(np.isin(verdict.probes.status, st.FAILING).sum())
             verdict = again

@@ -136,7 +136,7 @@ def judge_leaf(
         F[r] = part
     for r, part in zip(rest, parts[len(first) :]):
         F[r, sample] = part
-    need = st.screen(g, f0, F, s, method, **tol)
+    need = st.screen(g, f0, F, s, method, tol)
     need[sample] = False
     second = np.flatnonzero(need)
     if second.size and rest:
@@ -147,8 +147,8 @@ def judge_leaf(
         )
         for r, part in zip(rest, np.split(f2, len(rest))):
             F[r, second] = part
-    verdict = st.judge(g, f0, F, s, method, **tol)
-    confirm(engine, leaf, s, idx, verdict, F[first], first, f0, tol["u_f"], nondet or Nondet())
+    verdict = st.judge(g, f0, F, s, method, tol)
+    confirm(engine, leaf, s, idx, verdict, F[first], first, f0, tol.u_f, nondet or Nondet())
     verdict = second_look(engine, leaf, s, idx, method, g, f0, tol, verdict, F)
     verdict = wide_look(engine, leaf, s, idx, method, g, f0, tol, verdict, typical, rounding)
     return verdict if subset is None else verdict.expand(idx, leaf.size)
@@ -201,7 +201,7 @@ def wide_look(
         F = engine.evaluate(
             leaf, np.concatenate([idx[todo]] * len(wide.offsets)), wide.points.reshape(-1)
         ).reshape(len(wide.offsets), -1)
-        v = st.judge(g[todo], f0, F, wide, method, **tol)
+        v = st.judge(g[todo], f0, F, wide, method, tol)
         if rounding is not None and (v.status == st.MISMATCH).any():
             v = _rounding.widen(v, rounding()[idx[todo]])[0]
         wrong = v.status == st.MISMATCH

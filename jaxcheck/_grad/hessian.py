@@ -137,7 +137,7 @@ def check(derivatives: Derivatives, coords: Coords, grads, typical, steps, k, se
     """{leaf path: Verdict of the leaf's elements of H v, worst direction}, steps, notes.
 
     grads: the gradient at θ (the values the differences start from); tol_of(leaf) -> the
-    u_f, u_g, rtol, atol of that leaf's elements.
+    `Tolerance` of that leaf's elements.
     """
     verdicts: dict[str, list[st.Verdict]] = {leaf.path: [] for leaf in coords.checked}
     exposed: dict[str, set[str]] = {leaf.path: set() for leaf in coords.checked}
@@ -162,7 +162,7 @@ def check(derivatives: Derivatives, coords: Coords, grads, typical, steps, k, se
                 fp1, fm1, fp2, fm2 = (g[s * k + j][p] for s in range(4))
                 h1, h2 = hv[j][p], hv[k + j][p]  # H v along the ±t and the ±2t chord
                 verdict = st.judge_chord(
-                    h1, h2 - h1, g0[p], fp1, fm1, fp2, fm2, t, **tol_of(out_leaf)
+                    h1, h2 - h1, g0[p], fp1, fm1, fp2, fm2, t, tol_of(out_leaf)
                 )
                 verdicts[p].append(verdict)
                 if np.isin(verdict.status, st.FAILING).any():

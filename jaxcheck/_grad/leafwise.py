@@ -79,17 +79,18 @@ class Session:
         self.tuned: set[str] = set()  # leaves whose data-chosen step is settled
         self.g_scale = gradient.scale(p.grads)
 
-    def gradient(self, leaf) -> tuple[np.ndarray, dict[str, float]]:
+    def gradient(self, leaf) -> tuple[np.ndarray, st.Tolerance]:
         """The leaf's flat gradient under test (float64) and its tolerances."""
         g = np.asarray(self.problem.grads[leaf.path])
         g_dtype = self.problem.coarser(g.dtype) if np.issubdtype(g.dtype, np.floating) else g.dtype
-        tol = {**self.plan.tolerance(g_dtype, self.u_f), "g_scale": self.g_scale}
-        tol["noise_floor"] = self.problem.nondet.tol
+        tol = self.plan.tolerance(g_dtype, self.u_f).replace(
+            g_scale=self.g_scale, noise_floor=self.problem.nondet.tol
+        )
         if self.problem.rounding is not None:
             # The gradient's rounding is measured where an element would fail (`rounding`);
             # until then one unit of the largest gradient is assumed, not ten (8% of it in
             # bfloat16, which hid a 50% error in an element a third that size).
-            tol["u_g"] *= _rounding.ASSUMED / st.GRAD_FLOOR
+            tol = tol.replace(u_g=tol.u_g * _rounding.ASSUMED / st.GRAD_FLOOR)
         return g.astype(np.float64).reshape(-1), tol
 
     def elements(self, leaf, g, tol, subset=None) -> st.Verdict:
@@ -102,7 +103,7 @@ class Session:
             )  # fmt: skip
         self.tuned.add(leaf.path)
         s, nondet = self.stencils[leaf], self.problem.nondet
-        tol = {k: v for k, v in tol.items() if k != "g_noise"}  # directional's
+        tol = tol.replace(g_noise=0.0)  # directional's
         verdict = elementwise.judge_leaf(
             self.engine, leaf, s, self.method, g, tol, subset=subset, nondet=nondet,
             typical=self.problem.typical[leaf.path], rounding=self._floor(leaf),

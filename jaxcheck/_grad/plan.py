@@ -34,16 +34,16 @@ class Plan:
     cotangent: Any  # as an array (`calling.adapt`)
     engine: dict[str, Any]  # the engine's options: chunk, max_memory, devices, progress, journal
 
-    def tolerance(self, g_dtype, u_f: float | None = None) -> dict[str, float]:
-        """u_f, u_g, rtol, atol for a leaf whose gradient has dtype g_dtype (u_f None: u_g)."""
+    def tolerance(self, g_dtype, u_f: float | None = None) -> st.Tolerance:
+        """The tolerance of a leaf whose gradient has dtype g_dtype (u_f None: u_g)."""
         g_dtype = g_dtype if jnp.issubdtype(g_dtype, jnp.floating) else np.float64
         u_g = st.unit_roundoff(g_dtype)
-        return {
-            "u_f": u_g if u_f is None else u_f,
-            "u_g": u_g,
-            "rtol": st.default_rtol(g_dtype) if self.options.rtol is None else self.options.rtol,
-            "atol": self.options.atol or 0.0,
-        }
+        return st.Tolerance(
+            u_f=u_g if u_f is None else u_f,
+            u_g=u_g,
+            rtol=st.default_rtol(g_dtype) if self.options.rtol is None else self.options.rtol,
+            atol=self.options.atol or 0.0,
+        )
 
     def settings(self) -> dict[str, Any]:
         """What a journal's fingerprint records of the plan (everything but hvp_fn and the

@@ -61,7 +61,7 @@ def second_look(engine, leaf, s, idx, method, g, f0, tol, verdict, F) -> st.Verd
         suspect = np.isin(verdict.status, (st.MISMATCH, st.KINK)) | (
             (verdict.status == st.NONFINITE) & np.isfinite(g) & ~np.isfinite(verdict.numeric)
         )
-        loose = (verdict.status == st.OK) & rough(verdict, tol.get("noise_floor", 0.0))
+        loose = (verdict.status == st.OK) & rough(verdict, tol.noise_floor)
         loose &= verdict.resolution > REFINE * np.abs(g)
     if not (suspect | loose).any():
         return verdict
@@ -96,7 +96,7 @@ class _Look:
         self.out = {f: getattr(verdict, f).copy() for f in FIELDS}
         self.active, self.suspect = suspect | loose, suspect.copy()
         self.was_kink = verdict.status == st.KINK
-        self.floor = np.full(len(g), float(np.max(tol.get("noise_floor", 0.0))))
+        self.floor = np.full(len(g), float(np.max(tol.noise_floor)))
         self.plus = s.row(max(o for o in method.primary if o != 0))
         mirror = -s.offsets[self.plus]
         self.minus = s.row(mirror) if mirror in s.offsets else None
@@ -124,12 +124,12 @@ class _Look:
         with np.errstate(invalid="ignore"):
             top = np.fmax(np.fmax(np.abs(F[self.plus]), np.abs(F[self.minus])), abs(self.f0))
         bent = (F[self.plus] + F[self.minus]) / 2 - self.f0
-        return bent, 8 * (self.tol["u_f"] * top + self.floor[rows])
+        return bent, 8 * (self.tol.u_f * top + self.floor[rows])
 
     def _judge(self, rows, F, stencil, floor=None) -> st.Verdict:
         floor = self.floor[rows] if floor is None else floor
-        tol = {**self.tol, "noise_floor": floor}
-        return st.judge(self.g[rows], self.f0, F, stencil, self.method, **tol)
+        tol = self.tol.replace(noise_floor=floor)
+        return st.judge(self.g[rows], self.f0, F, stencil, self.method, tol)
 
     def _write(self, target: dict, rows, v: st.Verdict, mask) -> None:
         for f in target:

@@ -103,6 +103,41 @@ def make_stencil(theta: np.ndarray, h: np.ndarray, method: Method) -> Stencil:
 
 
 @dataclasses.dataclass(frozen=True)
+class Tolerance:
+    """What an element's tolerance is built from (`judge`, `screen`, `judge_chord`).
+
+    u_f: the unit roundoff of f's values (its rounding, u_f·|f|). u_g: the gradient's (the
+    assumed gradient floor GRAD_FLOOR·u_g·max|g|; 0: none). rtol, atol: the user's (or the
+    defaults; an array where each element or direction has its own). g_scale: the largest |g|
+    of the whole check. noise_floor: a lower bound on f's noise σ̂_f (nondet_tol; a jump that
+    f makes whatever the step). g_noise: the gradient's measured rounding as it projects onto a
+    unit direction (directional mode's probes).
+    """
+
+    u_f: float
+    u_g: float
+    rtol: float
+    atol: float | np.ndarray
+    g_scale: float = 0.0
+    noise_floor: float | np.ndarray = 0.0
+    g_noise: float = 0.0
+
+    def replace(self, **changes) -> Tolerance:
+        return dataclasses.replace(self, **changes)
+
+    def gradient_floor(self, g: np.ndarray) -> float:
+        """GRAD_FLOOR·u_g·max(max|g|, g_scale): the rounding a computed gradient carries.
+
+        g_scale: the largest |g| of the whole check. Backpropagation's rounding in one leaf
+        scales with the gradients flowing through the model, not with that leaf's own result:
+        a float32 bias before a batch norm has a true gradient of 0 and a computed one of ~u
+        times the upstream gradients.
+        """
+        finite_g = np.abs(g[np.isfinite(g)])
+        return GRAD_FLOOR * self.u_g * max(finite_g.max() if finite_g.size else 0.0, self.g_scale)
+
+
+@dataclasses.dataclass(frozen=True)
 class Verdict:
     """Per-element outcome for one leaf (all arrays flat, float64)."""
 
@@ -153,13 +188,7 @@ def screen(
     F,
     stencil: Stencil,
     method: Method,
-    *,
-    u_f,
-    u_g,
-    rtol,
-    atol,
-    g_scale=0.0,
-    noise_floor=0.0,
+    tol: Tolerance,
 ) -> np.ndarray:
     """Elements whose verdict may depend on the points beyond `method.first`.
 
@@ -174,24 +203,12 @@ def screen(
         d, wsum = estimate(stencil, F, f0, method.primary)
         first = [stencil.row(o) for o in method.first]
         fmax = np.maximum(np.max(np.abs(F[first]), axis=0), np.abs(f0))
-        resolution = KAPPA * np.maximum(u_f * fmax, noise_floor) * wsum
-        tolerance = atol + resolution + rtol * np.abs(g) + gradient_floor(g, u_g, g_scale)
+        resolution = KAPPA * np.maximum(tol.u_f * fmax, tol.noise_floor) * wsum
+        tolerance = tol.atol + resolution + tol.rtol * np.abs(g) + tol.gradient_floor(g)
         clear = (np.abs(g - d) <= tolerance) & (
             np.maximum(np.abs(g), np.abs(d)) > SCREEN_MARGIN * resolution
         )
     return ~(clear & np.isfinite(d) & np.isfinite(g))
-
-
-def gradient_floor(g, u_g, g_scale: float = 0.0) -> float:
-    """GRAD_FLOOR·u_g·max(max|g|, g_scale): the rounding a computed gradient carries.
-
-    g_scale: the largest |g| of the whole check. Backpropagation's rounding in one leaf scales
-    with the gradients flowing through the model, not with that leaf's own result: a float32
-    bias before a batch norm has a true gradient of 0 and a computed one of ~u times the
-    upstream gradients.
-    """
-    finite_g = np.abs(g[np.isfinite(g)])
-    return GRAD_FLOOR * u_g * max(finite_g.max() if finite_g.size else 0.0, g_scale)
 
 
 def judge(
@@ -200,19 +217,13 @@ def judge(
     F: np.ndarray,
     stencil: Stencil,
     method: Method,
-    *,
-    u_f: float,
-    u_g: float,
-    rtol: float,
-    atol: float,
-    g_scale: float = 0.0,
-    noise_floor=0.0,
+    tol: Tolerance,
 ) -> Verdict:
     """Apply the error model to one leaf.
 
     τ_i = atol + κ·(σ̂_f·Σ|w_i| + |D_i − D'_i|) + rtol·|g_i| + 10·u_g·max|g|
 
-    (max|g| over the leaf and g_scale, the whole check's: `gradient_floor`),
+    (max|g| over the leaf and g_scale, the whole check's: `Tolerance.gradient_floor`),
 
     with D the method's estimate, w its weights, D' the check estimate. σ̂_f, the noise in one
     value of f, is the largest of u_f·max|f|, this element's fourth difference
@@ -245,20 +256,20 @@ def judge(
         has4 = ~np.isnan(d4) & ~jumps  # a kink's fourth difference is not noise
         finite_d4 = d4[has4 & np.isfinite(d4)]
         leaf_noise = np.median(finite_d4) / HALF_NORMAL_MEDIAN if finite_d4.size else 0.0
-        noise = np.maximum(np.maximum(u_f * fmax, np.where(has4, d4, 0.0)), leaf_noise)
-        noise = np.maximum(noise, noise_floor)
+        noise = np.maximum(np.maximum(tol.u_f * fmax, np.where(has4, d4, 0.0)), leaf_noise)
+        noise = np.maximum(noise, tol.noise_floor)
         trunc = np.abs(d_check - d)
         trunc = np.where(np.isfinite(trunc), trunc, np.inf)  # unknown: nothing can be resolved
         trunc = np.where(has_check, trunc, 0.0)
         resolution = KAPPA * (noise * wsum + trunc)
-        tolerance = atol + resolution + rtol * np.abs(g) + gradient_floor(g, u_g, g_scale)
+        tolerance = tol.atol + resolution + tol.rtol * np.abs(g) + tol.gradient_floor(g)
         abs_error = np.abs(g - d)
 
     with np.errstate(invalid="ignore"):
         kink = jumps & (g >= lo - tolerance) & (g <= hi + tolerance)
     status = classify(g, d, abs_error, tolerance, resolution, kink)
     with np.errstate(invalid="ignore", divide="ignore"):
-        excess = noise / (u_f * fmax)
+        excess = noise / (tol.u_f * fmax)
     zero = _exact_zero(g, f0, F, stencil, method)
     return Verdict(
         g, d, abs_error, tolerance, resolution, excess, status, exact_zero=zero,
@@ -330,13 +341,13 @@ def classify(g, d, abs_error, tolerance, resolution, kink=None) -> np.ndarray:
     return status
 
 
-def judge_chord(g, shift, f0, fp1, fm1, fp2, fm2, h: float, **tol) -> Verdict:
+def judge_chord(g, shift, f0, fp1, fm1, fp2, fm2, h: float, tol: Tolerance) -> Verdict:
     """Central differences along chords through θ at ±h and ±2h (random directions, H·v).
 
     The ±2h chord differs from the ±h one by rounding: `shift`, the change of the analytic
     derivative between the two chords, is taken out of its values so that the truncation
     estimate compares derivatives along the same direction. g: the analytic derivative along
-    the ±h chord. tol: u_f, u_g, rtol, atol.
+    the ±h chord.
     """
     n = len(g)
     h1, h2 = np.full(n, h, np.float64), np.full(n, 2 * h, np.float64)
@@ -344,7 +355,7 @@ def judge_chord(g, shift, f0, fp1, fm1, fp2, fm2, h: float, **tol) -> Verdict:
     method = methods.get("central")
     stencil = Stencil(np.zeros(n), method.offsets, disp, disp, h1)
     F = np.stack([fm2 + 2 * h * shift, fm1, fp1, fp2 - 2 * h * shift])  # at −2h, −h, h, 2h
-    return judge(g, f0, F, stencil, method, **tol)
+    return judge(g, f0, F, stencil, method, tol)
 
 
 def _kinks(f0, F, stencil: Stencil, o: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

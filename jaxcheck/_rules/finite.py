@@ -120,8 +120,8 @@ class FiniteDifferences:
             absw = [np.abs(x) for x in wb]
             verdict = st.judge_chord(
                 np.zeros(B), np.zeros(B), _pairing(wb, at0, B), phi[0], phi[1], phi[2], phi[3], h,
-                u_f=u_f, u_g=0.0, rtol=0.0, atol=0.0,
-                noise_floor=u_f * _pairing(absw, [np.abs(x) for x in at0], B),
+                st.Tolerance(u_f=u_f, u_g=0.0, rtol=0.0, atol=0.0,
+                             noise_floor=u_f * _pairing(absw, [np.abs(x) for x in at0], B)),
             )  # fmt: skip
             with np.errstate(invalid="ignore", over="ignore"):
                 slope = [np.abs(x[:B] - x[B : 2 * B]) / (2 * h) for x in F]
