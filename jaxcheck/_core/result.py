@@ -6,7 +6,7 @@ import dataclasses
 import json
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -14,7 +14,9 @@ from .errors import format_index
 from .paths import leaf_paths
 from .rendering import Rendering
 
-VERDICTS = ("passed", "failed", "inconclusive")
+# A check's verdict, and an element's status in a report (`stencils.Status`'s labels, less "ok").
+VerdictName = Literal["passed", "failed", "inconclusive"]
+StatusName = Literal["mismatch", "nonfinite", "nondeterministic", "unverifiable", "kink"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +30,7 @@ class ElementReport:
     numeric: float  # the central finite difference
     abs_error: float  # |analytic − numeric|
     tolerance: float  # what the error model allows for this element
-    status: str  # "mismatch", "nonfinite", "nondeterministic", "unverifiable" or "kink"
+    status: StatusName
     part: str = ""  # complex leaves: "real" or "imag", the part of the gradient compared
 
     @property
@@ -57,7 +59,7 @@ class LeafReport:
     step: float  # median step h over the leaf (directional: the step along unit directions)
     passed: bool  # verdict == "passed"
     method: str = "central"  # the method that judged this leaf
-    verdict: str = "passed"  # "passed", "failed" or "inconclusive" (too little verified)
+    verdict: VerdictName = "passed"  # "inconclusive": too little verified
     n_verified: int = 0  # elements (directions, in directional mode) that agree and resolve
     n_kinks: int = 0
     # mode="directional" only:
@@ -115,7 +117,7 @@ class CheckResult(Rendering):
     engine: str
     mode: str = "full"
     order: int = 1  # 2: Hessian-vector products were checked
-    verdict: str = "passed"
+    verdict: VerdictName = "passed"
     advice: str = ""  # for an inconclusive check: what would make it conclusive
 
     @property

@@ -196,7 +196,7 @@ def _record(leaf, v: _stencils.Verdict, i: int) -> ElementReport:
         numeric=sign * float(v.numeric[i]),
         abs_error=float(v.abs_error[i]),
         tolerance=float(v.tolerance[i]),
-        status=_stencils.STATUSES[v.status[i]],
+        status=_stencils.Status(int(v.status[i])).label,
         part=part,
     )
 

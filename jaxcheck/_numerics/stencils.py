@@ -11,6 +11,7 @@ every constant here is in CHANGELOG.md.
 from __future__ import annotations
 
 import dataclasses
+import enum
 
 import numpy as np
 
@@ -30,8 +31,25 @@ ZERO_RESOLUTION = 1e-2
 # the gradients' scale, is verified: both agree to that fraction, as a default float64 rtol.
 NEGLIGIBLE = 1e-6
 
-STATUSES = ("ok", "unverifiable", "mismatch", "nonfinite", "nondeterministic", "kink")
-OK, UNVERIFIABLE, MISMATCH, NONFINITE, NONDETERMINISTIC, KINK = range(6)
+
+class Status(enum.IntEnum):
+    """An element's status: the int8 codes of `Verdict.status`, and their names in reports."""
+
+    OK = 0  # agrees within its tolerance
+    UNVERIFIABLE = 1  # |g| and |D| both below the resolution: cannot be told from zero here
+    MISMATCH = 2  # |g − D| beyond the tolerance
+    NONFINITE = 3  # g or D is NaN or inf
+    NONDETERMINISTIC = 4  # f (or the gradient) differs between two calls at one point
+    KINK = 5  # a mismatch at a kink of f at θ (g between the one-sided slopes)
+
+    @property
+    def label(self) -> str:
+        """The name reports use: "ok", "mismatch", ..."""
+        return self.name.lower()
+
+
+OK, UNVERIFIABLE, MISMATCH, NONFINITE, NONDETERMINISTIC, KINK = Status
+STATUSES = tuple(s.label for s in Status)
 FAILING = (MISMATCH, NONFINITE, NONDETERMINISTIC)
 
 
@@ -147,7 +165,7 @@ class Verdict:
     tolerance: np.ndarray  # τ_i
     resolution: np.ndarray  # the finite-difference error estimate (κ · (noise + trunc))
     excess_noise: np.ndarray  # σ̂_f / (u_f · max|f|): ≫ 1 when f is noisier than round-off
-    status: np.ndarray  # int codes into STATUSES
+    status: np.ndarray  # int8 `Status` codes
     checked: np.ndarray | None = None  # where only some elements were checked: their mask
     # g_i == 0 and f bit-identical at the mirrored points of the estimate (`verify_zeros`)
     exact_zero: np.ndarray | None = None
