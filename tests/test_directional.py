@@ -10,7 +10,7 @@ import pytest
 import jaxcheck
 from jaxcheck._core.coords import Coords
 from jaxcheck._engine import batched as _engine
-from jaxcheck._grad import directional as _directional
+from jaxcheck._numerics import directions as _directional
 from tests import helpers as h
 
 # ---- correct models pass ---------------------------------------------------------------------

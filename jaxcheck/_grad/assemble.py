@@ -14,6 +14,7 @@ import numpy as np
 from .._core.result import CheckResult, ElementReport, LeafReport
 from .._numerics import complex as _complex
 from .._numerics import diagnosis as _diagnosis
+from .._numerics import directions as _directions
 from .._numerics import stencils as _stencils
 
 # A leaf is conclusive when at least this fraction of its checked elements (directions, in
@@ -36,7 +37,7 @@ def assemble(
     advice="",
     thetas=None,
 ) -> CheckResult:
-    """Build the result from each checked leaf's `Verdict` or `DirectionalVerdict`.
+    """Build the result from each checked leaf's `LeafOutcome` (`Verdict` or `DirectionalOutcome`).
 
     steps: {leaf path: the median step} (directional verdicts carry their own). method: the
     check's; leaf_methods: {leaf path: the method that judged it} where that differs.
@@ -87,8 +88,7 @@ def _views(leaf, outcome) -> dict[str, np.ndarray | None]:
     """The leaf's numeric, analytic and resolution arrays, shaped as given (NaN where it was
     not checked; None for a leaf that is not an array of numbers)."""
     nan = np.full(leaf.shape, np.nan) if leaf.dtype is not None else None
-    directional = getattr(outcome, "probes", None) is not None
-    v = outcome.elements if directional else outcome
+    v = _directions.elements_of(outcome)
     as_given = _complex.complex_view if leaf.complex_pairs else lambda x: x
     both = (lambda x: x[..., 0] + 1j * x[..., 1]) if leaf.complex_pairs else as_given
     return {
@@ -100,9 +100,9 @@ def _views(leaf, outcome) -> dict[str, np.ndarray | None]:
 
 def _leaf(leaf, outcome, steps, method, theta) -> tuple[LeafReport, dict, np.ndarray]:
     """The leaf's report, its failing, unverifiable and kink elements, and its sums."""
-    directional = getattr(outcome, "probes", None) is not None
-    v = outcome.elements if directional else outcome
-    compared = outcome.probes if directional else v
+    directional = isinstance(outcome, _directions.DirectionalOutcome)
+    v = _directions.elements_of(outcome)
+    compared = _directions.compared_of(outcome)
     sums = _sums(compared)
     found = {"failures": [], "unverifiable": [], "kinks": []}
     n_checked = n_ok = 0

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._numerics.directions import direction_step
 from . import complex_step as _complex_step
-from .directional import direction_step
 from .leafwise import Session
 from .plan import Judged, Plan
 from .problem import Problem

@@ -22,8 +22,8 @@ import numpy as np
 from .._core.coords import Coords, Leaf
 from .._engine.programs import split_arrays
 from .._numerics import complex as _complex
+from .._numerics import directions as _directions
 from .._numerics import stencils as st
-from . import directional as _directional
 from . import loss
 from .plan import Judged, Plan
 from .problem import Problem
@@ -146,7 +146,7 @@ def check(derivatives: Derivatives, coords: Coords, grads, typical, steps, k, se
     for leaf in coords.checked:
         rng = np.random.default_rng([seed, leaf.position, 2])
         theta = np.asarray(derivatives.values[leaf.position]).reshape(-1)
-        t = _directional.direction_step(theta, typical[leaf.path], steps.get(leaf.path))
+        t = _directions.direction_step(theta, typical[leaf.path], steps.get(leaf.path))
         used_steps[leaf.path] = t
         v = rng.standard_normal((k, leaf.size))
         v /= np.linalg.norm(v, axis=1, keepdims=True)

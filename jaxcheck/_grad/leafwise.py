@@ -23,6 +23,7 @@ from .._engine.batched import JaxEngine
 from .._engine.flat import FlatEngine
 from .._engine.host import HostEngine
 from .._numerics import complex as _complex
+from .._numerics import directions as _directions
 from .._numerics import methods
 from .._numerics import stencils as st
 from . import autostep as _autostep
@@ -152,7 +153,9 @@ class Session:
             steps.setdefault(leaf.path, self.stencils.median_step(leaf))
         natural = abs(p.f0) / max(p.typical.values())  # |f| over the parameters' scale
         u_g = max(st.unit_roundoff(np.asarray(g).dtype) for g in p.grads.values())
-        st.verify_zeros([v for o in verdicts.values() for v in _verdicts_of(o)], natural, u_g)
+        st.verify_zeros(
+            [v for o in verdicts.values() for v in _directions.verdicts_of(o)], natural, u_g
+        )
         thetas = {leaf.path: p.values[leaf.position] for leaf in p.coords.checked}
         return Judged(verdicts, steps, self.engine.name, notes, methods_used,
                       _advice(plan, p.coords, p.computed, self.drowned), thetas)  # fmt: skip
@@ -205,13 +208,6 @@ def expected_points(leaves, plan: Plan) -> int:
     method = methods.get(plan.method)
     first, rest = len(method.first), len(method.offsets) - len(method.first)
     return sum(first * n + 1 + rest * min(n, elementwise.NOISE_SAMPLE) for n in sizes)
-
-
-def _verdicts_of(outcome) -> list:
-    """The element verdicts of a leaf's outcome (a directional one: its directions too)."""
-    if getattr(outcome, "probes", None) is not None:
-        return [outcome.probes, outcome.elements]
-    return [outcome]
 
 
 def _advice(plan: Plan, coords: Coords, computed=None, drowned: int = 0) -> str:

@@ -62,7 +62,7 @@ class Plan:
 class Judged:
     """What a mode returns: each checked leaf's verdict, and how it was judged."""
 
-    verdicts: dict[str, Any]  # leaf path -> `Verdict` (or `DirectionalVerdict`)
+    verdicts: dict[str, Any]  # leaf path -> `directions.LeafOutcome`
     steps: dict[str, float]  # leaf path -> the median step (directional verdicts carry theirs)
     engine: str  # the engine's name: "jax", "host", ...
     notes: list[str]

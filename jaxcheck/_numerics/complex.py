@@ -21,6 +21,7 @@ import jax
 import numpy as np
 
 from .._core.coords import Coords
+from . import directions as _directions
 from . import stencils as st
 
 
@@ -95,7 +96,7 @@ def conjugate_hint(real_coords: Coords, judged: dict) -> str:
     hinted = []
     for leaf in real_coords.checked:
         outcome = judged.get(leaf.path)
-        v = getattr(outcome, "elements", outcome)
+        v = _directions.elements_of(outcome)
         if not leaf.complex_pairs or v is None:
             continue
         failing = np.isin(v.status, st.FAILING)

@@ -22,8 +22,8 @@ import jax
 import numpy as np
 
 from .._core.coords import Leaf
-from .._grad.directional import direction_step
 from .._numerics import stencils as st
+from .._numerics.directions import direction_step
 from .sides import Pairs, Point, Side
 from .transforms import is_float0
 

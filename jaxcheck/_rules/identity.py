@@ -16,7 +16,7 @@ import numpy as np
 
 from .._core.coords import Coords, Leaf
 from .._core.paths import leaf_paths
-from .._grad import directional as _directional
+from .._numerics import directions as _directions
 from . import linearity as _linearity
 from . import primal as _rules
 from . import sides as _sides
@@ -259,7 +259,7 @@ class Identity:
                 _, _, err, tol = self._judge(t_side, r_side, U, np.full(len(groups), j))
                 return ~(err <= tol)
 
-            located = _directional.locate(probe_fn, leaf.size, self.rng)
+            located = _directions.locate(probe_fn, leaf.size, self.rng)
             candidates, note = located.candidates, located.note
         parts = (1, 1j) if leaf.is_complex else (1,)
         records = []
