@@ -20,8 +20,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from .errors import format_index, list_paths
-from .gradients import GradientInput, is_torch
 from .paths import OnlySpec, leaf_paths, library_reasons, qualified
+
+
+def is_torch(x: Any) -> bool:
+    """Whether x is a torch tensor (duck-typed: torch need not be installed)."""
+    return type(x).__module__.split(".")[0] == "torch" and hasattr(x, "detach")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +103,7 @@ def _only_matcher(only: OnlySpec) -> Callable[[str], bool]:
 
 
 @dataclasses.dataclass(frozen=True)
-class Coords(GradientInput):
+class Coords:
     """All leaves of `params`, which of them are checked, and how to rebuild the tree."""
 
     leaves: tuple[Leaf, ...]

@@ -6,21 +6,15 @@ fix, where it cannot be compared (`WrongGradient`)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .coords import Coords, Leaf, is_torch
 from .errors import GradientTypeError, GradientValueError, list_paths
 from .paths import ROOT, _names, _paths_with_none, leaf_paths, qualified
-
-if TYPE_CHECKING:  # annotations only: coords builds on this module
-    from .coords import Leaf
-
-
-def is_torch(x: Any) -> bool:
-    return type(x).__module__.split(".")[0] == "torch" and hasattr(x, "detach")
 
 
 def _from_torch(x: Any) -> Any:
@@ -28,8 +22,31 @@ def _from_torch(x: Any) -> Any:
     return x.detach().cpu().numpy() if is_torch(x) else x
 
 
-class GradientInput:
-    """Coords' reading of a user gradient (a mixin: it reads the coordinates, never sets them)."""
+def read(coords: Coords, grad: Any) -> dict[str, np.ndarray]:
+    """`GradientReader.gradient`: {checked leaf path: the gradient shaped like the leaf}."""
+    return GradientReader(coords).gradient(grad)
+
+
+def structure_matches(coords: Coords, tree: Any) -> bool:
+    """Whether tree has a leaf of each checked leaf's shape at its path (a gradient)."""
+    return GradientReader(coords).structure_matches(tree)
+
+
+def is_flat(coords: Coords, grad: Any) -> bool:
+    """Whether grad is one flat vector of params' length."""
+    return GradientReader(coords).is_flat(grad)
+
+
+def reorder(coords: Coords, flat: Any, paths: Sequence[str]) -> np.ndarray:
+    """A flat vector laid out leaf by leaf in the order `paths`, in ravel_pytree order."""
+    return GradientReader(coords).reorder(flat, paths)
+
+
+class GradientReader:
+    """A user gradient read against the coordinates (which it never changes)."""
+
+    def __init__(self, coords: Coords):
+        self.coords = coords
 
     def gradient(self, grad: Any) -> dict[str, np.ndarray]:
         """Map a user gradient (pytree like params, or one flat vector) to checked leaves.
@@ -48,12 +65,12 @@ class GradientInput:
         if flat is not None:
             return self._split_flat(flat)
         entries = dict(leaf_paths(grad))
-        by_path = {leaf.path: leaf for leaf in self.leaves}
-        missing = [leaf.path for leaf in self.checked if leaf.path not in entries]
+        by_path = {leaf.path: leaf for leaf in self.coords.leaves}
+        missing = [leaf.path for leaf in self.coords.checked if leaf.path not in entries]
         nones = [p for p, x in _paths_with_none(grad) if x is None] if missing else []
         if nones:
             named = {_names(p): p for p in nones}
-            none_paths = [leaf.path for leaf in self.checked if _names(leaf.path) in named]
+            none_paths = [leaf.path for leaf in self.coords.checked if _names(leaf.path) in named]
             if none_paths:
                 raise GradientTypeError(
                     f"The gradient for {list_paths([qualified(p) for p in none_paths])} is None: "
@@ -64,7 +81,7 @@ class GradientInput:
         if missing:  # the same leaves under another container (an nnx State for a Module)
             entries = self._by_names(entries)
         extra = [p for p in entries if p not in by_path]
-        missing = [leaf.path for leaf in self.checked if leaf.path not in entries]
+        missing = [leaf.path for leaf in self.coords.checked if leaf.path not in entries]
         if extra or missing:
             raise GradientValueError(
                 "grad_fn returned a pytree whose structure differs from params: "
@@ -75,7 +92,7 @@ class GradientInput:
                 "nesting), or one flat vector in ravel_pytree(params) order."
             )
         out, problems = {}, []
-        for leaf in self.checked:
+        for leaf in self.coords.checked:
             try:
                 out[leaf.path] = self._leaf_gradient(leaf, entries[leaf.path])
             except (ValueError, TypeError) as e:
@@ -95,8 +112,8 @@ class GradientInput:
     def structure_matches(self, tree: Any) -> bool:
         """Whether tree has a leaf of each checked leaf's shape at its path (a gradient)."""
         shapes = {_names(p): np.shape(x) for p, x in leaf_paths(tree)}
-        return bool(self.checked) and all(
-            shapes.get(_names(leaf.path)) == leaf.shape for leaf in self.checked
+        return bool(self.coords.checked) and all(
+            shapes.get(_names(leaf.path)) == leaf.shape for leaf in self.coords.checked
         )
 
     def _matches(self, tree: Any) -> bool:
@@ -104,7 +121,7 @@ class GradientInput:
         if self.is_flat(tree):
             return True
         names = {_names(p) for p, _ in leaf_paths(tree)}
-        return all(_names(leaf.path) in names for leaf in self.checked)
+        return all(_names(leaf.path) in names for leaf in self.coords.checked)
 
     def _unwrapped(self, grad: Any) -> Any:
         """The gradients out of the pairs people return: jax.value_and_grad's (value,
@@ -122,7 +139,7 @@ class GradientInput:
         """entries re-keyed to the params' paths where the key names agree one to one
         (['l1']['bias'] for .l1.bias); an entry matching no leaf keeps its path."""
         by_names: dict[tuple[str, ...], list[str]] = {}
-        for leaf in self.leaves:
+        for leaf in self.coords.leaves:
             by_names.setdefault(_names(leaf.path), []).append(leaf.path)
         out = {}
         for path, x in entries.items():
@@ -143,8 +160,8 @@ class GradientInput:
     def reorder(self, flat: Any, paths: Sequence[str]) -> np.ndarray:
         """A flat vector laid out leaf by leaf in the order `paths`, in ravel_pytree order."""
         flat = np.reshape(np.asarray(flat), -1)
-        everything = flat.size == self.n_flat
-        by_path = {leaf.path: leaf for leaf in self.leaves}
+        everything = flat.size == self.coords.n_flat
+        by_path = {leaf.path: leaf for leaf in self.coords.leaves}
         parts, offset = {}, 0
         for path in paths:
             leaf = by_path[path]
@@ -152,11 +169,13 @@ class GradientInput:
                 continue
             parts[path] = flat[offset : offset + leaf.size]
             offset += leaf.size
-        return np.concatenate([parts[leaf.path] for leaf in self.leaves if leaf.path in parts])
+        return np.concatenate(
+            [parts[leaf.path] for leaf in self.coords.leaves if leaf.path in parts]
+        )
 
     def _flat_vector(self, grad: Any) -> np.ndarray | None:
         """The gradient as a 1-D array if it is given in ravel_pytree order, else None."""
-        if len(self.leaves) == 1 and self.leaves[0].path == ROOT:
+        if len(self.coords.leaves) == 1 and self.coords.leaves[0].path == ROOT:
             return None  # params is a single array: the gradient is shaped like it
         if not hasattr(grad, "shape") or not hasattr(grad, "dtype"):
             return None
@@ -166,24 +185,24 @@ class GradientInput:
         if len(shape) != 1:
             raise GradientValueError(
                 f"grad_fn returned one array of shape {tuple(grad.shape)}; params has "
-                f"{len(self.leaves)} leaves. Return a pytree shaped like params, or a flat vector "
-                f"of length {self.n_flat} in ravel_pytree(params) order."
+                f"{len(self.coords.leaves)} leaves. Return a pytree shaped like params, or a flat "
+                f"vector of length {self.coords.n_flat} in ravel_pytree(params) order."
             )
-        n_float = sum(leaf.size for leaf in self.inexact_leaves)
-        if shape[0] not in (self.n_flat, n_float):
+        n_float = sum(leaf.size for leaf in self.coords.inexact_leaves)
+        if shape[0] not in (self.coords.n_flat, n_float):
             raise GradientValueError(
                 f"grad_fn returned a flat vector of length {shape[0]}, but ravel_pytree(params) "
-                f"has {self.n_flat} elements ({n_float} of them floating-point). Return the "
+                f"has {self.coords.n_flat} elements ({n_float} of them floating-point). Return the "
                 "gradient of every parameter, concatenated in ravel_pytree(params) order."
             )
-        has_complex = any(leaf.is_complex for leaf in self.checked)
+        has_complex = any(leaf.is_complex for leaf in self.coords.checked)
         self._check_dtype("the flat gradient vector", grad.dtype, has_complex)
         return np.asarray(grad).reshape(-1)
 
     def _split_flat(self, flat: np.ndarray) -> dict[str, np.ndarray]:
-        has_all = flat.size == self.n_flat
+        has_all = flat.size == self.coords.n_flat
         out, offset = {}, 0
-        for leaf in self.leaves:
+        for leaf in self.coords.leaves:
             if leaf.dtype is None:
                 continue
             if not (leaf.is_float or leaf.is_complex) and not has_all:

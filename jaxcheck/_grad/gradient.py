@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._core import gradients as _gradients
 from .._core.coords import Coords
 from .._core.paths import insertion_order
 from .._engine.programs import cached_jit, split_arrays
@@ -33,11 +34,11 @@ def in_insertion_order(result, run, grad_fn, params, args, coords):
     ravel = [leaf.path for leaf in coords.leaves]
     if order == ravel or sorted(order) != sorted(ravel):
         return result
-    if not coords.is_flat(grad_fn(params, *args)):
+    if not _gradients.is_flat(coords, grad_fn(params, *args)):
         return result
     names = ", ".join(p for p in ravel if p in {leaf.path for leaf in coords.inexact_leaves})
     inserted = ", ".join(p for p in order if p in names.split(", "))
-    again = run(lambda *a: coords.reorder(grad_fn(*a), order))
+    again = run(lambda *a: _gradients.reorder(coords, grad_fn(*a), order))
     if again.verdict != "failed":
         note = (
             f"grad_fn returns one flat vector in the dict's insertion order ({inserted}), not "
@@ -112,7 +113,7 @@ def under_test(own, fn_given, fn_scalar, grad_fn, given_call, work_call, leaves,
         why_not = ""
     if grad_fn is None:
         return jax_grad(fn_scalar, values, coords, work_args, key)[1], why_not
-    grads = given.gradient(grad_fn(work_params, *work_args))
+    grads = _gradients.read(given, grad_fn(work_params, *work_args))
     return _complex.gradient_pairs(grads, coords), why_not
 
 
@@ -125,7 +126,7 @@ def evaluator(own, fn_given, grad_fn, given: Coords, key, given_args, work_args)
         args = given_args if own and as_tested else work_args
         if grad_fn is None:
             return jax_grad(fn_given, values, given, args, key)[1]
-        return given.gradient(grad_fn(given.unflatten(values), *args))
+        return _gradients.read(given, grad_fn(given.unflatten(values), *args))
 
     return at
 
@@ -184,7 +185,7 @@ def own_dtype(fn_scalar, grad_fn, params, args, leaves, coords, key, f64, traced
     if grad_fn is None:
         f, grads = jax_grad(fn_scalar, leaves, coords, args, key)
     else:
-        grads = coords.gradient(grad_fn(params, *args))
+        grads = _gradients.read(coords, grad_fn(params, *args))
         if traced:
             dyn, rebuild, static = split_arrays((params, args))
             run = cached_jit(("own", key, static), lambda: lambda d: fn_scalar(*_call(rebuild, d)))

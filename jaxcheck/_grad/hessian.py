@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._core import gradients as _gradients
 from .._core.coords import Coords, Leaf
 from .._engine.programs import split_arrays
 from .._numerics import complex as _complex
@@ -41,7 +42,7 @@ class Derivatives:
         return self.given.unflatten(_complex.from_pairs(values, self.coords))
 
     def _user(self, out) -> dict[str, np.ndarray]:
-        grads = _complex.gradient_pairs(self.given.gradient(out), self.coords)
+        grads = _complex.gradient_pairs(_gradients.read(self.given, out), self.coords)
         return {path: np.asarray(g, np.float64).reshape(-1) for path, g in grads.items()}
 
     def gradients(self, leaf: Leaf, points: np.ndarray) -> list[dict[str, np.ndarray]]:

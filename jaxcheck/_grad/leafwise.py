@@ -18,8 +18,7 @@ from .._core.coords import Coords
 from .._engine import journal as _journal
 from .._engine import layout as _layout
 from .._engine import progress as _progress
-from .._engine.along import ALONG
-from .._engine.batched import JaxEngine
+from .._engine.batched import ALONG, JaxEngine
 from .._engine.flat import FlatEngine
 from .._engine.host import HostEngine
 from .._numerics import complex as _complex

@@ -15,6 +15,7 @@ import jax.extend.core as jcore
 import jax.numpy as jnp
 import numpy as np
 
+from .._core import gradients as _gradients
 from .._engine.programs import cached_jit, split_arrays
 from .._numerics import stencils as st
 from . import fingerprint
@@ -46,7 +47,7 @@ def output_info(out: Any, coords=None) -> tuple[tuple[int, ...], Any]:
     if isinstance(out, (tuple, list, dict)) or (
         coords is not None and len(jax.tree_util.tree_leaves(out)) > 1
     ):
-        if coords is not None and coords.structure_matches(out):
+        if coords is not None and _gradients.structure_matches(coords, out):
             raise TypeError(
                 f"fn returned a {type(out).__name__} shaped like params: that is a gradient, "
                 "not a loss. fn is the loss, fn(params, *args) -> scalar; pass the gradient "

@@ -21,7 +21,7 @@ import numpy as np
 
 from .._core.errors import hides_input_errors
 from .._core.plots import pyplot
-from .._core.rendering import _html_table, _table
+from .._core.tables import html_table, table
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -82,7 +82,7 @@ class SweepResult:
 
     def __str__(self) -> str:
         title, header, rows, summary = self._parts()
-        return "\n".join([title, "", *_table(header, rows), "", *summary])
+        return "\n".join([title, "", *table(header, rows), "", *summary])
 
     def __repr__(self) -> str:
         return f"SweepResult({len(self.steps)} steps, best {self.best_step})"
@@ -91,7 +91,7 @@ class SweepResult:
         title, header, rows, summary = self._parts()
         lines = "".join(f"<li>{html.escape(s)}</li>" for s in summary)
         return (
-            f"<div><p><b>{html.escape(title)}</b></p>{_html_table(header, rows)}"
+            f"<div><p><b>{html.escape(title)}</b></p>{html_table(header, rows)}"
             f"<ul>{lines}</ul></div>"
         )
 

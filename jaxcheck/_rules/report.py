@@ -8,8 +8,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from .._core.rendering import WORST_SHOWN, _html_table, _table
-from .._core.result import ElementReport, _json_float
+from .._core.result import WORST_SHOWN, ElementReport, _json_float
+from .._core.tables import html_table, table
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,7 +146,7 @@ class IdentityResult:
     def __str__(self) -> str:
         lines = [f"jaxcheck.check_{self.kind}: {self._headline()}"]
         lines += [f"  note: {n}" for n in self.notes]
-        lines += ["", *_table(_HEADER, self._rows())]
+        lines += ["", *table(_HEADER, self._rows())]
         lines += [f"  {leaf.path}: {leaf.located}" for leaf in self.leaves.values() if leaf.located]
         lines += [f"  {leaf.path}: {leaf.linear}" for leaf in self.leaves.values() if leaf.linear]
         if self.primal_output is not None:
@@ -155,7 +155,7 @@ class IdentityResult:
         if self.failures:
             shown = min(WORST_SHOWN, len(self.failures))
             lines += ["", f"worst elements, ⟨w, J e_i⟩ ({shown} of {len(self.failures)}):"]
-            lines += _table(_ELEMENT_HEADER, self._element_rows())
+            lines += table(_ELEMENT_HEADER, self._element_rows())
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -179,10 +179,10 @@ class IdentityResult:
                 else []
             ),
             "</p>",
-            _html_table(_HEADER, self._rows()),
+            html_table(_HEADER, self._rows()),
         ]
         if self.failures:
-            parts += ["<p>worst elements</p>", _html_table(_ELEMENT_HEADER, self._element_rows())]
+            parts += ["<p>worst elements</p>", html_table(_ELEMENT_HEADER, self._element_rows())]
         return "".join(parts) + "</div>"
 
 
