@@ -16,6 +16,8 @@ from .._numerics import complex as _complex
 from .._numerics import diagnosis as _diagnosis
 from .._numerics import directions as _directions
 from .._numerics import stencils as _stencils
+from .plan import Judged, Plan
+from .problem import Problem
 
 # A leaf is conclusive when at least this fraction of its checked elements (directions, in
 # directional mode) is verified: "ok" (exact zeros included) or a kink bracketed by the
@@ -23,33 +25,17 @@ from .._numerics import stencils as _stencils
 CONCLUSIVE = 0.5
 
 
-def assemble(
-    coords,
-    judged,
-    steps,
-    notes,
-    precision,
-    engine,
-    mode="full",
-    order=1,
-    method="central",
-    leaf_methods=None,
-    advice="",
-    thetas=None,
-) -> CheckResult:
-    """Build the result from each checked leaf's `LeafOutcome` (`Verdict` or `DirectionalOutcome`).
-
-    steps: {leaf path: the median step} (directional verdicts carry their own). method: the
-    check's; leaf_methods: {leaf path: the method that judged it} where that differs.
-    advice: what would make the check conclusive, shown when it is not. thetas: {leaf path:
-    the parameter's values}, for the diagnosis of a failing leaf.
-    """
-    leaf_methods, thetas = leaf_methods or {}, thetas or {}
+def assemble(problem: Problem, plan: Plan, judged: Judged) -> CheckResult:
+    """The result of a check from what its mode judged of each leaf (`LeafOutcome`), the
+    problem's notes before the mode's."""
+    coords, method, steps = problem.coords, plan.method, judged.steps
+    leaf_methods, thetas = judged.methods, judged.thetas or {}
+    judged_leaves, advice, o = judged.verdicts, judged.advice, plan.options
     views = {"numeric": [], "analytic": [], "resolution": []}
     reports, elements = {}, {"failures": [], "unverifiable": [], "kinks": []}
     totals = np.zeros(3)  # Σ(g − d)², Σg², Σd² over finite elements (or directions)
     for leaf in coords.leaves:
-        outcome = judged.get(leaf.path)
+        outcome = judged_leaves.get(leaf.path)
         for name, view in _views(leaf, outcome).items():
             views[name].append(view)
         if outcome is None:
@@ -75,12 +61,12 @@ def assemble(
         kinks=tuple(elements["kinks"]),
         **{name: coords.unflatten(view) for name, view in views.items()},
         skipped=coords.skipped,
-        notes=tuple(notes),
+        notes=(*problem.notes, *judged.notes),
         method=method,
-        precision=precision,
-        engine=engine,
-        mode=mode,
-        order=order,
+        precision=o.precision,
+        engine=judged.engine,
+        mode=o.mode,
+        order=o.order,
     )
 
 

@@ -185,13 +185,8 @@ def checked(fn, params, args: tuple, grad_fn, options: Options) -> CheckResult:
             if native_note:
                 problem.notes.insert(0, native_note)
             used, kink_note = _plan.against_kinks(plan, problem.kinks)
-            judged = mode.judge(problem, used)
-            return assemble(
-                problem.coords, judged.verdicts, judged.steps,
-                problem.notes + [kink_note] * bool(kink_note) + judged.notes,
-                o.precision, judged.engine, o.mode, o.order, used.method,
-                judged.methods, judged.advice, judged.thetas,
-            )  # fmt: skip
+            problem.notes.extend([kink_note] * bool(kink_note))
+            return assemble(problem, used, mode.judge(problem, used))
 
     try:
         result = run(call.grad_fn)
