@@ -220,7 +220,7 @@ def test_chunking_and_padding_do_not_change_the_result(chunk_size):
 def test_each_leaf_compiles_once_however_many_chunks():
     from jaxcheck._core.coords import Coords
     from jaxcheck._engine.batched import JaxEngine
-    from jaxcheck._grad.context import numerics as _numerics
+    from jaxcheck._grad.runtime import numerics as _numerics
 
     params = quad_params()
     coords = Coords.build(params)

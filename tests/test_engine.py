@@ -10,9 +10,9 @@ import pytest
 import jaxcheck
 from jaxcheck._core.coords import Coords
 from jaxcheck._engine import batched as _engine
-from jaxcheck._engine import delta as _delta
 from jaxcheck._engine import layout as _layout
 from jaxcheck._engine import progress as _progress
+from jaxcheck._engine import sparse as _sparse
 
 from . import helpers as h
 
@@ -197,8 +197,8 @@ def test_the_sparse_path_computes_convolutions(monkeypatch, case):
         return jnp.sum(h**2) + jnp.sum(jnp.cos(h))
 
     used = []
-    rule = _delta.RULES["conv_general_dilated"]
-    monkeypatch.setitem(_delta.RULES, "conv_general_dilated",
+    rule = _sparse.RULES["conv_general_dilated"]
+    monkeypatch.setitem(_sparse.RULES, "conv_general_dilated",
                         lambda eqn, invals: used.append(1) or rule(eqn, invals))  # fmt: skip
     coords, values, _, sparse, plain = _engines(loss, params, (x,))
     _assert_every_element_agrees(coords, values, sparse, plain, tol=1e-12)

@@ -1,11 +1,11 @@
 """The batched JAX engine: perturbed evaluations of fn in jit-compiled chunks.
 
-One leaf is perturbed at a time. The fast path (`delta`) propagates each one-element
+One leaf is perturbed at a time. The fast path (`sparse`) propagates each one-element
 perturbation through fn's jaxpr as a sparse change, so a perturbed weight costs a rank-1
 update of the layer it enters instead of a forward pass; the plain path vmaps fn over
 perturbed copies of the leaf (only that leaf batched, so everything that does not depend on
 it is computed once per chunk). The fast path is used wherever it traces; both compute fn's
-own values. Either way the traced chunk is split (`stage`): what does not depend on the
+own values. Either way the traced chunk is split (`split`): what does not depend on the
 perturbations (the unperturbed forward pass) is computed once per leaf, not per chunk.
 Along random directions (directional mode), f at θ + t·v for unit Gaussian directions v drawn
 on the device, over a whole leaf or over labelled parts of it.
@@ -26,10 +26,10 @@ import jax
 import numpy as np
 
 from .._core.coords import Coords, Leaf
-from . import delta as _delta
 from . import journal as _journal
 from . import layout as _layout
-from . import stage as _stage
+from . import sparse as _sparse
+from . import split as _split
 from .devices import default_max_memory, mesh
 from .programs import CACHE_SIZE, cached_jit, split_arrays, working_memory
 
@@ -168,7 +168,7 @@ class JaxEngine:
         return jax.vmap(one, in_axes=(None, None, None, 0, 0))
 
     def _sparse(self, leaf: Leaf) -> Callable:
-        """Propagate the one-element perturbations through fn's jaxpr (`delta`)."""
+        """Propagate the one-element perturbations through fn's jaxpr (`sparse`)."""
         g = self._with_leaf(leaf)
         stats = self._stats
 
@@ -179,9 +179,9 @@ class JaxEngine:
                 raise NotImplementedError("fn has side effects: use the plain path")
             sel = jax.numpy.stack(jax.numpy.unravel_index(idx, leaf.shape), axis=-1)
             sel = sel.reshape(len(idx), len(leaf.shape)).astype(np.int32)
-            start = _delta.Slab(x, range(x.ndim), sel, vals)
+            start = _sparse.Slab(x, range(x.ndim), sel, vals)
             rest = jax.tree_util.tree_leaves((params_dyn, args_dyn))
-            return _delta.evaluate(closed, [start, *rest], stats)
+            return _sparse.evaluate(closed, [start, *rest], stats)
 
         return chunk
 
@@ -256,7 +256,7 @@ class JaxEngine:
                 _CACHE.popitem(last=False)
         return program
 
-    def _jit_run(self, staged: _stage.Staged, kind: str):
+    def _jit_run(self, staged: _split.Staged, kind: str):
         """The chunk program: on one device as staged, or with the perturbations (and every
         output) split over the mesh's devices and the residuals replicated."""
         if self._mesh is None:
@@ -281,10 +281,10 @@ class JaxEngine:
 
         return np.asarray(multihost_utils.process_allgather(x, tiled=True), dtype=np.float64)
 
-    def _stage(self, chunk_fn: Callable, base, size: int, kind: str) -> _stage.Staged:
+    def _stage(self, chunk_fn: Callable, base, size: int, kind: str) -> _split.Staged:
         """The chunk traced for `size` points per device (size × devices in all)."""
         known = (base, self._params_dyn, self._args_dyn)
-        return _stage.split(chunk_fn, known, self._inputs(base, size * self._n, kind))
+        return _split.split(chunk_fn, known, self._inputs(base, size * self._n, kind))
 
     def _count_compile(self) -> None:
         global compilations

@@ -4,7 +4,7 @@ The checked leaves are raveled into one coordinate vector (in `ravel_pytree` ord
 is a batch of points of that space, and one `vmap`-ed program evaluates fn at them, whatever
 leaf, step or retry they belong to: the ±h and ±2h sweeps, the second look's smaller steps,
 the directions of mode="directional", every leaf of the model. A check compiles it once
-(with the `stage` split, twice), where the per-leaf engine compiles a pair per leaf.
+(with the `split`, twice), where the per-leaf engine compiles a pair per leaf.
 
 The points are assembled on the host and enter the program as one batched array per leaf,
 the leaf's own shape with a batch axis in front: that is the layout XLA compiles fastest
@@ -13,7 +13,7 @@ CPU more compile time than the forward pass itself). The cost model in `layout` 
 engine where the extra forward passes are cheaper than the compilations they save, for every
 leaf or for the small ones: a leaf outside the layout keeps a program of its own (the
 per-leaf engine's), and the flat program reads it, like the data, as a constant of the
-check, so what depends only on it and the data is computed once (`stage`).
+check, so what depends only on it and the data is computed once (`split`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 from .._core.coords import Leaf
 from . import batched as _engine
 from . import layout as _layout
-from . import stage as _stage
+from . import split as _split
 from .batched import Compiled, JaxEngine
 from .programs import working_memory
 
@@ -94,7 +94,7 @@ class FlatEngine(JaxEngine):
         limit = self._budget // 2
         while True:  # `size` points per device, as one device would run them (same values)
             example = self._example(size * self._n)
-            staged = _stage.split(self._batch_fn(), known, example)
+            staged = _split.split(self._batch_fn(), known, example)
             if self._global:
                 example = self._global_inputs(example, "points")
             run = self._jit_points(staged).lower(staged.residual_avals, *example).compile()
@@ -112,7 +112,7 @@ class FlatEngine(JaxEngine):
                 _engine._CACHE.popitem(last=False)
         return program
 
-    def _jit_points(self, staged: _stage.Staged):
+    def _jit_points(self, staged: _split.Staged):
         """The chunk program: on one device as staged, or with the points (and the output)
         split over the mesh's devices and the residuals replicated."""
         if self._mesh is None:

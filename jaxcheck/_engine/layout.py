@@ -1,7 +1,7 @@
 """One program per leaf, or one for many leaves: the cost model that picks.
 
 A check's perturbations run in compiled chunk programs. Per leaf, only that leaf is batched
-(and the sparse path, `delta`, propagates a one-element change as a rank-1 update), so a
+(and the sparse path, `sparse`, propagates a one-element change as a rank-1 update), so a
 perturbation is cheap, but every leaf costs its own compilations. Flat, the card's own
 design: the checked leaves raveled into one vector, one `vmap`-ed program over its
 perturbed copies (every leaf, every step, every retry), so a perturbation costs a whole

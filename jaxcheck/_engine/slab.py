@@ -1,5 +1,5 @@
 """Slabs: B perturbed copies of an array stored as the part that differs, and the jaxpr
-walking the sparse interpreter (`delta`) and the chunk splitter (`stage`) share.
+walking the sparse interpreter (`sparse`) and the chunk splitter (`split`) share.
 
 A `Slab` holds B values that equal the unperturbed `base` except on one hyper-rectangle each,
 where the selected `axes` take the indices `sel[b]` (every other axis whole).

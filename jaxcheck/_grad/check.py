@@ -19,12 +19,12 @@ from typing import Any
 from .._core import errors as _errors
 from .._core.coords import Coords, OnlySpec
 from .._core.result import CheckResult
-from . import calling, directional, full, gradient, hessian
+from . import calling, directional, full, hessian, under_test
 from . import plan as _plan
 from .assemble import assemble
-from .context import compilation_cache, numerics
 from .options import DIRECTIONS, NAMES, SAMPLES, Options
 from .problem import NotInFloat64, prepare
+from .runtime import compilation_cache, numerics
 
 # The modes of an order-1 check; order=2 is `hessian`'s. Each is `judge(problem, plan)`.
 MODES = {"full": full, "sample": full, "directional": directional}
@@ -201,7 +201,7 @@ def checked(fn, params, args: tuple, grad_fn, options: Options) -> CheckResult:
         result = run(call.grad_fn)
     if result.verdict == "failed" and call.grad_fn is not None:
         with numerics(o.precision):  # grad_fn is called in the check's numerics
-            result = gradient.in_insertion_order(
+            result = under_test.in_insertion_order(
                 result, run, call.grad_fn, call.params, call.args, coords
             )
     return result

@@ -31,8 +31,8 @@ from .._numerics.directions import (
     miss_probability,
     random_keys,
 )
-from .leafwise import Session
 from .plan import Judged
+from .session import Session
 
 ALONG = len(_engine.ALONG)  # points per direction, as the engine lays them out: θ ± h v, θ ± 2h v
 

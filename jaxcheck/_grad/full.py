@@ -8,9 +8,9 @@ import numpy as np
 
 from .._numerics.directions import direction_step
 from . import complex_step as _complex_step
-from .leafwise import Session
 from .plan import Judged, Plan
 from .problem import Problem
+from .session import Session
 
 
 def judge(problem: Problem, plan: Plan) -> Judged:

@@ -19,7 +19,7 @@ from .._core.coords import Coords
 from .._core.errors import list_paths
 from .._engine import progress as _progress
 from .._numerics import stencils as st
-from . import gradient
+from . import under_test
 from .options import Options
 
 
@@ -120,7 +120,7 @@ def _default_rule(coords: Coords, precision: str) -> str:
 
 def native_low(coords: Coords, precision: str) -> bool:
     """Whether the check works in float32 or a lower precision."""
-    return precision == "native" and gradient.low(coords)
+    return precision == "native" and under_test.low(coords)
 
 
 def leaf_steps(eps: Any, coords: Coords) -> dict[str, float]:

@@ -20,11 +20,11 @@ from .._core.coords import Coords
 from .._core.errors import NOT_JAX_CODE
 from .._numerics import complex as _complex
 from .._numerics import precision as _precision
-from . import fingerprint, gradient, loss
+from . import fingerprint, loss, under_test
 from . import rounding as _rounding
-from .context import working_dtype
 from .elementwise import Nondet
 from .plan import Plan
+from .runtime import working_dtype
 
 
 @dataclasses.dataclass
@@ -69,7 +69,7 @@ def prepare(fn, params, args, coords: Coords, grad_fn, plan: Plan) -> Problem:
     values = coords.cast(leaves, working_dtype(plan.options.precision, traced=traced is not None))
     work_params, work_args = coords.unflatten(values), _cast_args(args, plan.options.precision)
     coords.check_finite(values)
-    own_dtype, note = gradient.precision(coords, plan.options.precision, plan.options.order)
+    own_dtype, note = under_test.precision(coords, plan.options.precision, plan.options.order)
     own_note = len(notes)
     notes += [note] if note else []
 
@@ -90,7 +90,7 @@ def prepare(fn, params, args, coords: Coords, grad_fn, plan: Plan) -> Problem:
             # JAX's gradient at these very values: its program gives f(θ) too (one compilation
             # fewer); the gradient is read from the same executable below.
             def value():
-                return gradient.jax_grad(fn_scalar, values, coords, work_args, key)[0]
+                return under_test.jax_grad(fn_scalar, values, coords, work_args, key)[0]
 
         if base.value is None:
             f0 = loss.base_value(fn_scalar, work_params, work_args, key, out_dtype, value)
@@ -117,21 +117,21 @@ def prepare(fn, params, args, coords: Coords, grad_fn, plan: Plan) -> Problem:
             f"fn could not be traced by JAX ({why}), so jax.grad cannot compute the gradient "
             "to check. Pass your handwritten backward as grad_fn=, or write fn with jax.numpy."
         )
-    grads, why_not = gradient.under_test(
+    grads, why_not = under_test.under_test(
         own_dtype, fn_given, fn_scalar, grad_fn, (params, args), (work_params, work_args),
         leaves, values, given, coords, key, f0, traced is not None,
     )  # fmt: skip
     if why_not:
         notes[own_note] = why_not
     if grad_fn is not None:
-        notes += gradient.dtype_notes(given, grads)
+        notes += under_test.dtype_notes(given, grads)
     typical = typical_scale(coords, values)
     computed = None if traced is None else _computed(base.program, coords, values)
     notes += _computed_note(computed)
     rounding = None
     if given is coords and plan.options.order == 1:  # complex pairs: not measured
         own = own_dtype and not why_not
-        at = gradient.evaluator(own, fn_given, grad_fn, given, key, args, work_args)
+        at = under_test.evaluator(own, fn_given, grad_fn, given, key, args, work_args)
         rounding = _rounding.make(at, given, leaves if own else values, values, grads, typical,
                                   computed, nondet.tol, plan.options.seed)  # fmt: skip
     return Problem(
@@ -204,7 +204,7 @@ def _key(base: loss.Base, fn_scalar, coords: Coords, at: tuple, grad_fn) -> tupl
     rules = None
     if grad_fn is None and fingerprint.has_rules(base.program):
         rules = fingerprint.rules(base.program) or fingerprint.digest(
-            gradient.program(fn_scalar, at[0], coords, at[1])
+            under_test.program(fn_scalar, at[0], coords, at[1])
         )
     return (base.digest, rules, coords.treedef)
 

@@ -35,9 +35,9 @@ import jax
 from .._core.coords import Coords
 from .._core.errors import hides_input_errors
 from .._core.paths import leaf_paths
-from .._grad import context, options
+from .._grad import options, runtime
 from .._grad.calling import _names as parameter_names
-from .identity import Identity
+from .dot_test import Identity
 from .report import IdentityResult
 
 TRANSFORMS = ("jit", "vmap")
@@ -162,9 +162,9 @@ def _validate(kind, fn, rule, primals, directions, rtol, atol, precision, seed, 
 def _run(kind, fn, primals, rule, k, rtol, atol, precision, seed, transforms) -> IdentityResult:
     _validate(kind, fn, rule, primals, k, rtol, atol, precision, seed, transforms)
     coords = _named(fn, tuple(primals))
-    with context.numerics(precision):
+    with runtime.numerics(precision):
         leaves = jax.tree_util.tree_leaves(tuple(primals))
-        values = coords.cast(leaves, context.working_dtype(precision, traced=True))
+        values = coords.cast(leaves, runtime.working_dtype(precision, traced=True))
         coords.check_finite(values)
         identity = Identity(kind, fn, coords, values, rule, k, rtol, atol, seed)
         return identity.run(transforms, precision)

@@ -27,7 +27,7 @@ from .._numerics import methods
 from .._numerics import stencils as st
 from . import autostep as _autostep
 from . import complex_step as _complex_step
-from . import elementwise, gradient
+from . import elementwise, under_test
 from . import rounding as _rounding
 from .plan import Judged, Plan, default_method, native_low
 from .problem import Problem
@@ -77,7 +77,7 @@ class Session:
             )
         self.engine.journal = journal
         self.tuned: set[str] = set()  # leaves whose data-chosen step is settled
-        self.g_scale = gradient.scale(p.grads)
+        self.g_scale = under_test.scale(p.grads)
 
     def gradient(self, leaf) -> tuple[np.ndarray, st.Tolerance]:
         """The leaf's flat gradient under test (float64) and its tolerances."""
