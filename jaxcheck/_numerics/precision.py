@@ -89,14 +89,15 @@ def real_dtype(dtype: Any) -> np.dtype | None:
     return dtype if jnp.issubdtype(dtype, jnp.floating) else None
 
 
-# Primitives whose value has kinks or jumps in its inputs (ReLU is `max`, a piecewise rule
-# `select_n`, a softmax's stabilizing `reduce_max`).
-NOT_SMOOTH = frozenset(
-    """abs argmax argmin ceil clamp cummax cummin floor max min reduce_max reduce_min rem
-    round select_n sign sort top_k""".split()
-)
+# Elementwise primitives with a kink or a jump where their argument crosses a threshold (ReLU
+# is `max`, leaky ReLU and piecewise rules `select_n`, clipping `clamp`): applied to a layer's
+# activations they put one at every unit, and a long step crosses many. Order statistics
+# (`reduce_max`, `sort`, `argmax`: a softmax's stabilizing max) have one only where two values
+# tie, and are not counted.
+NOT_SMOOTH = frozenset("abs ceil clamp floor max min rem round select_n sign".split())
 
 
 def kinks(closed: Any) -> tuple[str, ...]:
-    """The names of the non-smooth primitives the program uses, sorted (empty: smooth)."""
+    """The names of the elementwise non-smooth primitives the program uses, sorted (empty:
+    smooth between ties)."""
     return tuple(sorted({e.primitive.name for e in equations(closed)} & NOT_SMOOTH))
