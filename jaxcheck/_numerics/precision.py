@@ -93,8 +93,9 @@ def real_dtype(dtype: Any) -> np.dtype | None:
 # is `max`, leaky ReLU and piecewise rules `select_n`, clipping `clamp`): applied to a layer's
 # activations they put one at every unit, and a long step crosses many. Order statistics
 # (`reduce_max`, `sort`, `argmax`: a softmax's stabilizing max) have one only where two values
-# tie, and are not counted.
-NOT_SMOOTH = frozenset("abs ceil clamp floor max min rem round select_n sign".split())
+# tie, and are not counted; nor is `sign`, whose common use (an eigenvector's sign fixed)
+# jumps only where a component crosses zero.
+NOT_SMOOTH = frozenset("abs ceil clamp floor max min rem round select_n".split())
 
 
 def kinks(closed: Any) -> tuple[str, ...]:
