@@ -23,8 +23,10 @@ MODELS = {"mlp_softmax_ce": h.mlp_softmax_ce, "layer_norm": h.layer_norm_model}
 def _use(evaluator: str, monkeypatch) -> None:
     if evaluator == "host":
 
-        def host(p, plan, notes):
-            return HostEngine(p.fn_scalar, p.values, p.coords, p.args)
+        def host(p, plan, notes, progress, journal):
+            return HostEngine(
+                p.fn_scalar, p.values, p.coords, p.args, progress=progress, journal=journal
+            )
 
         monkeypatch.setattr(_session, "_batched_or_host", host)
     else:  # the cost model decides flat or per leaf: make it choose
@@ -75,3 +77,25 @@ def test_every_evaluator_gives_the_same_verdicts(name, mode, monkeypatch):
     first = seen[EVALUATORS[0]]
     for evaluator in EVALUATORS[1:]:
         assert seen[evaluator] == first, (evaluator, seen)
+
+
+@pytest.mark.parametrize("evaluator", EVALUATORS)
+def test_every_evaluator_a_check_uses_is_an_evaluator(evaluator, monkeypatch):
+    """The one interface (`_engine/evaluator.Evaluator`), its progress and journal given when
+    it is made, not set afterwards."""
+    from jaxcheck._engine.evaluator import Evaluator
+
+    seen = []
+    original = _session.Session.__init__
+
+    def spy(self, *a, **k):
+        original(self, *a, **k)
+        seen.append(self.engine)
+
+    _use(evaluator, monkeypatch)
+    monkeypatch.setattr(_session.Session, "__init__", spy)
+    loss, params, args = MODELS["mlp_softmax_ce"]()
+    assert jaxcheck.check_grad(loss, params, *args, progress=False).passed
+    (engine,) = seen
+    assert isinstance(engine, Evaluator), type(engine)
+    assert engine.progress is not None  # the (silent) bar's, from construction

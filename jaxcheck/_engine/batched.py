@@ -85,6 +85,7 @@ class JaxEngine:
         max_memory: int | None = None,
         cache_key: Any = None,
         progress: Callable[[int], None] | None = None,
+        journal: Any = None,
         devices: Sequence[Any] | None = None,
         directions: int | None = None,
     ):
@@ -133,7 +134,7 @@ class JaxEngine:
         self._cache: dict[tuple, Compiled] = {}  # (leaf position, kind) -> compiled program
         self._residuals: dict[tuple, list] = {}  # the current leaf -> what its chunks read
         self.progress = progress
-        self.journal = None  # a `_journal.Journal`: chunks recorded there are not run again
+        self.journal = journal  # a `_journal.Journal`: chunks recorded there are not run again
         self.n_compiles = 0
         self.paths: dict[str, str] = {}  # leaf path -> "sparse" or "vmap"
         self._stats: dict[str, int] = {}

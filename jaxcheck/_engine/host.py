@@ -24,15 +24,28 @@ class HostEngine:
 
     name = "host"
 
+    n_devices = 1
+
     def __init__(
-        self, fn_scalar: Callable[..., Any], values: Sequence[Any], coords: Coords, args: tuple
+        self,
+        fn_scalar: Callable[..., Any],
+        values: Sequence[Any],
+        coords: Coords,
+        args: tuple,
+        *,
+        progress: Callable[[int], None] | None = None,
+        journal: Any = None,
     ):
         self._fn = fn_scalar
         self._coords = coords
         self._values = list(values)
         self._args = args
-        self.progress = None
-        self.journal = None  # a `_journal.Journal`: blocks recorded there are not run again
+        self.progress = progress
+        self.journal = journal  # a `_journal.Journal`: blocks recorded there are not run again
+
+    def direction_cost(self, leaf: Leaf) -> float | None:
+        """Unknown: a direction and an element are both one evaluation of fn."""
+        return None
 
     def evaluate(self, leaf: Leaf, idx: np.ndarray, vals: np.ndarray) -> np.ndarray:
         """f at the points where leaf element idx[k] is set to vals[k], in blocks of BLOCK

@@ -75,11 +75,7 @@ class ComplexStep:
         self._imag = lambda params, *a: xp.imag(fn_scalar(params, *a))
         self.values, self._coords, self._args = list(values), coords, args
         self._key, self._host = key, host
-        self._engine_options = {
-            k: v for k, v in engine_options.items() if k not in ("progress", "journal")
-        }
-        self.progress = None
-        self.journal = None
+        self._engine_options = dict(engine_options)  # progress and journal included
 
     def _engine(self, leaf: Leaf):
         """An engine of Im f, with this leaf complex."""
@@ -87,14 +83,15 @@ class ComplexStep:
         theta = np.asarray(values[leaf.position])
         values[leaf.position] = theta.astype(np.result_type(theta.dtype, np.complex64))
         if self._host:
-            engine = HostEngine(self._imag, values, self._coords, self._args)
+            o = self._engine_options
+            engine = HostEngine(self._imag, values, self._coords, self._args,
+                                progress=o["progress"], journal=o["journal"])  # fmt: skip
         else:
             key = (self._key, NAME)
             engine = JaxEngine(
                 self._imag, values, self._coords, self._args, cache_key=key,
                 **self._engine_options,
             )  # fmt: skip
-        engine.progress, engine.journal = self.progress, self.journal
         return engine
 
     def verify(self, leaf, real_engine, g, f0, t, h, rng, tol) -> tuple[object, str]:

@@ -111,8 +111,7 @@ def check_leaf(
         return probe(engine, leaf, g, f0, step, keys, labels, groups, tol).status == st.MISMATCH
 
     # Element checks on the sparse path cost a fraction of a direction: stop splitting early.
-    cost = getattr(engine, "direction_cost", None)
-    located = locate(probe_fn, n, rng, isolate_at(cost(leaf) if cost else None))
+    located = locate(probe_fn, n, rng, isolate_at(engine.direction_cost(leaf)))
     elements = judge_elements(located.candidates) if located.candidates.size else None
     if elements is not None and not np.isin(elements.status, st.FAILING).any():
         located = dataclasses.replace(

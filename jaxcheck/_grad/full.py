@@ -19,9 +19,10 @@ def judge(problem: Problem, plan: Plan) -> Judged:
     cs = None
     if plan.method == _complex_step.NAME:
         p = problem
+        options = {**plan.engine, "progress": session.bar.update,
+                   "journal": session.engine.journal}  # fmt: skip
         cs = _complex_step.ComplexStep(p.fn_scalar, p.values, p.coords, p.args, p.key,
-                                       plan.engine, not p.traced)  # fmt: skip
-        cs.progress, cs.journal = session.bar.update, session.engine.journal
+                                       options, not p.traced)  # fmt: skip
     verdicts, used, steps = {}, {}, {}
     for leaf in problem.coords.checked:
         g, tol = session.gradient(leaf)

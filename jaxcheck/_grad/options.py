@@ -21,6 +21,7 @@ from typing import Any
 
 import jax
 
+from .._engine import progress as _bar
 from .._numerics.methods import METHODS
 
 MODES = ("full", "directional", "sample")
@@ -198,7 +199,7 @@ def _progress(progress):
             f"progress={progress!r}: pass True (always show a progress bar), False (never), "
             "or None (default: on a terminal, for checks that take more than two seconds)."
         )
-    return progress
+    return _bar.ask(progress)  # True without tqdm installed: refused here
 
 
 def _journal(journal):

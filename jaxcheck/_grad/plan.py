@@ -17,7 +17,6 @@ import numpy as np
 
 from .._core.coords import Coords
 from .._core.errors import list_paths
-from .._engine import progress as _progress
 from .._numerics import stencils as st
 from . import under_test
 from .options import Options
@@ -83,7 +82,7 @@ def build(options: Options, coords: Coords, cotangent: Any) -> Plan:
         engine={
             "chunk": o.chunk_size,
             "max_memory": o.max_memory,
-            "progress": _progress.ask(o.progress),
+            "progress": o.progress,
             "journal": o.journal,
             "devices": o.devices,
         },

@@ -19,6 +19,7 @@ from .._engine import journal as _journal
 from .._engine import layout as _layout
 from .._engine import progress as _progress
 from .._engine.batched import ALONG, JaxEngine
+from .._engine.evaluator import Evaluator
 from .._engine.flat import FlatEngine
 from .._engine.host import HostEngine
 from .._numerics import complex as _complex
@@ -58,24 +59,24 @@ class Session:
 
         # The input is valid: from here on, the long part.
         self.notes: list[str] = []
+        self.bar = _progress.bar(plan.engine["progress"], expected_points(p.coords.checked, plan))
         if not p.traced:
             self.notes.append(
                 f"fn is not JAX-traceable ({p.why}): perturbations evaluated on the host, one "
                 "at a time"
             )
-            self.engine = HostEngine(p.fn_scalar, p.values, p.coords, p.args)
+            self.engine: Evaluator = HostEngine(
+                p.fn_scalar, p.values, p.coords, p.args, progress=self.bar.update, journal=journal
+            )
         else:
-            self.engine = _batched_or_host(p, plan, self.notes)
+            self.engine = _batched_or_host(p, plan, self.notes, self.bar.update, journal)
         self.u_f = st.unit_roundoff(p.coarser(p.out_dtype))
         self.rescued = 0  # elements within the gradient's own measured rounding
         self.drowned = 0  # elements no larger than it: unverifiable
-        self.bar = _progress.bar(plan.engine["progress"], expected_points(p.coords.checked, plan))
-        self.engine.progress = self.bar.update
-        if getattr(self.engine, "n_devices", 1) > 1:
+        if self.engine.n_devices > 1:
             self.notes.append(
                 f"each chunk of perturbations split over {self.engine.n_devices} devices"
             )
-        self.engine.journal = journal
         self.tuned: set[str] = set()  # leaves whose data-chosen step is settled
         self.g_scale = under_test.scale(p.grads)
 
@@ -250,14 +251,14 @@ def _open_journal(p: Problem, plan: Plan):
     return _journal.Journal(path, _journal.fingerprint(p.fn, p.values, p.args, settings))
 
 
-def _batched_or_host(p: Problem, plan: Plan, notes: list[str]):
+def _batched_or_host(p: Problem, plan: Plan, notes: list[str], progress, journal) -> Evaluator:
     """The JAX engine if fn can be vmapped and compiled, else the host loop (with a note):
     one program for every leaf where the cost model (`layout`) says it is cheaper, else
     (or where that one fails to compile) a program per leaf.
 
     Compiling the first program is the probe; its executable is kept for the check itself.
     """
-    opts = {k: v for k, v in plan.engine.items() if k not in ("progress", "journal")}
+    opts = {**plan.engine, "progress": progress, "journal": journal}
     directions = plan.options.directions if plan.options.mode == "directional" else None
     opts["directions"] = directions
     kind = "direction" if directions else "element"  # the program the mode runs first
@@ -283,5 +284,5 @@ def _batched_or_host(p: Problem, plan: Plan, notes: list[str]):
             f"fn traces but cannot be batched with vmap ({type(e).__name__}): perturbations "
             "evaluated on the host, one at a time"
         )
-        return HostEngine(*call)
+        return HostEngine(*call, progress=progress, journal=journal)
     return engine
