@@ -16,7 +16,8 @@ from .._numerics import complex as _complex
 from .._numerics import diagnosis as _diagnosis
 from .._numerics import directions as _directions
 from .._numerics import stencils as _stencils
-from .plan import Judged, Plan
+from .mode import Judged
+from .plan import Plan
 from .problem import Problem
 
 # A leaf is conclusive when at least this fraction of its checked elements (directions, in

@@ -22,12 +22,13 @@ from .._core.result import CheckResult
 from . import calling, directional, full, hessian, under_test
 from . import plan as _plan
 from .assemble import assemble
+from .mode import Mode
 from .options import DIRECTIONS, NAMES, SAMPLES, Options
 from .problem import NotInFloat64, prepare
 from .runtime import compilation_cache, numerics
 
-# The modes of an order-1 check; order=2 is `hessian`'s. Each is `judge(problem, plan)`.
-MODES = {"full": full, "sample": full, "directional": directional}
+# The modes (`mode.Mode`) of an order-1 check; order=2 is `hessian`'s.
+MODES: dict[str, Mode] = {"full": full, "sample": full, "directional": directional}
 
 
 @_errors.hides_input_errors  # a mistake in the input shows the user's line

@@ -31,7 +31,7 @@ from .._numerics.directions import (
     miss_probability,
     random_keys,
 )
-from .plan import Judged
+from .mode import Judged
 from .session import Session
 
 ALONG = len(_engine.ALONG)  # points per direction, as the engine lays them out: θ ± h v, θ ± 2h v

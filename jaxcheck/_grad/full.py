@@ -8,7 +8,8 @@ import numpy as np
 
 from .._numerics.directions import direction_step
 from . import complex_step as _complex_step
-from .plan import Judged, Plan
+from .mode import Judged
+from .plan import Plan
 from .problem import Problem
 from .session import Session
 

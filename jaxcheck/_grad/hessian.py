@@ -26,7 +26,8 @@ from .._numerics import complex as _complex
 from .._numerics import directions as _directions
 from .._numerics import stencils as st
 from . import loss
-from .plan import Judged, Plan
+from .mode import Judged
+from .plan import Plan
 from .problem import Problem
 
 

@@ -1,9 +1,8 @@
-"""What a check will do, decided once from its options and its parameters: the `Plan`; and
-what every mode returns, the leaves' verdicts: `Judged`.
+"""What a check will do, decided once from its options and its parameters: the `Plan`.
 
 The plan resolves what the options leave open against the leaves: the method and the step
 rule (their defaults depend on the dtypes), the steps per leaf, and the tolerances. A mode
-(`full`, `directional`, `hessian`) is a function `judge(problem, plan) -> Judged`.
+(`mode.Mode`) judges a `Problem` under it.
 """
 
 from __future__ import annotations
@@ -55,19 +54,6 @@ class Plan:
             "cotangent": self.cotangent, "steps": self.steps,
             "numerics": (o.rtol, o.atol, o.precision),
         }  # fmt: skip
-
-
-@dataclasses.dataclass
-class Judged:
-    """What a mode returns: each checked leaf's verdict, and how it was judged."""
-
-    verdicts: dict[str, Any]  # leaf path -> `directions.LeafOutcome`
-    steps: dict[str, float]  # leaf path -> the median step (directional verdicts carry theirs)
-    engine: str  # the engine's name: "jax", "host", ...
-    notes: list[str]
-    methods: dict[str, str] = dataclasses.field(default_factory=dict)  # where it differs
-    advice: str = ""  # what would make an inconclusive check conclusive
-    thetas: dict[str, Any] | None = None  # leaf path -> values, for the diagnosis
 
 
 def build(options: Options, coords: Coords, cotangent: Any) -> Plan:

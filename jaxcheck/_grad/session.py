@@ -30,7 +30,8 @@ from . import autostep as _autostep
 from . import complex_step as _complex_step
 from . import elementwise, under_test
 from . import rounding as _rounding
-from .plan import Judged, Plan, default_method, native_low
+from .mode import Judged
+from .plan import Plan, default_method, native_low
 from .problem import Problem
 
 
