@@ -1,6 +1,6 @@
 """Run jaxcheck on a corpus built from JAX's own gradient tests and print its verdicts.
 
-The cases (`corpus_cases.py`) are the functions, shapes and input domains of JAX's
+The cases (`tests/cases/corpus.py`) are the functions, shapes and input domains of JAX's
 tests/lax_autodiff_test.py, lax_numpy_test.py, lax_scipy_test.py and linalg_test.py. Every
 case is checked at several random points, in float64 and in float32 with precision="native"
 (no float64 anywhere: the TPU case), with JAX's own gradient (correct) and with a planted
@@ -31,11 +31,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from corpus_cases import CASES  # noqa: E402
-
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jaxcheck  # noqa: E402
 from jaxcheck._core.paths import leaf_paths  # noqa: E402
+from tests.cases.corpus import CASES  # noqa: E402
 
 PLANTED = (1e-2, 1e-3)
 PRECISIONS = ("float64", "float32 native")

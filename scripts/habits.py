@@ -4,7 +4,7 @@ named, and the diagnosis.
 
     python scripts/habits.py
 
-Cases in scripts/habits_cases.py (shared with tests/test_habits.py).
+Cases in tests/cases/habits.py (shared with tests/test_habits.py).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import pathlib
 import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-import habits_cases as hc  # noqa: E402
+from tests.cases import habits as hc  # noqa: E402
 
 
 def main() -> None:

@@ -1,14 +1,9 @@
-"""Course-style layer checks (scripts/habits_cases.py): each correct backward passes, each
+"""Course-style layer checks (tests/cases/habits.py): each correct backward passes, each
 planted bug fails in exactly its leaf, with the diagnosis of its kind."""
-
-import pathlib
-import sys
 
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "scripts"))
-
-import habits_cases as hc  # noqa: E402
+from tests.cases import habits as hc
 
 
 @pytest.mark.parametrize("case", hc.CASES, ids=[c.name for c in hc.CASES])

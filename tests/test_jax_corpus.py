@@ -46,7 +46,6 @@ SLICE = [
 
 
 def _cases():
-    _load("corpus_cases")
     corpus = _load("corpus")
     by_name = {c.name: c for c in corpus.CASES}
     return corpus, [by_name[n] for n in SLICE]

@@ -1,6 +1,6 @@
 """A corpus of gradient test cases taken from JAX's own test suite.
 
-    python scripts/corpus_cases.py [--eager] [NAME-SUBSTRING ...]
+    python -m tests.cases.corpus [--eager] [NAME-SUBSTRING ...]
         # validate every case (or the named ones): seeds 0..4, float64 and float32
 
 Each `Case` is a differentiable function of float arguments and a generator of the points JAX's
@@ -2483,7 +2483,7 @@ if __name__ == "__main__":
     import sys
     import time
 
-    # python scripts/corpus_cases.py [--eager] [SUBSTRING ...]: validate all cases (or those whose
+    # python -m tests.cases.corpus [--eager] [SUBSTRING ...]: validate all cases (or those whose
     # name contains one of the substrings), in one process per CPU; --eager: without jit.
     eager = "--eager" in sys.argv[1:]
     only = [a for a in sys.argv[1:] if a != "--eager"]
