@@ -18,7 +18,7 @@ from .._core.coords import Coords, Leaf
 from .._core.paths import leaf_paths
 from .._numerics import directions as _directions
 from . import linearity as _linearity
-from . import primal as _rules
+from . import primal as _primal
 from . import sides as _sides
 from . import transforms as _transforms
 from .finite import FiniteDifferences, underivable
@@ -46,7 +46,7 @@ class Identity:
         self.rng = np.random.default_rng(seed)
         self.notes: list[str] = []
         try:
-            self.reference, n_rules, n_jax = _rules.primal_function(fn, primals)
+            self.reference, n_rules, n_jax = _primal.primal_function(fn, primals)
             out = jax.eval_shape(fn, *primals)
         except Exception as e:  # noqa: BLE001 - any failure to trace is the user's to fix
             raise _trace_error(kind, e) from e
