@@ -244,17 +244,18 @@ def test_chunks_shrink_to_fit_max_memory():
 
 def test_a_small_model_compiles_one_program_and_a_repeat_compiles_nothing():
     loss, params, args = h.mlp_softmax_ce()
-    _engine._CACHE.clear()  # nothing kept from an earlier test of the same program
-    before = _engine.compilations
+    _engine.EXECUTABLES.clear()  # nothing kept from an earlier test of the same program
+    before = _engine.EXECUTABLES.compiled
     first = jaxcheck.check_grad(loss, params, *args)
-    assert _engine.compilations - before == 1 < len(first.leaves)  # flat: all leaves at once
+    # flat: all leaves at once
+    assert _engine.EXECUTABLES.compiled - before == 1 < len(first.leaves)
     assert first.engine == "jax-flat" and "one program for every leaf" in str(first)
-    before = _engine.compilations
+    before = _engine.EXECUTABLES.compiled
     again = jaxcheck.check_grad(loss, params, *args)
-    assert _engine.compilations == before
+    assert _engine.EXECUTABLES.compiled == before
     np.testing.assert_array_equal(first.numeric["W2"], again.numeric["W2"])
     jaxcheck.check_grad(loss, params, *args, max_memory="512MB")  # another key: compiles again
-    assert _engine.compilations > before
+    assert _engine.EXECUTABLES.compiled > before
 
 
 def _deep(n_layers):

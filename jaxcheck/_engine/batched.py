@@ -53,8 +53,48 @@ class Compiled(NamedTuple):
     path: str  # "sparse" or "vmap"
 
 
-_CACHE: collections.OrderedDict[Any, Compiled] = collections.OrderedDict()
-compilations = 0  # chunk executables compiled in this process (tests count them)
+class Executables:
+    """The compiled chunk programs kept across checks (as `jax.jit` keeps its own), keyed by
+    what will run (`fingerprint`), the least recently used dropped past `size`: one object
+    for every engine (per leaf and flat)."""
+
+    def __init__(self, size: int):
+        self._kept: collections.OrderedDict[Any, Compiled] = collections.OrderedDict()
+        self._size = size
+        self.compiled = 0  # chunk programs compiled in this process (tests count them)
+
+    def clear(self) -> None:
+        self._kept.clear()
+
+    def get(self, key: Any) -> Compiled | None:
+        if key is None or key not in self._kept:
+            return None
+        self._kept.move_to_end(key)
+        return self._kept[key]
+
+    def put(self, key: Any, program: Compiled) -> None:
+        if key is None:
+            return
+        self._kept[key] = program
+        while len(self._kept) > self._size:
+            self._kept.popitem(last=False)
+
+
+EXECUTABLES = Executables(CACHE_SIZE)
+
+
+def fit_to_memory(size: int, limit: int, given: bool, compile_at: Callable[[int], tuple]):
+    """Compile a chunk program for `size` points per device and, while its working memory (as
+    XLA reports it) exceeds `limit`, again for fewer: half, or at once the size that should
+    fit (activations scale with the chunk). given: the size was chosen by the user
+    (chunk_size=), compiled as it is. compile_at(size) -> (staged, executable); returns
+    (staged, executable, size)."""
+    while True:
+        staged, run = compile_at(size)
+        used = working_memory(run)
+        if given or size == 1 or used <= limit:
+            return staged, run, size
+        size = max(1, min(size // 2, 1 << (int(size * limit / used).bit_length() - 1)))
 
 
 def first_chunk(n: int, itemsize: int, n_points: int, budget: int, sparse: bool) -> int:
@@ -196,12 +236,12 @@ class JaxEngine:
         if slot in self._cache:
             return self._cache[slot]
         key = None if self._key is None else (*self._key, *slot)
-        if key is not None and key in _CACHE:
-            _CACHE.move_to_end(key)
-            self._cache[slot] = _CACHE[key]
+        kept = EXECUTABLES.get(key)
+        if kept is not None:
+            self._cache[slot] = kept
             if kind == "element":
-                self.paths[leaf.path] = _CACHE[key].path
-            return _CACHE[key]
+                self.paths[leaf.path] = kept.path
+            return kept
 
         # Both kinds: the single-device chunk size on every device (identical values), not
         # 1/n of it.
@@ -232,29 +272,25 @@ class JaxEngine:
         if staged is None:
             size, path, chunk_fn = first_size(sparse=False), "vmap", self._plain(leaf)
             staged = self._stage(chunk_fn, base, size, kind)
-        limit = self._budget // 2
-        while True:
+        traced = {size: staged}
+
+        def compile_at(size: int):
+            if size not in traced:
+                traced[size] = self._stage(chunk_fn, base, size, kind)
             example = self._inputs(base, size * self._n, kind)
             if self._global:
                 example = self._global_inputs(example, kind)
-            run = self._jit_run(staged, kind).lower(staged.residual_avals, *example)
-            run = run.compile()
+            run = self._jit_run(traced[size], kind).lower(traced[size].residual_avals, *example)
             self._count_compile()
-            used = working_memory(run)
-            if self._chunk or size == 1 or used <= limit:
-                break
-            # Activations that scale with the chunk: jump to the size that should fit.
-            size = max(1, min(size // 2, 1 << (int(size * limit / used).bit_length() - 1)))
-            staged = self._stage(chunk_fn, base, size, kind)
+            return traced[size], run.compile()
+
+        staged, run, size = fit_to_memory(size, self._budget // 2, bool(self._chunk), compile_at)
         prepare = staged.prepare.lower(base, self._params_dyn, self._args_dyn).compile()
         program = Compiled(prepare, run, size * self._n, path)
         self._cache[slot] = program
         if kind == "element":
             self.paths[leaf.path] = path
-        if key is not None:
-            _CACHE[key] = program
-            while len(_CACHE) > CACHE_SIZE:
-                _CACHE.popitem(last=False)
+        EXECUTABLES.put(key, program)
         return program
 
     def _jit_run(self, staged: _split.Staged, kind: str):
@@ -288,9 +324,8 @@ class JaxEngine:
         return _split.split(chunk_fn, known, self._inputs(base, size * self._n, kind))
 
     def _count_compile(self) -> None:
-        global compilations
-        compilations += 1
         self.n_compiles += 1
+        EXECUTABLES.compiled += 1
 
     @staticmethod
     def _inputs(base, size: int, kind: str) -> tuple:  # laid out as `_batched(kind)` says

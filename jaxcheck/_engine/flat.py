@@ -28,7 +28,6 @@ from . import batched as _engine
 from . import layout as _layout
 from . import split as _split
 from .batched import Compiled, JaxEngine
-from .programs import working_memory
 
 MAX_CHUNK = 1024  # points per chunk at most
 CHUNK_ELEMENTS = 2**22  # host-assembled coordinates per chunk at most (32 MiB in float64)
@@ -78,10 +77,10 @@ class FlatEngine(JaxEngine):
         if slot in self._cache:
             return self._cache[slot]
         key = None if self._key is None else (*self._key, *slot)
-        if key is not None and key in _engine._CACHE:
-            _engine._CACHE.move_to_end(key)
-            self._cache[slot] = _engine._CACHE[key]
-            return self._cache[slot]
+        kept = _engine.EXECUTABLES.get(key)
+        if kept is not None:
+            self._cache[slot] = kept
+            return kept
         # Sized for a call (one leaf's first sweep, or its directions), within memory.
         n, itemsize = self.layout.size, np.dtype(self.layout.dtype).itemsize
         sweep = self._per_call or 2 * max(leaf.size for leaf in self._leaves) + 1
@@ -91,25 +90,21 @@ class FlatEngine(JaxEngine):
             1 << max(0, (CHUNK_ELEMENTS // max(n, 1)).bit_length() - 1),
         )
         known = (self._params_dyn, self._args_dyn)
-        limit = self._budget // 2
-        while True:  # `size` points per device, as one device would run them (same values)
+
+        def compile_at(size: int):  # `size` points per device, as one device would run them
             example = self._example(size * self._n)
             staged = _split.split(self._batch_fn(), known, example)
             if self._global:
                 example = self._global_inputs(example, "points")
-            run = self._jit_points(staged).lower(staged.residual_avals, *example).compile()
             self._count_compile()
-            used = working_memory(run)
-            if self._chunk or size == 1 or used <= limit:
-                break
-            size = max(1, min(size // 2, 1 << (int(size * limit / used).bit_length() - 1)))
+            return staged, self._jit_points(staged).lower(staged.residual_avals, *example).compile()
+
+        limit, given = self._budget // 2, bool(self._chunk)
+        staged, run, size = _engine.fit_to_memory(size, limit, given, compile_at)
         prepare = staged.prepare.lower(*known).compile()
         program = Compiled(prepare, run, size * self._n, "flat")
         self._cache[slot] = program
-        if key is not None:
-            _engine._CACHE[key] = program
-            while len(_engine._CACHE) > _engine.CACHE_SIZE:
-                _engine._CACHE.popitem(last=False)
+        _engine.EXECUTABLES.put(key, program)
         return program
 
     def _jit_points(self, staged: _split.Staged):
