@@ -90,8 +90,8 @@ def _check(args: argparse.Namespace) -> int:
     if args.json and _lead():
         Path(args.json).write_text(result.to_json(indent=1) + "\n")
         say(f"\nreport written to {args.json}")
-    worse = []
-    if args.baseline:
+    worse: list = []
+    if baseline is not None:
         worse, remarks = _baseline.compare(report, baseline, args.factor)
         say(f"\nagainst the baseline {args.baseline} (a leaf fails at {args.factor:g}x worse):")
         for line in worse:

@@ -112,6 +112,7 @@ def _import(where: str):
             raise SpecError(f"no such file: {where} (relative paths start at {Path.cwd()}).")
         name = f"_jaxcheck_spec_{path.stem}"
         spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None  # a .py file that exists
         module = importlib.util.module_from_spec(spec)
         sys.path.insert(0, str(path.resolve().parent))  # its own helper modules import
         try:

@@ -5,7 +5,7 @@ library counts as parameters."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -105,6 +105,7 @@ def leaf_paths(tree: Any) -> list[tuple[str, Any]]:
 def insertion_order(tree: Any) -> list[str]:
     """Leaf paths with every dict walked in its insertion order (JAX sorts dict keys): the
     order of a flat gradient built by hand, as deeplearning.ai's `gradients_to_vector` does."""
+    items: Iterable[tuple[Any, Any]]
     if isinstance(tree, dict):
         items = tree.items()
     elif type(tree) in (list, tuple):

@@ -207,11 +207,11 @@ class CheckResult:
                 f"directions; {self.n_failed} wrong element(s) located"
             )
         n, n_ok = self.n_checked, self.n_verified
-        others = [
+        parts = [
             f"{len(self.unverifiable)} unverifiable" if self.unverifiable else "",
             f"{len(self.kinks)} at kinks" if self.kinks else "",
         ]
-        others = ", ".join(o for o in others if o)
+        others = ", ".join(o for o in parts if o)
         if self.verdict == "passed":
             verdict = (
                 f"PASSED: {n_ok} of {n} checked elements agree, none wrong ({others})"

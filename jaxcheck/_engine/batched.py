@@ -157,7 +157,7 @@ class JaxEngine:
             self._shardings = tuple(
                 jax.sharding.NamedSharding(self._mesh, p) for p in (spec(), spec("p"))
             )
-        self._key = None
+        self._key: tuple | None = None
         if cache_key is not None:
             self._key = (
                 cache_key,
@@ -167,8 +167,8 @@ class JaxEngine:
                 delta,
                 directions,
                 self._budget,
-                jax.config.jax_enable_x64,
-                str(jax.config.jax_default_matmul_precision),
+                jax.config.jax_enable_x64,  # type: ignore[attr-defined]
+                str(jax.config.jax_default_matmul_precision),  # type: ignore[attr-defined]
                 None if self._mesh is None else tuple(d.id for d in self._mesh.devices.flat),
             )
         self._cache: dict[tuple, Compiled] = {}  # (leaf position, kind) -> compiled program
@@ -277,7 +277,7 @@ class JaxEngine:
         def compile_at(size: int):
             if size not in traced:
                 traced[size] = self._stage(chunk_fn, base, size, kind)
-            example = self._inputs(base, size * self._n, kind)
+            example = list(self._inputs(base, size * self._n, kind))
             if self._global:
                 example = self._global_inputs(example, kind)
             run = self._jit_run(traced[size], kind).lower(traced[size].residual_avals, *example)

@@ -127,7 +127,7 @@ class FlatEngine(JaxEngine):
 
     def prepare(self, leaf: Leaf | None = None, kind: str = "element"):
         """Compile the program (or find it kept) and compute what its chunks read, once."""
-        if self._own(leaf):
+        if leaf is not None and self._own(leaf):
             return super().prepare(leaf, kind)
         program = self._program()
         if self._flat_residuals is None:

@@ -90,24 +90,28 @@ def forward_flops(jaxpr: jcore.Jaxpr) -> float:
     total = 0.0
     for eqn in jaxpr.eqns:
         name = eqn.primitive.name
-        subs = [_inner(v) for v in eqn.params.values() if _inner(v) is not None]
-        subs += [_inner(b) for b in eqn.params.get("branches", ())]
+        inner = [_inner(v) for v in (*eqn.params.values(), *eqn.params.get("branches", ()))]
+        subs = [j for j in inner if j is not None]
         if name == "dot_general":
             (lhs_contract, _), _ = eqn.params["dimension_numbers"]
-            k = np.prod([eqn.invars[0].aval.shape[d] for d in lhs_contract])
+            k = np.prod([_shape(eqn.invars[0])[d] for d in lhs_contract])
             total += 2.0 * _size(eqn.outvars[0]) * k
         elif name == "conv_general_dilated":
-            rhs = eqn.invars[1].aval.shape
+            rhs = _shape(eqn.invars[1])
             out_feature = eqn.params["dimension_numbers"].rhs_spec[0]
             total += 2.0 * _size(eqn.outvars[0]) * np.prod(rhs) / rhs[out_feature]
         elif name == "cond":
-            total += max(forward_flops(b) for b in subs)
+            total += max((forward_flops(b) for b in subs), default=0.0)
         elif subs:
             trips = eqn.params.get("length", WHILE_TRIPS if name == "while" else 1)
             total += trips * sum(forward_flops(s) for s in subs)
         else:
             total += sum(_size(v) for v in eqn.outvars)
     return total
+
+
+def _shape(var) -> tuple[int, ...]:
+    return tuple(getattr(var.aval, "shape", ()))
 
 
 def _inner(v) -> jcore.Jaxpr | None:

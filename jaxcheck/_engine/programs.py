@@ -32,7 +32,9 @@ def split_arrays(tree: Any) -> tuple[list[Any], Callable[[Sequence[Any]], Any], 
 
     def rebuild(values: Sequence[Any]) -> Any:
         it = iter(values)
-        return treedef.unflatten([next(it) if a else x for x, a in zip(leaves, is_array)])
+        return jax.tree_util.tree_unflatten(
+            treedef, [next(it) if a else x for x, a in zip(leaves, is_array)]
+        )
 
     static = tuple(
         (np.shape(x), str(x.dtype)) if a else _hashable(x) for x, a in zip(leaves, is_array)

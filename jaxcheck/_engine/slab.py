@@ -67,7 +67,7 @@ def read(env: dict, v) -> Any:
     return v.val if isinstance(v, jcore.Literal) else env[v]
 
 
-def run_eqns(eqns, env: dict, apply: Callable = None) -> None:
+def run_eqns(eqns, env: dict, apply: Callable | None = None) -> None:
     """Evaluate equations in order, reading and writing env; apply(eqn, invals) -> outputs."""
     apply = apply or bind
     for eqn in eqns:

@@ -220,7 +220,7 @@ def _dot_general(eqn, invals) -> Slab | None:
             out_pos[a] = list(xb).index(a)
         elif a in x_free:
             out_pos[a] = nb + x_free.index(a) + (0 if x_is_lhs else n_lhs_free)
-    order = sorted(out_pos, key=out_pos.get)
+    order = sorted(out_pos, key=lambda a: out_pos[a])
     axes = [out_pos[a] for a in order]
     sel = x.sel[:, [x.axes.index(a) for a in order]]
     (base,) = bind(eqn, [x.base, y] if x_is_lhs else [y, x.base])
@@ -249,7 +249,7 @@ def _transpose(eqn, invals) -> Slab:
     perm = list(eqn.params["permutation"])
     (base,) = bind(eqn, [x.base])
     new_pos = {a: perm.index(a) for a in x.axes}
-    order = sorted(x.axes, key=new_pos.get)
+    order = sorted(x.axes, key=lambda a: new_pos[a])
     free = x.free
     val = jnp.transpose(x.val, [0] + [1 + free.index(p) for p in perm if p in free])
     return Slab(base, [new_pos[a] for a in order], x.sel[:, [x.axes.index(a) for a in order]], val)
@@ -278,7 +278,7 @@ def _reshape(eqn, invals) -> Slab | None:
         return None
     in_shape, out_shape = np.shape(x.base), tuple(eqn.params["new_sizes"])
     # A selected axis survives if it is a whole output axis at the same flat offset.
-    out_axes = []
+    out_axes: list[int] = []
     for a in x.axes:
         pre = int(np.prod(in_shape[:a]))
         match = [

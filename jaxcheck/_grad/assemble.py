@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from .._core.result import CheckResult, ElementReport, LeafReport
+from .._core.result import CheckResult, ElementReport, LeafReport, VerdictName
 from .._numerics import complex as _complex
 from .._numerics import diagnosis as _diagnosis
 from .._numerics import directions as _directions
@@ -32,8 +32,9 @@ def assemble(problem: Problem, plan: Plan, judged: Judged) -> CheckResult:
     coords, method, steps = problem.coords, plan.method, judged.steps
     leaf_methods, thetas = judged.methods, judged.thetas or {}
     judged_leaves, advice, o = judged.verdicts, judged.advice, plan.options
-    views = {"numeric": [], "analytic": [], "resolution": []}
-    reports, elements = {}, {"failures": [], "unverifiable": [], "kinks": []}
+    views: dict[str, list] = {"numeric": [], "analytic": [], "resolution": []}
+    reports: dict[str, LeafReport] = {}
+    elements: dict[str, list[ElementReport]] = {"failures": [], "unverifiable": [], "kinks": []}
     totals = np.zeros(3)  # Σ(g − d)², Σg², Σd² over finite elements (or directions)
     for leaf in coords.leaves:
         outcome = judged_leaves.get(leaf.path)
@@ -49,8 +50,9 @@ def assemble(problem: Problem, plan: Plan, judged: Judged) -> CheckResult:
         totals += sums
     failures = sorted(elements["failures"], key=lambda e: -_badness(e))
     verdicts = {r.verdict for r in reports.values()}
-    verdict = next((v for v in ("failed", "inconclusive") if v in verdicts), "passed")
-    verdict = "failed" if failures else verdict
+    verdict: VerdictName = "failed" if failures or "failed" in verdicts else "passed"
+    if verdict == "passed" and "inconclusive" in verdicts:
+        verdict = "inconclusive"
     return CheckResult(
         passed=verdict == "passed",
         verdict=verdict,
@@ -74,7 +76,9 @@ def assemble(problem: Problem, plan: Plan, judged: Judged) -> CheckResult:
 def _views(leaf, outcome) -> dict[str, np.ndarray | None]:
     """The leaf's numeric, analytic and resolution arrays, shaped as given (NaN where it was
     not checked; None for a leaf that is not an array of numbers)."""
-    nan = np.full(leaf.shape, np.nan) if leaf.dtype is not None else None
+    if leaf.dtype is None:
+        return {"numeric": None, "analytic": None, "resolution": None}
+    nan = np.full(leaf.shape, np.nan)
     v = _directions.elements_of(outcome)
     as_given = _complex.complex_view if leaf.complex_pairs else lambda x: x
     both = (lambda x: x[..., 0] + 1j * x[..., 1]) if leaf.complex_pairs else as_given
@@ -91,14 +95,14 @@ def _leaf(leaf, outcome, steps, method, theta) -> tuple[LeafReport, dict, np.nda
     v = _directions.elements_of(outcome)
     compared = _directions.compared_of(outcome)
     sums = _sums(compared)
-    found = {"failures": [], "unverifiable": [], "kinks": []}
+    found: dict[str, list[ElementReport]] = {"failures": [], "unverifiable": [], "kinks": []}
     n_checked = n_ok = 0
     if v is not None:
         for name, statuses in (("failures", _stencils.FAILING),
                                ("unverifiable", [_stencils.UNVERIFIABLE]),
                                ("kinks", [_stencils.KINK])):  # fmt: skip
             at = np.flatnonzero(np.isin(v.status, statuses))
-            found[name] = [_record(leaf, v, i) for i in at]
+            found[name] = [_record(leaf, v, int(i)) for i in at]
         checked = np.ones(leaf.size, bool) if v.checked is None else v.checked
         n_checked = int(checked.sum())
         n_ok = int(np.count_nonzero(checked & (v.status == _stencils.OK)))
@@ -156,7 +160,7 @@ def _directional_fields(outcome) -> dict:
     )
 
 
-def _verdict(passed: bool, counted: int, total: int) -> str:
+def _verdict(passed: bool, counted: int, total: int) -> VerdictName:
     """A leaf's verdict: failed, or inconclusive when under CONCLUSIVE of it is verified."""
     if not passed:
         return "failed"
@@ -183,7 +187,7 @@ def _record(leaf, v: _stencils.Verdict, i: int) -> ElementReport:
         numeric=sign * float(v.numeric[i]),
         abs_error=float(v.abs_error[i]),
         tolerance=float(v.tolerance[i]),
-        status=_stencils.Status(int(v.status[i])).label,
+        status=_stencils.Status(int(v.status[i])).label,  # type: ignore[arg-type] # not "ok"
         part=part,
     )
 

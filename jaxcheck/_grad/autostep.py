@@ -32,7 +32,7 @@ def multiplier(engine, leaf, stencil: st.Stencil, method, g, tol, cap) -> float:
     idx = np.sort(np.random.default_rng([leaf.position, 7]).choice(n, min(n, SAMPLE), False))
     theta, h0 = stencil.theta[idx], stencil.h[idx]
     f0 = engine.evaluate(leaf, np.array([0]), stencil.theta[:1])[0]
-    scores = {}
+    scores: dict[float, float] = {}
     for m in MULTIPLIERS:
         if np.any(m * h0 > cap[idx]) and m > 1:
             break

@@ -130,11 +130,11 @@ def refuse_transform(grad_fn) -> None:
         for name in names if lib is not None else ():
             if hasattr(lib, name):
                 transforms[id(getattr(lib, name))] = f"{module.split('.')[-1]}.{name}"
-    name = transforms.get(id(grad_fn))
-    if name:
+    named = transforms.get(id(grad_fn))
+    if named:
         raise TypeError(
-            f"grad_fn={name} is the transform itself, not a gradient function: pass "
-            f"grad_fn={name}(fn) (or leave grad_fn=None, which checks jax.grad(fn))."
+            f"grad_fn={named} is the transform itself, not a gradient function: pass "
+            f"grad_fn={named}(fn) (or leave grad_fn=None, which checks jax.grad(fn))."
         )
 
 

@@ -33,6 +33,7 @@ import numpy as np
 from .._core.coords import Coords, Leaf
 from .._core.paths import qualified
 from .._engine.batched import JaxEngine
+from .._engine.evaluator import Evaluator
 from .._engine.host import HostEngine
 from .._numerics import stencils as st
 
@@ -84,7 +85,7 @@ class ComplexStep:
         values[leaf.position] = theta.astype(np.result_type(theta.dtype, np.complex64))
         if self._host:
             o = self._engine_options
-            engine = HostEngine(self._imag, values, self._coords, self._args,
+            engine: Evaluator = HostEngine(self._imag, values, self._coords, self._args,
                                 progress=o["progress"], journal=o["journal"])  # fmt: skip
         else:
             key = (self._key, NAME)
@@ -127,7 +128,7 @@ class ComplexStep:
         own = _resolution(d1, d3, tol.u_f)
         # The complex step along v, moved onto the real chord's rounded direction.
         verdict = st.judge_chord(
-            d1 + along - v @ g, shift, f0, *f, t,
+            d1 + along - v @ g, shift, f0, f[0], f[1], f[2], f[3], t,
             st.Tolerance(u_f=tol.u_f, u_g=tol.u_g, rtol=0.0, atol=own),
         )  # fmt: skip
         wrong = np.isin(verdict.status, st.FAILING)

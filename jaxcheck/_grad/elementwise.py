@@ -104,7 +104,7 @@ class Stencils:
 
 
 def judge_leaf(
-    engine, leaf: Leaf, s: st.Stencil, method, g, tol: dict, subset=None, nondet=None,
+    engine, leaf: Leaf, s: st.Stencil, method, g, tol: st.Tolerance, subset=None, nondet=None,
     typical: float = 0.0, rounding=None,
 ):  # fmt: skip
     """Evaluate f at θ and at the method's first points for every element of the leaf, and
@@ -155,7 +155,7 @@ def judge_leaf(
 
 
 def wide_look(
-    engine, leaf, s, idx, method, g, f0, tol: dict, verdict, typical: float = 0.0, rounding=None
+    engine, leaf, s, idx, method, g, f0, tol: st.Tolerance, verdict, typical=0.0, rounding=None
 ) -> st.Verdict:
     """Unverifiable elements judged again at WIDEN·h, WIDEN²·h, ... (at most WIDE_LEVELS).
 

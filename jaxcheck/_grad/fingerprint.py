@@ -130,5 +130,5 @@ def _value(x: Any) -> bytes:
         x = jax.random.key_data(x)
     a = np.ascontiguousarray(np.asarray(x))
     h = hashlib.blake2b(f"{a.shape} {a.dtype}".encode(), digest_size=16)
-    h.update(a.reshape(-1).view(np.uint8))
+    h.update(a.reshape(-1).view(np.uint8).data)
     return h.digest()

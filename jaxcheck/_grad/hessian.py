@@ -14,6 +14,7 @@ leaves whose directions exposed it (the wrong block of H).
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -37,7 +38,11 @@ class Derivatives:
     def __init__(self, values, coords: Coords, given: Coords, args, grad_fn, hvp_fn, jax_fns):
         self.values, self.coords, self.given, self.args = values, coords, given, args
         self.grad_fn, self.hvp_fn = grad_fn, hvp_fn
-        self.jax_grads, self.jax_hvps = jax_fns or (None, None)  # None: fn cannot be traced
+        # None: fn cannot be traced
+        self.jax_grads: Any = None
+        self.jax_hvps: Any = None
+        if jax_fns is not None:
+            self.jax_grads, self.jax_hvps = jax_fns
 
     def _params(self, values):
         return self.given.unflatten(_complex.from_pairs(values, self.coords))

@@ -164,7 +164,7 @@ def _seed(seed):
 
 def count_option(name: str, value: Any, what: str) -> int:
     """A positive integer option (directions=, samples=)."""
-    if not (isinstance(value, numbers.Integral) and not isinstance(value, bool) and value > 0):
+    if not (isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) > 0):
         raise ValueError(f"{name}={value!r}: pass a positive integer, the number of {what}.")
     return int(value)
 

@@ -58,7 +58,7 @@ def compilation_cache(cache_dir: str | os.PathLike | None) -> None:
             f"cache_dir={os.fspath(cache_dir or path)!r} cannot be used as the compilation "
             f"cache: {e.strerror}. Give a directory you can write to."
         ) from None
-    if jax.config.jax_compilation_cache_dir == path:
+    if jax.config.jax_compilation_cache_dir == path:  # type: ignore[attr-defined]
         return
     from jax.experimental.compilation_cache import compilation_cache as cc
 

@@ -300,7 +300,8 @@ def rough(v: st.Verdict, floor) -> np.ndarray:
     or the fourth difference is far above rounding (u·|f|, or the measured noise floor)."""
     with np.errstate(invalid="ignore", divide="ignore"):
         rounding = np.fmax(floor, v.noise / v.excess_noise)  # noise / excess = u_f·max|f|
-        return (v.truncation > v.resolution / 2) | (v.noise > 4 * rounding)
+        truncation = np.zeros_like(v.resolution) if v.truncation is None else v.truncation
+        return (truncation > v.resolution / 2) | (v.noise > 4 * rounding)
 
 
 def _take(v: st.Verdict, mask) -> st.Verdict:

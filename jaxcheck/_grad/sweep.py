@@ -148,13 +148,13 @@ def sweep_eps(
     default = check_grad(fn, params, *args, **options)
     if steps is None:
         u = _working_roundoff(default)
-        steps = 10.0 ** np.arange(-1.0, math.log10(u) - 0.25, -0.5)
-    steps = np.sort(np.asarray(steps, np.float64))[::-1]
-    if steps.size == 0 or not np.all(np.isfinite(steps)) or np.any(steps <= 0):
-        raise ValueError(f"steps={steps.tolist()!r}: pass positive, finite step sizes.")
-    difference = {p: np.full(steps.size, np.nan) for p in default.leaves}
-    max_abs = {p: np.full(steps.size, np.nan) for p in default.leaves}
-    for k, h in enumerate(steps):
+        steps = list(10.0 ** np.arange(-1.0, math.log10(u) - 0.25, -0.5))
+    tried = np.sort(np.asarray(steps, np.float64))[::-1]
+    if tried.size == 0 or not np.all(np.isfinite(tried)) or np.any(tried <= 0):
+        raise ValueError(f"steps={tried.tolist()!r}: pass positive, finite step sizes.")
+    difference = {p: np.full(tried.size, np.nan) for p in default.leaves}
+    max_abs = {p: np.full(tried.size, np.nan) for p in default.leaves}
+    for k, h in enumerate(tried):
         try:
             result = check_grad(fn, params, *args, eps=float(h), **options)
         except ValueError as e:
@@ -165,7 +165,7 @@ def sweep_eps(
             difference[path][k] = leaf.difference
             max_abs[path][k] = leaf.max_abs_error
     return SweepResult(
-        steps=steps,
+        steps=tried,
         difference=difference,
         max_abs_error=max_abs,
         default_step={p: leaf.step for p, leaf in default.leaves.items()},

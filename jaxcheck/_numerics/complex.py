@@ -55,6 +55,7 @@ def from_pairs(values: Sequence[Any], real_coords: Coords) -> list[Any]:
     out = list(values)
     for p in positions(real_coords):
         x = out[p]
+        z: Any
         if isinstance(x, np.ndarray):
             z = np.empty(x.shape[:-1], np.result_type(x.dtype, np.complex64))
             z.real, z.imag = x[..., 0], x[..., 1]

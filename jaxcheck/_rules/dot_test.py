@@ -133,10 +133,10 @@ class Identity:
         why = self.why = underivable(self.reference, self.point)
         if self.kind == "vjp":
             self.test_vectors = _sides.vjp_vectors(self.point, self.rule, "vjp")
-            test = _sides.explicit(self.test_vectors)
+            explicit = _sides.explicit(self.test_vectors)
             if why:
-                return test, self._finite(why, precision)
-            return test, self._jax_reference(self._reference_forward, "jax.jvp")
+                return explicit, self._finite(why, precision)
+            return explicit, self._jax_reference(self._reference_forward, "jax.jvp")
         first = self.coords.checked[0]
         try:
             _sides.forward(self.point, self.rule, first, True)(
@@ -213,7 +213,8 @@ class Identity:
             _, b, err, tol = self._judge(t_side, r_side, self._gaussian(leaf, self.k),
                                          np.arange(self.k))  # fmt: skip
             bad = ~(err <= tol)
-            note, records = "", []
+            note = ""
+            records: list[Any] = []
             if not np.isfinite(b).all():
                 self.notes.append(
                     f"the reference ({self.reference_name}) is not finite along {leaf.path}: "

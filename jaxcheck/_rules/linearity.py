@@ -120,7 +120,7 @@ def _flat(tree: Any) -> tuple[np.ndarray, Callable[[int], str]]:
 
     def name(i: int) -> str:
         start, path, shape = [s for s in spans if s[0] <= i][-1]
-        index = np.unravel_index(i - start, shape) if shape else ()
+        index = tuple(int(j) for j in np.unravel_index(i - start, shape)) if shape else ()
         return f"output{path}{format_index(index)}"
 
     return (np.concatenate(parts) if parts else np.zeros(0)), name

@@ -50,7 +50,7 @@ class Point:
 
     def tangents(self, given: dict[int, Any]) -> tuple:
         """Tangents: given[position] (flat) where given, zero elsewhere (float0 if not float)."""
-        out = []
+        out: list[Any] = []
         for leaf in self.coords.leaves:
             x = self.values[leaf.position]
             if leaf.position in given:
@@ -59,7 +59,7 @@ class Point:
                 out.append(jnp.zeros(jnp.shape(x), jnp.asarray(x).dtype))
             else:
                 out.append(np.zeros(np.shape(x), jax.dtypes.float0))
-        return tuple(self.coords.unflatten(out))
+        return tuple(self.coords.unflatten(list(out)))
 
     def dtype(self, leaf: Leaf):
         return np.asarray(self.values[leaf.position]).dtype
@@ -122,7 +122,8 @@ def tangent_out(result: Any) -> Any:
 
 def pair(a: Any, b: Any) -> tuple[jax.Array, jax.Array]:
     """(Re Σ a_i b_i, Σ |a_i||b_i|) over matching pytrees, skipping float0 leaves."""
-    value, scale = 0.0, 0.0
+    value: Any = 0.0
+    scale: Any = 0.0
     for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
         if is_float0(x) or is_float0(y):
             continue
@@ -132,7 +133,7 @@ def pair(a: Any, b: Any) -> tuple[jax.Array, jax.Array]:
 
 
 def same_structure(a: Any, b: Any) -> bool:
-    return jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
+    return bool(jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b))  # type: ignore[operator]
 
 
 def cotangent_leaves(point: Point, ct: Any, who: str) -> dict[str, np.ndarray]:
