@@ -293,6 +293,29 @@ def test_a_wrong_flat_gradient_in_insertion_order_is_located_with_a_note():
     assert any("insertion order" in n for n in result.notes)
 
 
+def test_the_order_of_a_flat_vector_is_decided_as_it_is_read_not_by_a_second_check():
+    """The flat vector's order is settled when the gradient is first read (against finite
+    differences along random directions): grad_fn is called to decide it, to read it, and
+    once more for the reentrancy test, not again for a whole second check."""
+    params, X, Y = dict_net()
+    calls = []
+
+    def counted(p, X, Y):
+        calls.append(1)
+        return dict_net_vector(p, X, Y)
+
+    result = jaxcheck.check_grad(dict_net_loss, params, X, Y, grad_fn=counted)
+    assert result.verdict == "passed" and len(calls) <= 3, (result, len(calls))
+
+
+def test_a_flat_vector_wrong_in_either_order_says_so():
+    params, X, Y = dict_net()
+    n = sum(np.size(v) for v in params.values())
+    result = jaxcheck.check_grad(dict_net_loss, params, X, Y, grad_fn=lambda p, X, Y: np.ones(n))
+    assert result.verdict == "failed"
+    assert any("disagrees with finite differences as well" in n for n in result.notes), result
+
+
 def test_equinox_hyperparameters_are_not_parameters():
     eqx = pytest.importorskip("equinox")
 

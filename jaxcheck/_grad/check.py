@@ -19,7 +19,7 @@ from typing import Any
 from .._core import errors as _errors
 from .._core.coords import Coords, OnlySpec
 from .._core.result import CheckResult
-from . import calling, directional, full, hessian, under_test
+from . import calling, directional, full, hessian
 from . import plan as _plan
 from .assemble import assemble
 from .mode import Mode
@@ -200,9 +200,4 @@ def checked(fn, params, args: tuple, grad_fn, options: Options) -> CheckResult:
             "as precision='native' checks"
         )
         result = run(call.grad_fn)
-    if result.verdict == "failed" and call.grad_fn is not None:
-        with numerics(o.precision):  # grad_fn is called in the check's numerics
-            result = under_test.in_insertion_order(
-                result, run, call.grad_fn, call.params, call.args, coords
-            )
     return result

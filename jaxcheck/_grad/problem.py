@@ -102,6 +102,12 @@ def prepare(fn, params, args, coords: Coords, grad_fn, plan: Plan) -> Problem:
         nondet.seen = loss.check_base(f0, again, out_dtype, nondet.tol)
 
     given, fn_given = coords, fn_scalar
+    if grad_fn is not None:  # a flat vector in the dicts' insertion order: read as such
+        grad_fn, order_note = under_test.in_dict_order(
+            grad_fn, fn_scalar, params, (work_params, work_args), coords, values,
+            plan.options.seed,
+        )  # fmt: skip
+        notes += [order_note] if order_note else []
     if any(leaf.is_complex for leaf in coords.checked):  # from here on: (x, y) pairs
         coords = _complex.realify(coords)
         values = _complex.to_pairs(values, coords)
