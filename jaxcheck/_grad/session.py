@@ -131,9 +131,38 @@ class Session:
         return None if rounding is None else lambda: rounding.floor(leaf.path)
 
     def finish(self, verdicts: dict, methods_used: dict, steps: dict) -> Judged:
-        """Close the bar and the journal; the leaves' verdicts with the session's notes."""
-        p, plan, notes = self.problem, self.plan, self.notes
+        """What the mode judged, completed across leaves (`across_leaves`), with the
+        session's notes (`notes_of`), the engine's resources released (`close`)."""
+        p = self.problem
+        self.across_leaves(verdicts)
+        self.close()
+        for leaf in p.coords.checked:
+            steps.setdefault(leaf.path, self.stencils.median_step(leaf))
+        thetas = {leaf.path: p.values[leaf.position] for leaf in p.coords.checked}
+        advice = _advice(self.plan, p.coords, p.computed, self.drowned)
+        return Judged(verdicts, steps, self.engine.name, self.notes_of(verdicts), methods_used,
+                      advice, thetas)  # fmt: skip
+
+    def across_leaves(self, verdicts: dict) -> None:
+        """The judgement that needs every leaf's verdict: zeros verified against the whole
+        check's scale of gradients (`stencils.verify_zeros`; mutates the verdicts)."""
+        p = self.problem
+        natural = abs(p.f0) / max(p.typical.values())  # |f| over the parameters' scale
+        u_g = max(st.unit_roundoff(np.asarray(g).dtype) for g in p.grads.values())
+        st.verify_zeros(
+            [v for o in verdicts.values() for v in _directions.verdicts_of(o)], natural, u_g
+        )
+
+    def close(self) -> None:
+        """The progress bar and the journal closed (the journal's note kept for `notes_of`)."""
         self.bar.close()
+        if self.engine.journal is not None:
+            self.engine.journal.close()
+
+    def notes_of(self, verdicts: dict) -> list[str]:
+        """The session's notes: the engine's, f's re-evaluations, the gradient's rounding, the
+        journal, data-chosen steps, and a conjugated complex gradient."""
+        p, plan, notes = self.problem, self.plan, list(self.notes)
         if p.nondet.seen > 0:
             notes.append(
                 f"re-evaluations of fn at the same point differ by up to {p.nondet.seen:.1e}, "
@@ -142,24 +171,13 @@ class Session:
             )
         notes += _rounding_notes(p.rounding, self.rescued, self.drowned)
         if self.engine.journal is not None:
-            self.engine.journal.close()
             notes.append(self.engine.journal.note())
         if plan.step_rule == "auto" and self.tuned - set(plan.steps):
             notes.append(
                 "steps chosen from the data per leaf (eps='auto'; eps='rule' for u^p·scale)"
             )
         hint = _complex.conjugate_hint(p.coords, verdicts)
-        notes += [hint] if hint else []
-        for leaf in p.coords.checked:
-            steps.setdefault(leaf.path, self.stencils.median_step(leaf))
-        natural = abs(p.f0) / max(p.typical.values())  # |f| over the parameters' scale
-        u_g = max(st.unit_roundoff(np.asarray(g).dtype) for g in p.grads.values())
-        st.verify_zeros(
-            [v for o in verdicts.values() for v in _directions.verdicts_of(o)], natural, u_g
-        )
-        thetas = {leaf.path: p.values[leaf.position] for leaf in p.coords.checked}
-        return Judged(verdicts, steps, self.engine.name, notes, methods_used,
-                      _advice(plan, p.coords, p.computed, self.drowned), thetas)  # fmt: skip
+        return notes + ([hint] if hint else [])
 
 
 def _rounding_notes(rounding, rescued: int, drowned: int = 0) -> list[str]:
