@@ -24,7 +24,7 @@ from ._core.errors import GradCheckError
 from ._core.plots import pyplot
 from ._core.result import CheckResult
 from ._grad.calling import validate_functions
-from ._grad.check import checked
+from ._grad.check import check_with
 from ._grad.options import Options
 
 FULL_UP_TO = 20_000  # parameters: above this the default mode is "directional"
@@ -125,7 +125,7 @@ class GradMonitor:
             self.history.append(Record(step, value, checked=False))
             return None
         mode = self.mode or ("full" if _size(params) <= FULL_UP_TO else "directional")
-        result = checked(self.fn, params, args, self.grad_fn, self.options.replace(mode=mode))
+        result = check_with(self.fn, params, args, self.grad_fn, self.options.replace(mode=mode))
         if loss is None:
             value = float(self.fn(params, *args))
         record = Record(

@@ -164,11 +164,11 @@ def check_grad(
         True
     """
     given = {name: value for name, value in locals().items() if name in NAMES}
-    return checked(fn, params, args, grad_fn, Options.make(**given, **unknown))
+    return check_with(fn, params, args, grad_fn, Options.make(**given, **unknown))
 
 
 @_errors.hides_input_errors
-def checked(fn, params, args: tuple, grad_fn, options: Options) -> CheckResult:
+def check_with(fn, params, args: tuple, grad_fn, options: Options) -> CheckResult:
     """check_grad(fn, params, *args, grad_fn=grad_fn, **options), options validated."""
     calling.validate_functions(fn, grad_fn)
     o = options

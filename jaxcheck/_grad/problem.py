@@ -179,7 +179,7 @@ def _computed_note(computed) -> list[str]:
 
 class NotInFloat64(Exception):
     """fn traces in its own dtypes but not in float64 (a kernel, a scan whose carry it builds
-    in float32): the check runs in the dtypes fn runs in (`check.checked`)."""
+    in float32): the check runs in the dtypes fn runs in (`check.check_with`)."""
 
 
 def _computed(program, coords: Coords, values: list) -> np.dtype | None:
