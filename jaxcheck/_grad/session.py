@@ -10,11 +10,12 @@ data first under eps="auto"); `finish` closes the bar and the journal and return
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import jax
 import numpy as np
 
-from .._core.coords import Coords
+from .._core.coords import Coords, Leaf
 from .._engine import journal as _journal
 from .._engine import layout as _layout
 from .._engine import progress as _progress
@@ -81,7 +82,7 @@ class Session:
         self.tuned: set[str] = set()  # leaves whose data-chosen step is settled
         self.g_scale = under_test.scale(p.grads)
 
-    def gradient(self, leaf) -> tuple[np.ndarray, st.Tolerance]:
+    def gradient(self, leaf: Leaf) -> tuple[np.ndarray, st.Tolerance]:
         """The leaf's flat gradient under test (float64) and its tolerances."""
         g = np.asarray(self.problem.grads[leaf.path])
         g_dtype = self.problem.coarser(g.dtype) if np.issubdtype(g.dtype, np.floating) else g.dtype
@@ -95,7 +96,9 @@ class Session:
             tol = tol.replace(u_g=tol.u_g * _rounding.ASSUMED / st.GRAD_FLOOR)
         return g.astype(np.float64).reshape(-1), tol
 
-    def elements(self, leaf, g, tol, subset=None) -> st.Verdict:
+    def elements(
+        self, leaf: Leaf, g: np.ndarray, tol: st.Tolerance, subset: np.ndarray | None = None
+    ) -> st.Verdict:
         """The verdict of the leaf's elements (or `subset`), with its settled step."""
         plan = self.plan
         if leaf.path not in self.tuned and plan.step_rule == "auto" and leaf.path not in plan.steps:
@@ -125,7 +128,7 @@ class Session:
             verdict = dataclasses.replace(verdict, at_kinks=at_kinks)
         return verdict
 
-    def _floor(self, leaf):
+    def _floor(self, leaf: Leaf) -> Callable[[], np.ndarray] | None:
         """The leaf's measured gradient rounding, as a function measuring it when called."""
         rounding = self.problem.rounding
         return None if rounding is None else lambda: rounding.floor(leaf.path)

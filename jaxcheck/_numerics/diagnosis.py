@@ -53,7 +53,14 @@ def diagnose(v: st.Verdict, shape: tuple[int, ...], theta: np.ndarray | None = N
     return _slice(failing, resolved, shape) or _spread(a, d, failing, resolved)
 
 
-def _zero(a, d, resolved, failing, shape, theta) -> str:
+def _zero(
+    a: np.ndarray,
+    d: np.ndarray,
+    resolved: np.ndarray,
+    failing: np.ndarray,
+    shape: tuple,
+    theta: np.ndarray | None,
+) -> str:
     wrong = failing & np.isfinite(d)
     if not wrong.any() or np.any(a[wrong] != 0):
         return ""
@@ -70,7 +77,14 @@ def _explains(residual: float, gap: float) -> bool:
     return gap > 0 and residual <= FIT * gap
 
 
-def _factor(a, d, resolved, failing, shape, theta) -> str:
+def _factor(
+    a: np.ndarray,
+    d: np.ndarray,
+    resolved: np.ndarray,
+    failing: np.ndarray,
+    shape: tuple,
+    theta: np.ndarray | None,
+) -> str:
     x, y = d[resolved], a[resolved]
     dd = float(x @ x)
     if dd == 0 or resolved.sum() < MIN_FIT:
@@ -99,7 +113,14 @@ def _fraction(c: float) -> str:
     return f"{c:.3g}/m"
 
 
-def _transposed(a, d, resolved, failing, shape, theta) -> str:
+def _transposed(
+    a: np.ndarray,
+    d: np.ndarray,
+    resolved: np.ndarray,
+    failing: np.ndarray,
+    shape: tuple,
+    theta: np.ndarray | None,
+) -> str:
     if len(shape) < 2 or shape[-1] != shape[-2] or shape[-1] < 2 or not resolved.all():
         return ""
     g, D = a.reshape(shape), d.reshape(shape)
@@ -112,7 +133,14 @@ def _transposed(a, d, resolved, failing, shape, theta) -> str:
     )
 
 
-def _theta_term(a, d, resolved, failing, shape, theta) -> str:
+def _theta_term(
+    a: np.ndarray,
+    d: np.ndarray,
+    resolved: np.ndarray,
+    failing: np.ndarray,
+    shape: tuple,
+    theta: np.ndarray | None,
+) -> str:
     if theta is None:
         return ""
     t = np.asarray(theta, np.float64).reshape(-1)[resolved]
@@ -134,7 +162,7 @@ def _theta_term(a, d, resolved, failing, shape, theta) -> str:
     )
 
 
-def _slice(failing, resolved, shape) -> str:
+def _slice(failing: np.ndarray, resolved: np.ndarray, shape: tuple) -> str:
     n = int(failing.sum())
     if n < SLICE_MIN or len(shape) < 2:
         return ""
@@ -163,7 +191,7 @@ def _slice(failing, resolved, shape) -> str:
     )
 
 
-def _spread(a, d, failing, resolved) -> str:
+def _spread(a: np.ndarray, d: np.ndarray, failing: np.ndarray, resolved: np.ndarray) -> str:
     wrong = failing & np.isfinite(d)
     if wrong.sum() < 2 or wrong.sum() < 0.5 * resolved.sum():
         return ""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from typing import Any
 
 import numpy as np
 
@@ -53,12 +54,12 @@ STATUSES = tuple(s.label for s in Status)
 FAILING = (MISMATCH, NONFINITE, NONDETERMINISTIC)
 
 
-def unit_roundoff(dtype) -> float:
+def unit_roundoff(dtype: Any) -> float:
     """Machine epsilon of a float dtype (2.2e-16 for float64, 1.2e-7 for float32)."""
     return float(np.finfo(dtype).eps)
 
 
-def default_rtol(grad_dtype) -> float:
+def default_rtol(grad_dtype: Any) -> float:
     """Relative tolerance for a gradient computed in `grad_dtype`.
 
     1e-6 for float64 gradients: a real backprop bug is rarely smaller, and a correct float64
@@ -324,7 +325,7 @@ def verify_zeros(verdicts, natural: float = 0.0, u_g: float = 0.0) -> None:
     """
     verdicts = [v for v in verdicts if v is not None and v.exact_zero is not None]
 
-    def scale(v):
+    def scale(v: Verdict) -> float:
         with np.errstate(invalid="ignore"):
             m = np.fmax(np.abs(v.analytic), np.abs(v.numeric))
         m = m[np.isfinite(m)]
@@ -347,7 +348,14 @@ def verify_zeros(verdicts, natural: float = 0.0, u_g: float = 0.0) -> None:
         v.status[(v.status == UNVERIFIABLE) & verified] = OK
 
 
-def classify(g, d, abs_error, tolerance, resolution, kink=None) -> np.ndarray:
+def classify(
+    g: np.ndarray,
+    d: np.ndarray,
+    abs_error: np.ndarray,
+    tolerance: np.ndarray,
+    resolution: np.ndarray,
+    kink: np.ndarray | None = None,
+) -> np.ndarray:
     """Status codes: "unverifiable" where |g| and |D| are both within the resolution,
     "mismatch" beyond the tolerance ("kink" where `kink` says so), "nonfinite" first of all."""
     status = np.full(g.shape, OK, dtype=np.int8)
