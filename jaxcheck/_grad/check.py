@@ -186,7 +186,8 @@ def check_with(fn, params, args: tuple, grad_fn, options: Options) -> CheckResul
             if native_note:
                 problem.notes.insert(0, native_note)
             used, kink_note = _plan.against_kinks(plan, problem.kinks)
-            problem.notes.extend([kink_note] * bool(kink_note))
+            if kink_note:
+                problem.notes.append(kink_note)
             return assemble(problem, used, mode.judge(problem, used))
 
     try:

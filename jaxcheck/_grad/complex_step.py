@@ -129,7 +129,7 @@ class ComplexStep:
         # The complex step along v, moved onto the real chord's rounded direction.
         verdict = st.judge_chord(
             d1 + along - v @ g, shift, f0, f[0], f[1], f[2], f[3], t,
-            st.Tolerance(u_f=tol.u_f, u_g=tol.u_g, rtol=0.0, atol=own),
+            st.Tolerance(u_f=tol.u_f, u_g=tol.u_g, rtol=0.0, atol=own, g_floor=tol.g_floor),
         )  # fmt: skip
         wrong = np.isin(verdict.status, st.FAILING)
         if wrong.any():

@@ -71,13 +71,14 @@ def probe(
         st.Tolerance(
             u_f=tol.u_f,
             u_g=tol.u_g,
+            g_floor=tol.g_floor,
             noise_floor=tol.noise_floor,
             rtol=0.0,
             atol=tol.rtol * weights[:, 0]
             + tol.atol * weights[:, 1]
             # the check-wide floor along a unit direction: rounding errors of size
             # u·g_scale in each element project onto it with norm ~ ‖v‖₂ = 1
-            + st.GRAD_FLOOR * tol.u_g * np.maximum(weights[:, 0], tol.g_scale)
+            + tol.g_floor * tol.u_g * np.maximum(weights[:, 0], tol.g_scale)
             + tol.g_noise,
         ),
     )

@@ -105,7 +105,7 @@ class Stencils:
 
 def judge_leaf(
     engine, leaf: Leaf, s: st.Stencil, method, g, tol: st.Tolerance, subset=None, nondet=None,
-    typical: float = 0.0, rounding=None,
+    *, typical: float, rounding=None,
 ):  # fmt: skip
     """Evaluate f at θ and at the method's first points for every element of the leaf, and
     at the rest (the error estimate's, the noise estimate's, the kink test's) where needed.
@@ -155,7 +155,7 @@ def judge_leaf(
 
 
 def wide_look(
-    engine, leaf, s, idx, method, g, f0, tol: st.Tolerance, verdict, typical=0.0, rounding=None
+    engine, leaf, s, idx, method, g, f0, tol: st.Tolerance, verdict, typical: float, rounding=None
 ) -> st.Verdict:
     """Unverifiable elements judged again at WIDEN·h, WIDEN²·h, ... (at most WIDE_LEVELS).
 
@@ -197,7 +197,7 @@ def wide_look(
             break
         todo, wide = todo[keep], wide.take(keep)
         before = None if before is None else tuple(x[keep] for x in before)
-        within = (scale[todo] == 0) | (wide.h * method.span <= WIDE_SCALE * scale[todo])
+        within = wide.h * method.span <= WIDE_SCALE * scale[todo]
         F = engine.evaluate(
             leaf, np.concatenate([idx[todo]] * len(wide.offsets)), wide.points.reshape(-1)
         ).reshape(len(wide.offsets), -1)

@@ -93,7 +93,7 @@ class Session:
             # The gradient's rounding is measured where an element would fail (`rounding`);
             # until then one unit of the largest gradient is assumed, not ten (8% of it in
             # bfloat16, which hid a 50% error in an element a third that size).
-            tol = tol.replace(u_g=tol.u_g * _rounding.ASSUMED / st.GRAD_FLOOR)
+            tol = tol.replace(g_floor=_rounding.ASSUMED)
         return g.astype(np.float64).reshape(-1), tol
 
     def elements(

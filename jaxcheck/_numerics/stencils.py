@@ -126,7 +126,9 @@ class Tolerance:
     """What an element's tolerance is built from (`judge`, `screen`, `judge_chord`).
 
     u_f: the unit roundoff of f's values (its rounding, u_f·|f|). u_g: the gradient's (the
-    assumed gradient floor GRAD_FLOOR·u_g·max|g|; 0: none). rtol, atol: the user's (or the
+    assumed gradient floor g_floor·u_g·max|g|; 0: none). g_floor: how many units of the
+    largest gradient that floor assumes (GRAD_FLOOR; fewer where the gradient's rounding is
+    measured instead, `rounding`). rtol, atol: the user's (or the
     defaults; an array where each element or direction has its own). g_scale: the largest |g|
     of the whole check. noise_floor: a lower bound on f's noise σ̂_f (nondet_tol; a jump that
     f makes whatever the step). g_noise: the gradient's measured rounding as it projects onto a
@@ -140,12 +142,13 @@ class Tolerance:
     g_scale: float = 0.0
     noise_floor: float | np.ndarray = 0.0
     g_noise: float = 0.0
+    g_floor: float = GRAD_FLOOR
 
     def replace(self, **changes) -> Tolerance:
         return dataclasses.replace(self, **changes)
 
     def gradient_floor(self, g: np.ndarray) -> float:
-        """GRAD_FLOOR·u_g·max(max|g|, g_scale): the rounding a computed gradient carries.
+        """g_floor·u_g·max(max|g|, g_scale): the rounding a computed gradient carries.
 
         g_scale: the largest |g| of the whole check. Backpropagation's rounding in one leaf
         scales with the gradients flowing through the model, not with that leaf's own result:
@@ -153,7 +156,7 @@ class Tolerance:
         times the upstream gradients.
         """
         finite_g = np.abs(g[np.isfinite(g)])
-        return GRAD_FLOOR * self.u_g * max(finite_g.max() if finite_g.size else 0.0, self.g_scale)
+        return self.g_floor * self.u_g * max(finite_g.max() if finite_g.size else 0.0, self.g_scale)
 
 
 @dataclasses.dataclass(frozen=True)
