@@ -32,6 +32,7 @@ from . import sparse as _sparse
 from . import split as _split
 from .devices import default_max_memory, mesh
 from .programs import CACHE_SIZE, cached_jit, split_arrays, working_memory
+from .progress import Progress
 
 ALONG = range(4)  # points per direction: θ ± h v, θ ± 2h v
 MAX_CHUNK = {True: 4096, False: 1024}  # points per chunk on the fast and the plain path
@@ -124,7 +125,7 @@ class JaxEngine:
         delta: bool = True,
         max_memory: int | None = None,
         cache_key: Any = None,
-        progress: Callable[[int], None] | None = None,
+        progress: Progress | None = None,
         journal: Any = None,
         devices: Sequence[Any] | None = None,
         directions: int | None = None,
@@ -178,6 +179,13 @@ class JaxEngine:
         self.n_compiles = 0
         self.paths: dict[str, str] = {}  # leaf path -> "sparse" or "vmap"
         self._stats: dict[str, int] = {}
+
+    def close(self) -> None:
+        """The progress bar and the journal closed (the journal's note stays readable)."""
+        if self.progress is not None:
+            self.progress.close()
+        if self.journal is not None:
+            self.journal.close()
 
     def flops(self) -> float | None:
         """Arithmetic of one evaluation of fn, estimated from its jaxpr (`layout`)."""
@@ -387,7 +395,7 @@ class JaxEngine:
         run = jax.jit(batch) if self._key is None else cached_jit(slot, lambda: batch)
         out = np.asarray(run(rows, self._params_dyn, self._args_dyn))
         if self.progress is not None:
-            self.progress(len(rows))
+            self.progress.update(len(rows))
         return out.astype(np.float64)
 
     def _run_chunks(
@@ -418,7 +426,7 @@ class JaxEngine:
 
             outs.append(_journal.through(self.journal, (tag, size), args, run))
             if self.progress is not None:
-                self.progress(min(size, n - s) * points)
+                self.progress.update(min(size, n - s) * points)
         return tuple(np.concatenate(parts)[:n] for parts in zip(*outs))
 
     # ---- along random directions (directional mode): f at θ + t·v, v drawn on the device

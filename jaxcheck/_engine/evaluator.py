@@ -3,25 +3,25 @@
 Three evaluators implement it: `batched.JaxEngine` (a jit-compiled program per leaf),
 `flat.FlatEngine` (one program over the raveled leaves) and `host.HostEngine` (NumPy code JAX
 cannot trace, one point at a time). Which one a check uses is decided in one place,
-`_grad/session.py`'s `_batched_or_host`. Each takes its progress callback and its journal
-when it is made.
+`_grad/evaluators.py`'s `choose`. Each takes its progress bar and its journal when it is made,
+and closes both when the check is done with it (`close`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from .._core.coords import Leaf
+from .progress import Progress
 
 
 @runtime_checkable
 class Evaluator(Protocol):
     name: str  # the report's engine: "jax", "jax-flat", "jax-mixed", "host"
     n_devices: int  # devices each chunk of perturbations is split over
-    progress: Callable[[int], None] | None  # told how many points each finished block had
+    progress: Progress | None  # told how many points each finished block had
     journal: Any  # a `journal.Journal` (blocks recorded there are not run again), or None
 
     def evaluate(self, leaf: Leaf, idx: np.ndarray, vals: np.ndarray) -> np.ndarray:
@@ -39,4 +39,8 @@ class Evaluator(Protocol):
 
     def direction_cost(self, leaf: Leaf) -> float | None:
         """A direction's cost over one element evaluation's (None: unknown)."""
+        ...
+
+    def close(self) -> None:
+        """The progress bar and the journal closed."""
         ...

@@ -15,6 +15,7 @@ import numpy as np
 
 from .._core.coords import Coords, Leaf
 from . import journal as _journal
+from .progress import Progress
 
 BLOCK = 64  # points per journal entry
 
@@ -33,7 +34,7 @@ class HostEngine:
         coords: Coords,
         args: tuple,
         *,
-        progress: Callable[[int], None] | None = None,
+        progress: Progress | None = None,
         journal: Any = None,
     ):
         self._fn = fn_scalar
@@ -42,6 +43,13 @@ class HostEngine:
         self._args = args
         self.progress = progress
         self.journal = journal  # a `_journal.Journal`: blocks recorded there are not run again
+
+    def close(self) -> None:
+        """The progress bar and the journal closed (the journal's note stays readable)."""
+        if self.progress is not None:
+            self.progress.close()
+        if self.journal is not None:
+            self.journal.close()
 
     def direction_cost(self, leaf: Leaf) -> float | None:
         """Unknown: a direction and an element are both one evaluation of fn."""
@@ -73,7 +81,7 @@ class HostEngine:
             out[k] = float(self._fn(params, *self._args))
             flat[i] = old
             if self.progress is not None:
-                self.progress(1)
+                self.progress.update(1)
         return out
 
     def evaluate_leaf(self, leaf: Leaf, rows: np.ndarray) -> np.ndarray:
@@ -85,7 +93,7 @@ class HostEngine:
             values[leaf.position] = np.asarray(x).reshape(shape)
             out.append(float(self._fn(self._coords.unflatten(values), *self._args)))
             if self.progress is not None:
-                self.progress(1)
+                self.progress.update(1)
         return np.asarray(out, np.float64)
 
     def evaluate_along(self, leaf, grad, keys, labels, groups, ts):
@@ -105,6 +113,6 @@ class HostEngine:
                 f[b, j] = float(self._fn(self._coords.unflatten(values), *self._args))
                 s[b, j] = float(np.dot(grad, x.astype(np.float64) - flat))
                 if self.progress is not None:
-                    self.progress(1)
+                    self.progress.update(1)
             weights[b] = np.dot(np.abs(grad), np.abs(v)), np.sum(np.abs(v))
         return f, s, weights

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import warnings
+from typing import Protocol
 
 DELAY_S = 2.0
 
@@ -24,6 +25,14 @@ def ask(progress: bool | None) -> bool | None:
     return progress
 
 
+class Progress(Protocol):
+    """What an evaluator tells of its progress: points finished, and the end."""
+
+    def update(self, n: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class _Silent:
     def update(self, n: int) -> None:
         pass
@@ -32,7 +41,7 @@ class _Silent:
         pass
 
 
-def bar(progress: bool | None, total: int):
+def bar(progress: bool | None, total: int) -> Progress:
     """An object with update(n) and close(): a tqdm bar, or a silent stand-in."""
     if progress is False or importlib.util.find_spec("tqdm") is None:
         return _Silent()

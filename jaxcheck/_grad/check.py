@@ -6,6 +6,7 @@ verdicts, the result.
     Coords.build      the flat coordinates of the leaves checked         (_core/coords.py)
     plan.build        method, steps, tolerances, engine options          (plan.py)
     prepare           fn traced, one scalar, f(θ), the gradient under test (problem.py)
+    evaluators.choose the evaluator of f at perturbed points         (evaluators.py)
     MODES[...].judge  each leaf's verdict                  (full.py, directional.py, hessian.py)
     assemble          the leaf reports and the check's outcome           (assemble.py)
 """
@@ -19,7 +20,7 @@ from typing import Any
 from .._core import errors as _errors
 from .._core.coords import Coords, OnlySpec
 from .._core.result import CheckResult
-from . import calling, directional, full, hessian
+from . import calling, directional, evaluators, full, hessian
 from . import plan as _plan
 from .assemble import assemble
 from .mode import Mode
@@ -188,7 +189,8 @@ def check_with(fn, params, args: tuple, grad_fn, options: Options) -> CheckResul
             used, kink_note = _plan.against_kinks(plan, problem.kinks)
             if kink_note:
                 problem.notes.append(kink_note)
-            return assemble(problem, used, mode.judge(problem, used))
+            evaluator = None if mode is hessian else evaluators.choose(problem, used)
+            return assemble(problem, used, mode.judge(problem, used, evaluator))
 
     try:
         result = run(call.grad_fn)

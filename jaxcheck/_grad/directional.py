@@ -20,6 +20,7 @@ import dataclasses
 import numpy as np
 
 from .._engine import batched as _engine
+from .._engine.evaluator import Evaluator
 from .._numerics import stencils as st
 from .._numerics.directions import (
     MISS_AT,
@@ -32,6 +33,8 @@ from .._numerics.directions import (
     random_keys,
 )
 from .mode import Judged
+from .plan import Plan
+from .problem import Problem
 from .session import Session
 
 ALONG = len(_engine.ALONG)  # points per direction, as the engine lays them out: θ ± h v, θ ± 2h v
@@ -123,10 +126,11 @@ def check_leaf(
     return DirectionalOutcome(**result, elements=elements, located=located)
 
 
-def judge(problem, plan) -> Judged:
+def judge(problem: Problem, plan: Plan, evaluator: Evaluator | None) -> Judged:
     """mode="directional": each checked leaf along `plan.options.directions` random directions; a
     leaf that fails is located by group testing, and its candidates checked element-wise."""
-    session = Session(problem, plan)
+    assert evaluator is not None  # `evaluators.choose` made one
+    session = Session(problem, plan, evaluator)
     verdicts, used = {}, {}
     for leaf in problem.coords.checked:
         g, tol = session.gradient(leaf)

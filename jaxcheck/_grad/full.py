@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._engine.evaluator import Evaluator
 from .._numerics.directions import direction_step
 from . import complex_step as _complex_step
 from .mode import Judged
@@ -14,14 +15,14 @@ from .problem import Problem
 from .session import Session
 
 
-def judge(problem: Problem, plan: Plan) -> Judged:
+def judge(problem: Problem, plan: Plan, evaluator: Evaluator | None) -> Judged:
     """Each checked leaf's element verdict."""
-    session = Session(problem, plan)
+    assert evaluator is not None  # `evaluators.choose` made one
+    session = Session(problem, plan, evaluator)
     cs = None
     if plan.method == _complex_step.NAME:
         p = problem
-        options = {**plan.engine, "progress": session.bar.update,
-                   "journal": session.engine.journal}  # fmt: skip
+        options = {**plan.engine, "progress": evaluator.progress, "journal": evaluator.journal}
         cs = _complex_step.ComplexStep(p.fn_scalar, p.values, p.coords, p.args, p.key,
                                        options, not p.traced)  # fmt: skip
     verdicts, used, steps = {}, {}, {}

@@ -22,6 +22,7 @@ import numpy as np
 
 from .._core import gradients as _gradients
 from .._core.coords import Coords, Leaf
+from .._engine.evaluator import Evaluator
 from .._engine.programs import split_arrays
 from .._numerics import complex as _complex
 from .._numerics import directions as _directions
@@ -113,8 +114,9 @@ def jax_derivatives(fn_scalar, values, coords: Coords, args):
     )
 
 
-def judge(problem: Problem, plan: Plan) -> Judged:
-    """order=2: each checked leaf's elements of H·v, along `plan.options.directions` directions."""
+def judge(problem: Problem, plan: Plan, evaluator: Evaluator | None = None) -> Judged:
+    """order=2: each checked leaf's elements of H·v, along `plan.options.directions` directions.
+    Gradients are evaluated by `Derivatives` (evaluator: unused, None: no order-1 evaluator)."""
     p = problem
     if plan.options.hvp_fn is None and not p.traced:
         raise TypeError(

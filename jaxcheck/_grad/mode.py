@@ -1,9 +1,10 @@
 """A mode of a check, and what it returns.
 
-A mode is a module with `judge(problem, plan) -> Judged` (`Mode`): `full` (mode="full" and
-"sample"), `directional`, and `hessian` (order=2). `check.py`'s table picks one; adding a mode
-touches its own module and the table. No mode imports another: what two share lives below
-them (`session.Session`, `_numerics/directions.py`).
+A mode is a module with `judge(problem, plan, evaluator) -> Judged` (`Mode`): `full`
+(mode="full" and "sample"), `directional`, and `hessian` (order=2, which evaluates gradients,
+not f, and gets no evaluator). The evaluator is `evaluators.choose`'s. `check.py`'s table
+picks the mode; adding one touches its own module and the table. No mode imports another:
+what two share lives below them (`session.Session`, `_numerics/directions.py`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from .._engine.evaluator import Evaluator
     from .plan import Plan
     from .problem import Problem
 
@@ -32,4 +34,4 @@ class Judged:
 class Mode(Protocol):
     """A mode: each checked leaf of the problem judged under the plan."""
 
-    def judge(self, problem: Problem, plan: Plan) -> Judged: ...
+    def judge(self, problem: Problem, plan: Plan, evaluator: Evaluator | None) -> Judged: ...

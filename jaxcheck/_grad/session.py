@@ -1,10 +1,9 @@
 """What the order-1 modes share, leaf by leaf: the `Session`.
 
-A session builds, in this order, everything a full, sample or directional check of the
-leaves needs: the stencils (a vanishing step raises here), the journal (one made for another
-check is refused here), the engine (batched if fn can be vmapped and compiled, else the host
-loop) and the progress bar. `elements` judges a leaf's elements (choosing its step from the
-data first under eps="auto"); `finish` closes the bar and the journal and returns `Judged`.
+A full, sample or directional check's mode makes one with the evaluator `evaluators.choose`
+chose. `gradient` reads a leaf's gradient under test and its tolerance; `elements` judges a
+leaf's elements (choosing its step from the data first under eps="auto"); `finish` judges
+what needs every leaf, closes the evaluator and returns `Judged`.
 """
 
 from __future__ import annotations
@@ -12,17 +11,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-import jax
 import numpy as np
 
 from .._core.coords import Coords, Leaf
-from .._engine import journal as _journal
-from .._engine import layout as _layout
-from .._engine import progress as _progress
-from .._engine.batched import ALONG, JaxEngine
 from .._engine.evaluator import Evaluator
-from .._engine.flat import FlatEngine
-from .._engine.host import HostEngine
 from .._numerics import complex as _complex
 from .._numerics import directions as _directions
 from .._numerics import methods
@@ -37,48 +29,22 @@ from .problem import Problem
 
 
 class Session:
-    """The engine, stencils, journal and progress bar of one order-1 check."""
+    """What one order-1 check keeps while its mode judges leaf by leaf: the evaluator (chosen
+    by `evaluators.choose`), the stencils, and what the leaves' verdicts add to the notes."""
 
-    def __init__(self, problem: Problem, plan: Plan):
+    def __init__(self, problem: Problem, plan: Plan, evaluator: Evaluator):
         p = self.problem = problem
         self.plan = plan
-        is_cs = plan.method == _complex_step.NAME
-        # The complex step falls back to the default method (leaves where it is unusable).
-        name = default_method(p.given, plan.options.precision, 1) if is_cs else plan.method
-        self.method = methods.get(name)
-        if is_cs:
-            _complex_step.validate(p.given)
-        # Raises on a vanishing step, before the long part.
-        keep = plan.options.mode != "directional"
+        self.engine = evaluator
+        self.method = differences(p, plan)
         # fn may compute in a coarser precision than its inputs (a cast inside): steps and
         # the noise of f are that precision's.
         self.u_computed = st.unit_roundoff(p.computed) if p.computed is not None else None
-        self.stencils = elementwise.Stencils(
-            p.coords, p.values, plan.steps, p.typical, self.method, keep, self.u_computed
-        )
-        # A journal for another check is refused here, before anything long.
-        journal = _open_journal(p, plan)
-
-        # The input is valid: from here on, the long part.
+        self.stencils = stencils_of(p, plan)
         self.notes: list[str] = []
-        self.bar = _progress.bar(plan.engine["progress"], expected_points(p.coords.checked, plan))
-        if not p.traced:
-            self.notes.append(
-                f"fn is not JAX-traceable ({p.why}): perturbations evaluated on the host, one "
-                "at a time"
-            )
-            self.engine: Evaluator = HostEngine(
-                p.fn_scalar, p.values, p.coords, p.args, progress=self.bar.update, journal=journal
-            )
-        else:
-            self.engine = _batched_or_host(p, plan, self.notes, self.bar.update, journal)
         self.u_f = st.unit_roundoff(p.coarser(p.out_dtype))
         self.rescued = 0  # elements within the gradient's own measured rounding
         self.drowned = 0  # elements no larger than it: unverifiable
-        if self.engine.n_devices > 1:
-            self.notes.append(
-                f"each chunk of perturbations split over {self.engine.n_devices} devices"
-            )
         self.tuned: set[str] = set()  # leaves whose data-chosen step is settled
         self.g_scale = under_test.scale(p.grads)
 
@@ -138,7 +104,7 @@ class Session:
         session's notes (`notes_of`), the engine's resources released (`close`)."""
         p = self.problem
         self.across_leaves(verdicts)
-        self.close()
+        self.engine.close()  # the journal's note stays readable for `notes_of`
         for leaf in p.coords.checked:
             steps.setdefault(leaf.path, self.stencils.median_step(leaf))
         thetas = {leaf.path: p.values[leaf.position] for leaf in p.coords.checked}
@@ -155,12 +121,6 @@ class Session:
         st.verify_zeros(
             [v for o in verdicts.values() for v in _directions.verdicts_of(o)], natural, u_g
         )
-
-    def close(self) -> None:
-        """The progress bar and the journal closed (the journal's note kept for `notes_of`)."""
-        self.bar.close()
-        if self.engine.journal is not None:
-            self.engine.journal.close()
 
     def notes_of(self, verdicts: dict) -> list[str]:
         """The session's notes: the engine's, f's re-evaluations, the gradient's rounding, the
@@ -181,6 +141,26 @@ class Session:
             )
         hint = _complex.conjugate_hint(p.coords, verdicts)
         return notes + ([hint] if hint else [])
+
+
+def differences(problem: Problem, plan: Plan) -> methods.Method:
+    """The finite-difference method: the plan's, or the default one where the plan's is the
+    complex step (which falls back to it on leaves where it is unusable)."""
+    if plan.method != _complex_step.NAME:
+        return methods.get(plan.method)
+    _complex_step.validate(problem.given)
+    return methods.get(default_method(problem.given, plan.options.precision, 1))
+
+
+def stencils_of(problem: Problem, plan: Plan) -> elementwise.Stencils:
+    """The check's stencils; a vanishing step raises here. In directional mode only the
+    leaves with a given step are built (to validate them): the rest are built if they fail."""
+    p = problem
+    keep = plan.options.mode != "directional"
+    u = st.unit_roundoff(p.computed) if p.computed is not None else None
+    return elementwise.Stencils(
+        p.coords, p.values, plan.steps, p.typical, differences(p, plan), keep, u
+    )
 
 
 def _rounding_notes(rounding, rescued: int, drowned: int = 0) -> list[str]:
@@ -217,21 +197,6 @@ def _rounding_notes(rounding, rescued: int, drowned: int = 0) -> list[str]:
     return notes
 
 
-def expected_points(leaves, plan: Plan) -> int:
-    """Evaluations of a passing check of these leaves: the first points everywhere, the rest
-    on each sample."""
-    if plan.options.mode == "directional":
-        return len(ALONG) * plan.options.directions * len(leaves)
-    sizes = [leaf.size for leaf in leaves]
-    if plan.options.mode == "sample":
-        sizes = [min(n, plan.options.samples) for n in sizes]
-    if plan.method == _complex_step.NAME:  # h and 3h per element, and the verification
-        return sum(2 * n + 6 * _complex_step.VERIFY_DIRECTIONS for n in sizes)
-    method = methods.get(plan.method)
-    first, rest = len(method.first), len(method.offsets) - len(method.first)
-    return sum(first * n + 1 + rest * min(n, elementwise.NOISE_SAMPLE) for n in sizes)
-
-
 def _advice(plan: Plan, coords: Coords, computed=None, drowned: int = 0) -> str:
     """What would let finite differences resolve more of the gradient (or, where the gradient
     under test's own rounding is the limit, what would verify it)."""
@@ -261,50 +226,3 @@ def _advice(plan: Plan, coords: Coords, computed=None, drowned: int = 0) -> str:
         tips.append("method='central4' or 'richardson'")
     tips.append("another point, where the gradient is not negligible against the loss")
     return "try " + "; ".join(tips)
-
-
-def _open_journal(p: Problem, plan: Plan):
-    """The `_journal.Journal` at the plan's path (None: no journal), fingerprinted for this
-    check."""
-    path = plan.engine["journal"]
-    if path is None:
-        return None
-    settings = {**plan.settings(), "leaves": [leaf.path for leaf in p.coords.checked]}
-    return _journal.Journal(path, _journal.fingerprint(p.fn, p.values, p.args, settings))
-
-
-def _batched_or_host(p: Problem, plan: Plan, notes: list[str], progress, journal) -> Evaluator:
-    """The JAX engine if fn can be vmapped and compiled, else the host loop (with a note):
-    one program for every leaf where the cost model (`layout`) says it is cheaper, else
-    (or where that one fails to compile) a program per leaf.
-
-    Compiling the first program is the probe; its executable is kept for the check itself.
-    """
-    opts = {**plan.engine, "progress": progress, "journal": journal}
-    directions = plan.options.directions if plan.options.mode == "directional" else None
-    opts["directions"] = directions
-    kind = "direction" if directions else "element"  # the program the mode runs first
-    call = (p.fn_scalar, p.values, p.coords, p.args)
-    engine = JaxEngine(*call, cache_key=p.key, **opts)
-    platform = jax.devices()[0].platform
-    layout = _layout.choose(p.coords, p.values, engine.flops, platform,
-                            lambda leaves: expected_points(leaves, plan))  # fmt: skip
-    if layout is not None:
-        try:
-            flat = FlatEngine(*call, layout, cache_key=p.key, **opts)
-            flat.prepare()
-            own = [leaf for leaf in p.coords.checked if leaf.position not in layout.spans]
-            if own:  # the probe of the per-leaf programs too
-                flat.prepare(own[0], kind)
-            return flat
-        except Exception:  # noqa: BLE001 - the per-leaf engine may still batch it
-            pass
-    try:
-        engine.prepare(p.coords.checked[0], kind)
-    except Exception as e:  # noqa: BLE001 - any failure to batch means: run it on the host
-        notes.append(
-            f"fn traces but cannot be batched with vmap ({type(e).__name__}): perturbations "
-            "evaluated on the host, one at a time"
-        )
-        return HostEngine(*call, progress=progress, journal=journal)
-    return engine
