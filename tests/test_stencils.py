@@ -17,7 +17,7 @@ def judge_function(f, theta, g, h=None, method="central", **options):
     # F(θ) = Σ_i f(θ_i) is separable: F(θ ± h e_i) = F(θ) − f(θ_i) + f(θ_i ± h).
     base = np.sum(f(theta))
     F = base - f(theta)[None] + f(s.points)
-    return st.judge(np.asarray(g, dtype=np.float64), base, F, s, m, tol)
+    return st.compare(np.asarray(g, dtype=np.float64), base, F, s, m, tol)
 
 
 def test_default_step_is_relative_with_a_floor_for_zeros():

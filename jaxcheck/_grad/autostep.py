@@ -6,7 +6,7 @@ often 100× smaller, and the best float32 step is then ~10× larger and ~10× mo
 each leaf's step is chosen where the error model says the difference is most exact: on a
 sample of the leaf's elements, the method is evaluated at the default step times each of
 `MULTIPLIERS`, and the smallest multiplier whose median error estimate
-(κ·(noise·Σ|w| + truncation), `stencils.judge`) is within 2× of the best is kept. For
+(κ·(noise·Σ|w| + truncation), `stencils.compare`) is within 2× of the best is kept. For
 central differences that estimate is σ/h + h²|f'''|/6 up to constants, so its minimum is
 the step (3σ/|f'''|)^(1/3) with |f'''| measured rather than assumed.
 """
@@ -43,7 +43,7 @@ def multiplier(engine, leaf, stencil: st.Stencil, method, g, tol, cap) -> float:
             continue
         rows = len(s.offsets)
         f = engine.evaluate(leaf, np.tile(idx, rows), s.points.reshape(-1))
-        verdict = st.judge(g[idx], f0, f.reshape(rows, -1), s, method, tol)
+        verdict = st.compare(g[idx], f0, f.reshape(rows, -1), s, method, tol)
         scores[float(m)] = float(np.median(verdict.resolution))
     if not scores or not np.isfinite(min(scores.values())):
         return 1.0

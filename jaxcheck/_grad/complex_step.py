@@ -8,7 +8,7 @@ dtype), and complex arithmetic that is not exact (XLA's convolutions use the
 3-multiplication complex product, whose imaginary part carries the round-off of the real
 parts: an error like a finite difference's, u·|f|/h). So every leaf is verified first: along
 `VERIFY_DIRECTIONS` random unit directions v, Im f(θ + i·h·v)/h is compared with central
-differences of f along v (`stencils.judge_chord`, the complex step's own error estimate added
+differences of f along v (`stencils.compare_chord`, the complex step's own error estimate added
 to the tolerance). A leaf where they disagree, or where the complex step is not more exact
 than central differences, or whose fn refuses complex input, is checked with the
 finite-difference method instead, with a note saying why. After the check, every element the
@@ -127,7 +127,7 @@ class ComplexStep:
         d1, d3 = im[0] / h, im[1] / (3 * h)
         own = _resolution(d1, d3, tol.u_f)
         # The complex step along v, moved onto the real chord's rounded direction.
-        verdict = st.judge_chord(
+        verdict = st.compare_chord(
             d1 + along - v @ g, shift, f0, f[0], f[1], f[2], f[3], t,
             st.Tolerance(u_f=tol.u_f, u_g=tol.u_g, rtol=0.0, atol=own, g_floor=tol.g_floor),
         )  # fmt: skip
@@ -147,7 +147,7 @@ class ComplexStep:
             )
         return engine, ""
 
-    def judge(self, engine, leaf, g, h, tol, subset=None, confirm=None) -> tuple[st.Verdict, int]:
+    def compare(self, engine, leaf, g, h, tol, subset=None, confirm=None) -> tuple[st.Verdict, int]:
         """Im f(θ + i·h_i·e_i)/h_i against g_i for every element (or `subset`).
 
         confirm(indices) -> the finite-difference verdict of those elements (over the leaf):

@@ -3,7 +3,7 @@
 `mode="directional"` compares, for k Gaussian directions v per leaf, the derivative along v
 from the gradient under test, ⟨g, v⟩, with the central difference of t ↦ f(θ + t v). Both are
 taken along the chord actually evaluated (θ ± h v rounded to the working dtype), and the
-error model is the element-wise one (`stencils.judge`) applied to the one-dimensional
+error model is the element-wise one (`stencils.compare`) applied to the one-dimensional
 function: round-off from the noise in f, truncation from the ±2h pair. The gradient under
 test is allowed what full mode allows each element, projected on the direction:
 rtol·⟨|g|, |v|⟩ + atol·Σ|v_i|. Nothing scales with the number of elements.
@@ -62,7 +62,7 @@ def probe(
     # f, s: [B, 4] values and ⟨g, x − θ⟩ at θ ± h v, θ ± 2h v; weights: [B, 2] ⟨|g|, |v|⟩, Σ|v|.
     analytic = (s[:, 0] - s[:, 1]) / (2 * h)
     shift = (s[:, 2] - s[:, 3]) / (4 * h) - analytic  # the ±2h chord's analytic derivative
-    return st.judge_chord(
+    return st.compare_chord(
         analytic,
         shift,
         f0,
@@ -88,11 +88,11 @@ def probe(
 
 
 def check_leaf(
-    engine, leaf, g, f0, step, k, rng, judge_elements, tol: st.Tolerance
+    engine, leaf, g, f0, step, k, rng, check_elements, tol: st.Tolerance
 ) -> DirectionalOutcome:
     """k directions over the leaf; if any disagrees, group testing and element checks.
 
-    judge_elements(indices) -> the element-wise `Verdict` of those elements (full mode's).
+    check_elements(indices) -> the element-wise `Verdict` of those elements (full mode's).
     tol: for `probe`.
     """
     n = leaf.size
@@ -116,7 +116,7 @@ def check_leaf(
 
     # Element checks on the sparse path cost a fraction of a direction: stop splitting early.
     located = locate(probe_fn, n, rng, isolate_at(engine.direction_cost(leaf)))
-    elements = judge_elements(located.candidates) if located.candidates.size else None
+    elements = check_elements(located.candidates) if located.candidates.size else None
     if elements is not None and not np.isin(elements.status, st.FAILING).any():
         located = dataclasses.replace(
             located,

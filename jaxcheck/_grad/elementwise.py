@@ -103,7 +103,7 @@ class Stencils:
         return float(np.median(built.h if built is not None else self.nominal(leaf)))
 
 
-def judge_leaf(
+def compare_leaf(
     engine, leaf: Leaf, s: st.Stencil, method, g, tol: st.Tolerance, subset=None, nondet=None,
     *, typical: float, rounding=None,
 ):  # fmt: skip
@@ -147,7 +147,7 @@ def judge_leaf(
         )
         for r, part in zip(rest, np.split(f2, len(rest))):
             F[r, second] = part
-    verdict = st.judge(g, f0, F, s, method, tol)
+    verdict = st.compare(g, f0, F, s, method, tol)
     confirm(engine, leaf, s, idx, verdict, F[first], first, f0, tol.u_f, nondet or Nondet())
     verdict = second_look(engine, leaf, s, idx, method, g, f0, tol, verdict, F)
     verdict = wide_look(engine, leaf, s, idx, method, g, f0, tol, verdict, typical, rounding)
@@ -201,7 +201,7 @@ def wide_look(
         F = engine.evaluate(
             leaf, np.concatenate([idx[todo]] * len(wide.offsets)), wide.points.reshape(-1)
         ).reshape(len(wide.offsets), -1)
-        v = st.judge(g[todo], f0, F, wide, method, tol)
+        v = st.compare(g[todo], f0, F, wide, method, tol)
         if rounding is not None and (v.status == st.MISMATCH).any():
             v = _rounding.widen(v, rounding()[idx[todo]])[0]
         wrong = v.status == st.MISMATCH

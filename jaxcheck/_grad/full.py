@@ -66,7 +66,7 @@ def _complex_step_leaf(cs, session: Session, leaf, g, tol, subset):
     def elements(subset=None):
         return session.elements(leaf, g, tol, subset)
 
-    verdict, overruled = cs.judge(cs_engine, leaf, g, h, tol, subset, confirm=elements)
+    verdict, overruled = cs.compare(cs_engine, leaf, g, h, tol, subset, confirm=elements)
     note = ""
     if overruled:
         note = (

@@ -5,7 +5,7 @@ H v under test (`jax.jvp(jax.grad(f))`, or a handwritten `hvp_fn`) is compared e
 element with (∇f(θ + t v) − ∇f(θ − t v)) / 2t, where ∇f is `jax.grad(f)` or the `grad_fn`
 given. As in directional mode the comparison is along the chord actually evaluated (θ ± t v
 rounded to the working dtype), the step t = u^(1/3)·‖θ_leaf‖ along the unit direction, and the
-verdict is the element-wise error model (`stencils.judge`) applied to each gradient element as
+verdict is the element-wise error model (`stencils.compare`) applied to each gradient element as
 a function of t: round-off from the noise in the gradient values, truncation from ±2t. Each
 element is reported with its worst direction; a note names, for every failing leaf of H v, the
 leaves whose directions exposed it (the wrong block of H).
@@ -170,7 +170,7 @@ def check(derivatives: Derivatives, coords: Coords, grads, typical, steps, k, se
                 p = out_leaf.path
                 fp1, fm1, fp2, fm2 = (g[s * k + j][p] for s in range(4))
                 h1, h2 = hv[j][p], hv[k + j][p]  # H v along the ±t and the ±2t chord
-                verdict = st.judge_chord(
+                verdict = st.compare_chord(
                     h1, h2 - h1, g0[p], fp1, fm1, fp2, fm2, t, tol_of(out_leaf)
                 )
                 verdicts[p].append(verdict)

@@ -126,10 +126,10 @@ class _Look:
         bent = (F[self.plus] + F[self.minus]) / 2 - self.f0
         return bent, 8 * (self.tol.u_f * top + self.floor[rows])
 
-    def _judge(self, rows, F, stencil, floor=None) -> st.Verdict:
+    def _compare(self, rows, F, stencil, floor=None) -> st.Verdict:
         floor = self.floor[rows] if floor is None else floor
         tol = self.tol.replace(noise_floor=floor)
-        return st.judge(self.g[rows], self.f0, F, stencil, self.method, tol)
+        return st.compare(self.g[rows], self.f0, F, stencil, self.method, tol)
 
     def _write(self, target: dict, rows, v: st.Verdict, mask) -> None:
         for f in target:
@@ -170,7 +170,7 @@ class _Look:
             return
         sigma = measured_noise(self.engine, self.leaf, self.s, self.idx[rows], rows, self.f0)
         self.floor[rows] = np.maximum(sigma, self.floor[rows])
-        v = self._judge(rows, self.F[:, rows], self.s.take(rows))
+        v = self._compare(rows, self.F[:, rows], self.s.take(rows))
         explained = (v.status != st.MISMATCH) & ~(self.was_kink[rows] & (v.status == st.KINK))
         explained &= np.isfinite(self.excess[rows])
         self._write(self.out, rows, v, explained)
@@ -189,7 +189,7 @@ class _Look:
         n = len(small.offsets)
         F = self.engine.evaluate(self.leaf, np.tile(self.idx[rows], n), small.points.reshape(-1))
         F = F.reshape(n, -1)
-        plain = self._judge(rows, F, small)
+        plain = self._compare(rows, F, small)
         delta, (bent, rounding) = self._spread(F), self._bend(F, rows)
         seen = {k: x[rows] for k, x in self.seen.items()}
         with np.errstate(invalid="ignore"):
@@ -198,7 +198,7 @@ class _Look:
         v = plain
         if jump.any():  # judged again with the jump as noise
             floor = np.where(jump, np.fmax(np.abs(delta), np.abs(seen["delta"])) / 2, 0.0)
-            v = self._judge(rows, F, small, np.maximum(floor, self.floor[rows]))
+            v = self._compare(rows, F, small, np.maximum(floor, self.floor[rows]))
         suspect = self.suspect[rows]
         self._suspects(rows[suspect], _take(plain, suspect), _take(v, suspect), jump[suspect],
                        bent[suspect], rounding[suspect], seen, suspect)  # fmt: skip

@@ -75,7 +75,7 @@ class Session:
         self.tuned.add(leaf.path)
         s, nondet = self.stencils[leaf], self.problem.nondet
         tol = tol.replace(g_noise=0.0)  # directional's
-        verdict = elementwise.judge_leaf(
+        verdict = elementwise.compare_leaf(
             self.engine, leaf, s, self.method, g, tol, subset=subset, nondet=nondet,
             typical=self.problem.typical[leaf.path], rounding=self._floor(leaf),
         )  # fmt: skip

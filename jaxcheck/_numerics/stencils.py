@@ -123,7 +123,7 @@ def make_stencil(theta: np.ndarray, h: np.ndarray, method: Method) -> Stencil:
 
 @dataclasses.dataclass(frozen=True)
 class Tolerance:
-    """What an element's tolerance is built from (`judge`, `screen`, `judge_chord`).
+    """What an element's tolerance is built from (`compare`, `screen`, `compare_chord`).
 
     u_f: the unit roundoff of f's values (its rounding, u_f·|f|). u_g: the gradient's (the
     assumed gradient floor g_floor·u_g·max|g|; 0: none). g_floor: how many units of the
@@ -233,7 +233,7 @@ def screen(
     return ~(clear & np.isfinite(d) & np.isfinite(g))
 
 
-def judge(
+def compare(
     g: np.ndarray,
     f0,
     F: np.ndarray,
@@ -370,7 +370,7 @@ def classify(
     return status
 
 
-def judge_chord(g, shift, f0, fp1, fm1, fp2, fm2, h: float, tol: Tolerance) -> Verdict:
+def compare_chord(g, shift, f0, fp1, fm1, fp2, fm2, h: float, tol: Tolerance) -> Verdict:
     """Central differences along chords through θ at ±h and ±2h (random directions, H·v).
 
     The ±2h chord differs from the ±h one by rounding: `shift`, the change of the analytic
@@ -384,7 +384,7 @@ def judge_chord(g, shift, f0, fp1, fm1, fp2, fm2, h: float, tol: Tolerance) -> V
     method = methods.get("central")
     stencil = Stencil(np.zeros(n), method.offsets, disp, disp, h1)
     F = np.stack([fm2 + 2 * h * shift, fm1, fp1, fp2 - 2 * h * shift])  # at −2h, −h, h, 2h
-    return judge(g, f0, F, stencil, method, tol)
+    return compare(g, f0, F, stencil, method, tol)
 
 
 def _kinks(f0, F, stencil: Stencil, o: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

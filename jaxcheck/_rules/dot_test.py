@@ -179,7 +179,7 @@ class Identity:
             U = U * mask
         return U.astype(self.point.dtype(leaf))
 
-    def _judge(self, t_side, r_side, U, js, spread: bool = False):
+    def _verdict(self, t_side, r_side, U, js, spread: bool = False):
         """(under test, reference, |error|, tolerance) along the directions U."""
         a, r = t_side(U, js), r_side(U, js)
         with np.errstate(invalid="ignore"):
@@ -210,7 +210,7 @@ class Identity:
         leaves, failures = {}, []
         for leaf in self.coords.checked:
             t_side, r_side = test(leaf), ref(leaf)
-            _, b, err, tol = self._judge(t_side, r_side, self._gaussian(leaf, self.k),
+            _, b, err, tol = self._verdict(t_side, r_side, self._gaussian(leaf, self.k),
                                          np.arange(self.k))  # fmt: skip
             bad = ~(err <= tol)
             note = ""
@@ -257,7 +257,7 @@ class Identity:
 
             def probe_fn(labels, groups):
                 U = np.stack([self._gaussian(leaf, 1, labels == g)[0] for g in groups])
-                _, _, err, tol = self._judge(t_side, r_side, U, np.full(len(groups), j))
+                _, _, err, tol = self._verdict(t_side, r_side, U, np.full(len(groups), j))
                 return ~(err <= tol)
 
             located = _directions.locate(probe_fn, leaf.size, self.rng)
@@ -269,7 +269,7 @@ class Identity:
             for p, unit in enumerate(parts):
                 U = np.zeros((len(idx), leaf.size), self.point.dtype(leaf))
                 U[np.arange(len(idx)), idx] = unit
-                a, b, err, tol = self._judge(t_side, r_side, U, np.full(len(idx), j), True)
+                a, b, err, tol = self._verdict(t_side, r_side, U, np.full(len(idx), j), True)
                 for m in np.flatnonzero(~(err <= tol)):
                     part = ("real", "imag")[p] if leaf.is_complex else ""
                     records.append(

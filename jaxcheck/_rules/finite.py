@@ -4,7 +4,7 @@ a rule JAX keeps as its own that has no forward mode.
 
 ⟨w, J u⟩ is the derivative at t = 0 of φ(t) = Re⟨w, f(x + t·u)⟩, estimated by central
 differences along the unit direction u/‖u‖ at ±h and ±2h and judged by the element-wise error
-model applied to the one-dimensional φ (`stencils.judge_chord`): round-off from the noise in φ
+model applied to the one-dimensional φ (`stencils.compare_chord`): round-off from the noise in φ
 (at least u_f·Σ|w_i||f_i|, the rounding of the pairing itself) and truncation from the ±2h
 pair. That error estimate is the side's slack, added to the identity's tolerance. The step is
 the directional mode's (`direction_step`), for the coarser of the leaf's and fn's output
@@ -27,7 +27,7 @@ from .._numerics.directions import direction_step
 from .sides import Pairs, Point, Side
 from .transforms import is_float0
 
-ALONG = (1.0, -1.0, 2.0, -2.0)  # multiples of the step, in the order judge_chord takes them
+ALONG = (1.0, -1.0, 2.0, -2.0)  # multiples of the step, in the order compare_chord takes them
 
 
 def underivable(reference: Callable, point: Point) -> str:
@@ -118,7 +118,7 @@ class FiniteDifferences:
             at0 = [np.broadcast_to(x, (B, *x.shape[1:])) for x in f0]
             phi = [_pairing(wb, [x[k * B : (k + 1) * B] for x in F], B) for k in range(len(ALONG))]
             absw = [np.abs(x) for x in wb]
-            verdict = st.judge_chord(
+            verdict = st.compare_chord(
                 np.zeros(B), np.zeros(B), _pairing(wb, at0, B), phi[0], phi[1], phi[2], phi[3], h,
                 st.Tolerance(u_f=u_f, u_g=0.0, rtol=0.0, atol=0.0,
                              noise_floor=u_f * _pairing(absw, [np.abs(x) for x in at0], B)),

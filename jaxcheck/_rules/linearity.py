@@ -43,7 +43,7 @@ def vjp_messages(point: Point, vjp: Callable, who: str, u: float, ws, vs) -> dic
         def name(i, leaf=leaf):
             return f"{leaf.path}{format_index(leaf.index(i))}"
 
-        out[p] = _judge(v0[p], vs[0][p], vs[1][p], v12[p], u, name, ("cotangent", "vjp", "w"))
+        out[p] = _verdict(v0[p], vs[0][p], vs[1][p], v12[p], u, name, ("cotangent", "vjp", "w"))
     return out
 
 
@@ -60,11 +60,11 @@ def jvp_messages(point: Point, jvp: Callable, u: float, rng, t0: Any) -> dict[st
             _flat(tangent_out(jvp(point.primals, point.tangents({leaf.position: x}))))[0]
             for x in us
         )
-        out[leaf.path] = _judge(zero, t1, t2, t12, u, names, ("tangent", "jvp", "u"))
+        out[leaf.path] = _verdict(zero, t1, t2, t12, u, names, ("tangent", "jvp", "u"))
     return out
 
 
-def _judge(v0, v1, v2, v12, u: float, name: Callable[[int], str], words) -> str:
+def _verdict(v0, v1, v2, v12, u: float, name: Callable[[int], str], words) -> str:
     """ "" or the worst element breaking linearity (see the module docstring)."""
     what, rule, x = words
     with np.errstate(invalid="ignore", over="ignore"):
