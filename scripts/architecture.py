@@ -38,17 +38,34 @@ def _model():
     return loss, params, x
 
 
-def flow() -> tuple[int, int, int]:
-    """(modules entered, moves between modules, moves back to a module already left)."""
+RANK = {"_core": 0, "_engine": 1, "_numerics": 1, "_grad": 2, "_rules": 2, "_cli": 3}
+
+
+def _rank(module: str) -> int:
+    """The module's layer (tests/test_layers.py's): foundations 0 ... front ends 3."""
+    parts = module.split(".")
+    return RANK.get(parts[1], 3) if len(parts) > 1 else 3
+
+
+def flow() -> tuple[int, int, int, int]:
+    """(modules entered, moves between modules, moves back to a module already left, calls
+    that climb a layer: a function of a lower layer calling one of a higher, through a
+    callback)."""
     loss, params, x = _model()
     jaxcheck.check_grad(loss, params, x)  # warm: compile once
     path: list[str] = []
+    climbs = [0]
 
     def profile(frame, event, arg):
         if event != "call":
             return
         name = frame.f_globals.get("__name__", "")
-        if name.startswith("jaxcheck") and (not path or path[-1] != name):
+        if not name.startswith("jaxcheck"):
+            return
+        caller = frame.f_back.f_globals.get("__name__", "") if frame.f_back else ""
+        if caller.startswith("jaxcheck") and _rank(name) > _rank(caller):
+            climbs[0] += 1
+        if not path or path[-1] != name:
             path.append(name)
 
     sys.setprofile(profile)
@@ -61,7 +78,7 @@ def flow() -> tuple[int, int, int]:
     for a, b in zip(path, path[1:]):
         left.add(a)
         back += b in left
-    return len(set(path)), len(path) - 1, back
+    return len(set(path)), len(path) - 1, back, climbs[0]
 
 
 def parameters() -> tuple[int, str, int, int]:
@@ -86,13 +103,14 @@ def parameters() -> tuple[int, str, int, int]:
 
 def main() -> None:
     jax.config.update("jax_enable_x64", False)
-    modules, moves, back = flow()
+    modules, moves, back, climbs = flow()
     longest, where, with_params, bare = parameters()
     print("| measure | value |")
     print("|---|---|")
     print(f"| jaxcheck modules a full-mode check_grad enters | {modules} |")
     print(f"| moves between modules during it | {moves} |")
     print(f"| of them back to a module already left | {back} |")
+    print(f"| calls that climb a layer (a callback into a higher one) | {climbs} |")
     print(f"| longest parameter list | {longest} ({where}) |")
     print(f"| functions with parameters, none annotated | {bare} of {with_params} |")
 

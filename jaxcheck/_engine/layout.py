@@ -14,12 +14,14 @@ jaxpr; the others keep a program each.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.extend.core as jcore
 import numpy as np
+
+from .._core.coords import Coords
 
 # Forward-pass FLOPs the flat program may add per compilation it saves: about what a
 # compilation of a small model costs (0.1-0.3 s on a CPU core, much less than a second of an
@@ -44,12 +46,20 @@ class Flat(NamedTuple):
         return out
 
 
-def choose(coords, values, flops, platform: str, points=None, force=None):
+def choose(
+    coords: Coords,
+    values: Sequence[Any],
+    flops: Callable[[], float | None],
+    platform: str,
+    points: Mapping[int, int] | None = None,
+    force: bool | None = None,
+) -> Flat | None:
     """The flat layout (a `Flat`) or None for one program per leaf.
 
     force: True or False to decide; None for the cost model: flat for the smallest leaves
-    whose forward passes (one whole pass of `flops()` per point; `points(leaves)` the points
-    the check is expected to evaluate there, None for a full sweep's 2 per element) cost less
+    whose forward passes (one whole pass of `flops()` per point; `points[leaf.position]` the
+    points the check is expected to evaluate there, None for a full sweep's 2 per element
+    and one more) cost less
     than the compilations it saves; the other leaves keep a program each (a model whose
     biases and small layers sit beside one large kernel). Flat needs one dtype for every
     checked leaf, and at least two leaves.
@@ -60,7 +70,7 @@ def choose(coords, values, flops, platform: str, points=None, force=None):
         return None
     chosen = list(leaves)
     if force is None:
-        count = points or (lambda some: sum(2 * leaf.size + 1 for leaf in some))
+        expected = points or {leaf.position: 2 * leaf.size + 1 for leaf in leaves}
         budget = FLOPS_PER_COMPILE["cpu" if platform == "cpu" else "other"]
         by_size = sorted(leaves, key=lambda leaf: leaf.size)
         per_point, chosen = None, []
@@ -71,7 +81,8 @@ def choose(coords, values, flops, platform: str, points=None, force=None):
             per_point = flops() if per_point is None else per_point
             if per_point is None:
                 return None
-            if count(some) * per_point <= budget * 2 * (k - 1):  # a prepare/run pair each
+            cost = sum(expected[leaf.position] for leaf in some) * per_point
+            if cost <= budget * 2 * (k - 1):  # a prepare/run pair each
                 chosen = some
         if len(chosen) < 2:
             return None
@@ -110,11 +121,11 @@ def forward_flops(jaxpr: jcore.Jaxpr) -> float:
     return total
 
 
-def _shape(var) -> tuple[int, ...]:
+def _shape(var: jcore.Var | jcore.Literal) -> tuple[int, ...]:
     return tuple(getattr(var.aval, "shape", ()))
 
 
-def _inner(v) -> jcore.Jaxpr | None:
+def _inner(v: Any) -> jcore.Jaxpr | None:
     if isinstance(v, jcore.ClosedJaxpr):
         return v.jaxpr
     if isinstance(v, jcore.Jaxpr):
@@ -122,7 +133,7 @@ def _inner(v) -> jcore.Jaxpr | None:
     return None
 
 
-def _size(v) -> float:
+def _size(v: jcore.Var) -> float:
     return float(np.prod(getattr(v.aval, "shape", ())))
 
 

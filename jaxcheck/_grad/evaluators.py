@@ -88,8 +88,8 @@ def _batched_or_host(
     call = (p.fn_scalar, p.values, p.coords, p.args)
     engine = JaxEngine(*call, cache_key=p.key, **opts)
     platform = jax.devices()[0].platform
-    layout = _layout.choose(p.coords, p.values, engine.flops, platform,
-                            lambda leaves: expected_points(leaves, plan))  # fmt: skip
+    points = {leaf.position: expected_points([leaf], plan) for leaf in p.coords.checked}
+    layout = _layout.choose(p.coords, p.values, engine.flops, platform, points)
     if layout is not None:
         try:
             flat = FlatEngine(*call, layout, cache_key=p.key, **opts)
