@@ -118,3 +118,25 @@ def test_numpy_code_needs_its_own_hvp():
         jaxcheck.check_grad(
             loss, {"x": np.ones(3)}, grad_fn=lambda p: {"x": 3 * p["x"] ** 2}, order=2
         )
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [lambda x: 2 * x, lambda x: jnp.sum(LINEAR @ x), lambda x: LINEAR @ x + 1.0],
+    ids=["scale", "matvec_sum", "affine"],
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_zero_hessian_is_verified_not_inconclusive(fn, dtype):
+    """torch's gradgradcheck self-test on a linear map: H·v = 0 against second differences
+    that are zero bit for bit is agreement (it was inconclusive, every element unverifiable);
+    a nonzero H·v there, however small, still fails."""
+    x = np.random.default_rng(1).normal(size=4).astype(dtype)
+    result = jaxcheck.check_grad(fn, x, order=2)
+    assert result.verdict == "passed", result
+    assert not result.unverifiable
+    bad = jaxcheck.check_grad(fn, x, order=2, hvp_fn=lambda p, v: 1e-6 * v)
+    assert bad.verdict == "failed", bad
+    assert bad.n_failed == 4, bad
+
+
+LINEAR = jnp.asarray(np.random.default_rng(0).normal(size=(4, 4)))

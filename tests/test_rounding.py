@@ -354,6 +354,34 @@ def test_nondet_tol_accepts_a_backward_jitter_within_it():
     assert jaxcheck.check_grad(square, x, grad_fn=jittery(0.0)).passed
 
 
+@pytest.mark.parametrize(
+    "fn",
+    [lambda x: x, square, lambda x: jnp.prod(x), lambda x: jnp.sum(jnp.sin(x))],
+    ids=["identity", "square", "prod", "sin"],
+)
+@pytest.mark.parametrize("scale", [1.0, 1e-4])
+def test_nondet_tol_changes_nothing_in_a_deterministic_check(fn, scale):
+    """torch's meaning: nondet_tol widens what counts as the same value when a computation is
+    repeated, and nothing else (it once entered every element's tolerance as noise in f: a
+    deterministic prod at 1e-4 came back inconclusive, every element unverifiable)."""
+    x = np.random.default_rng(2).normal(size=(5, 5)) * scale
+    plain = jaxcheck.check_grad(fn, x)
+    loose = jaxcheck.check_grad(fn, x, nondet_tol=1e-5)
+    assert plain.verdict == loose.verdict == "passed", loose
+    assert not loose.unverifiable
+    np.testing.assert_array_equal(plain.resolution, loose.resolution)  # the same tolerances
+    np.testing.assert_array_equal(plain.numeric, loose.numeric)
+
+
+def test_nondet_tol_accepts_torchs_jittered_backward():
+    """torch's test_gradcheck_nondeterministic: a backward jittering by 1e-6 of itself per
+    call passes with nondet_tol=1e-5, and so does the same rule without jitter."""
+    x = np.random.default_rng(2).normal(size=(5, 5))
+    for jitter in (0.0, 1e-6):
+        result = jaxcheck.check_grad(square, x, grad_fn=jittery(jitter), nondet_tol=1e-5)
+        assert result.verdict == "passed", result
+
+
 # ---- 2c. a flat direction under coarse rounding is verified, not unverifiable ---------------
 
 

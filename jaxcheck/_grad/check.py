@@ -117,9 +117,11 @@ def check_grad(
         atol: absolute tolerance added to every element's; default 0.
         nondet_tol: re-evaluations of fn, or of the gradient under test, at one point may
             differ by up to this much (torch's name and meaning: GPU atomics in a scatter-add
-            or segment_sum reorder additions); such differences are reported in the notes and
-            counted as noise in f, larger ones are "nondeterministic" (for the gradient:
-            torch's "not reentrant"). Default 0: any difference beyond rounding.
+            or segment_sum reorder additions); such differences are reported in the notes,
+            the largest one measured counted as noise in f, larger ones are
+            "nondeterministic" (for the gradient: torch's "not reentrant"). It changes nothing
+            else: a deterministic check gives the same verdict with or without it. Default
+            0: any difference beyond rounding.
         only: check only leaves whose key path matches: a regular expression (searched), a
             list of them, or a function of the path string.
         precision: "float64" (default): finite differences in float64 whatever the model's

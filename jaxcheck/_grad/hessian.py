@@ -138,6 +138,12 @@ def judge(problem: Problem, plan: Plan, evaluator: Evaluator | None = None) -> J
 
     verdicts, steps, notes = check(derivatives, p.coords, p.grads, p.typical, plan.steps,
                                    plan.options.directions, plan.options.seed, tol_of)  # fmt: skip
+    # H·v exactly zero where the second differences are zero bit for bit (a linear map) is
+    # agreement, as exact zeros of the gradient are: judged against the scale of H·v, or
+    # where every product is zero, |g| over the parameters' scale.
+    g_max = max((float(np.max(np.abs(g), initial=0.0)) for g in p.grads.values()), default=0.0)
+    u_h = max(st.unit_roundoff(np.asarray(g).dtype) for g in p.grads.values())
+    st.verify_zeros(list(verdicts.values()), g_max / max(p.typical.values()), u_h)
     engine = "jax" if p.grad_fn is None and plan.options.hvp_fn is None else "host"
     return Judged(verdicts, steps, engine, notes)
 
@@ -202,4 +208,6 @@ def _worst(verdicts: list[st.Verdict]) -> st.Verdict:
     cols = np.arange(status.shape[1])
     fields = ("analytic", "numeric", "abs_error", "tolerance", "resolution", "excess_noise")
     out = {f: np.stack([getattr(v, f) for v in verdicts])[pick, cols] for f in fields}
-    return st.Verdict(**out, status=status[pick, cols])
+    zeros = [v.exact_zero for v in verdicts]
+    exact_zero = None if any(z is None for z in zeros) else np.stack(zeros).all(axis=0)
+    return st.Verdict(**out, status=status[pick, cols], exact_zero=exact_zero)
