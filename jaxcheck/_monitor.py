@@ -15,7 +15,7 @@ import dataclasses
 import math
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import numpy as np
@@ -26,6 +26,9 @@ from ._core.result import CheckResult
 from ._grad.calling import validate_functions
 from ._grad.check import check_with
 from ._grad.options import Options
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 FULL_UP_TO = 20_000  # parameters: above this the default mode is "directional"
 ON_FAILURE = ("warn", "raise", "ignore")
@@ -161,7 +164,7 @@ class GradMonitor:
         clean = lambda x: None if isinstance(x, float) and not math.isfinite(x) else x  # noqa: E731
         return [{k: clean(v) for k, v in dataclasses.asdict(r).items()} for r in self.history]
 
-    def plot(self, fig=None):
+    def plot(self, fig: Figure | None = None) -> np.ndarray:
         """Three panels over the training steps: the cost, the gradient difference at each
         check (red where it failed) and the smallest |g|. Needs matplotlib; returns the three
         Axes (an array, as `plt.subplots` does; `.figure` of any is the Figure), like every

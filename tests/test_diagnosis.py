@@ -66,6 +66,7 @@ CASES = {
         "0.01·‖θ‖² in the loss is missing",
     ),  # fmt: skip
     "zero": (loss, _edit("b", lambda g, t: np.zeros_like(g)), "b", "gradient is 0 everywhere"),
+    "constant": (loss, _edit("V", lambda g, t: g + 0.01), "V", "≈ 0.01 at every element"),
     "row": (loss, _edit("W", _row), "W", "only row 3"),
     "column": (loss, _edit("W", _column), "W", "only column 2"),
 }
@@ -83,6 +84,43 @@ def test_each_planted_bug_kind_is_diagnosed(case):
     for other in result.leaves.values():  # the correct leaves get none
         if other.path != report.path:
             assert other.diagnosis == ""
+
+
+def test_a_constant_at_theta_equal_ones_is_not_called_weight_decay_alone():
+    """At θ = ones a constant added to the backward and a term λ·θ cannot be told apart:
+    the diagnosis says both (it once said "0.01·θ (weight decay)" for a constant)."""
+    ones = {k: np.ones_like(v) for k, v in PARAMS.items()}
+    result = jaxcheck.check_grad(
+        loss, ones, X, Y, grad_fn=planted(_edit("V", lambda g, t: g + 0.01))
+    )
+    said = result.leaves["['V']"].diagnosis
+    assert "constant added" in said and "0.01·θ" in said and "cannot tell them apart" in said, said
+    varied = jaxcheck.check_grad(
+        loss, PARAMS, X, Y, grad_fn=planted(_edit("V", lambda g, t: g + 0.01))
+    )
+    assert "θ" not in varied.leaves["['V']"].diagnosis  # θ varies: the constant alone
+    decay = jaxcheck.check_grad(
+        loss, PARAMS, X, Y, grad_fn=planted(_edit("V", lambda g, t: g + 0.01 * t))
+    )
+    assert "0.01·θ" in decay.leaves["['V']"].diagnosis
+    assert "constant" not in decay.leaves["['V']"].diagnosis
+
+
+@pytest.mark.parametrize("factor, said", [(2.0, "analytic = 2 × numeric"), (-1.0, "sign")])
+def test_a_one_element_leaf_still_gets_its_ratio(factor, said):
+    def scaled(p, x):
+        return jnp.sum(jnp.tanh(x * p["w"]) * p["s"])
+
+    params = {"w": np.array([0.3, -0.7, 1.1]), "s": np.array(0.8)}
+    x = np.array([0.5, 1.5, -2.0])
+
+    def grad_fn(p, x):
+        g = jax.grad(scaled)(p, x)
+        return {"w": g["w"], "s": factor * g["s"]}
+
+    result = jaxcheck.check_grad(scaled, params, x, grad_fn=grad_fn)
+    assert said in result.leaves["['s']"].diagnosis, result.leaves["['s']"].diagnosis
+    assert result.leaves["['w']"].diagnosis == ""
 
 
 def test_a_gradient_only_wrong_at_kinks_is_diagnosed_with_kinks_fail():

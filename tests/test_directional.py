@@ -10,6 +10,7 @@ import pytest
 import jaxcheck
 from jaxcheck._core.coords import Coords
 from jaxcheck._engine import batched as _engine
+from jaxcheck._grad import directional as _directional_mode
 from jaxcheck._numerics import directions as _directional
 from tests import helpers as h
 
@@ -152,8 +153,59 @@ def test_an_error_everywhere_is_reported_for_the_leaf_not_isolated():
     result = jaxcheck.check_grad(loss, params, x, grad_fn=grad_fn, mode="directional")
     leaf = result.leaves["['W']"]
     assert not result.passed and not leaf.passed
-    assert "too many wrong elements" in leaf.located
+    assert "wrong throughout" in leaf.located
     assert leaf.located in str(result)
+    assert 0 < leaf.n_failed <= _directional_mode.WIDESPREAD_SAMPLE  # a sample, not all 4096
+    assert "1.5 × numeric" in leaf.diagnosis, leaf.diagnosis
+
+
+def test_a_leaf_wrong_throughout_on_the_host_is_not_split_down_to_its_elements():
+    """A kernel evaluated one point at a time (a flash-attention dK scaled by 0.3): group
+    testing stops once most parts fail and a sample of elements fails one by one; the leaf
+    is reported as a whole, its diagnosis fitted on the sample (every one of 1,024 elements
+    was once located one by one, in minutes)."""
+    rng = np.random.default_rng(0)
+    params = {"W": rng.normal(size=(32, 32)) / 6}
+    X = rng.normal(size=(8, 32))
+    evaluations = [0]
+
+    def loss(p, X):  # plain NumPy: the host engine, one point at a time
+        evaluations[0] += 1
+        return float(np.sum(np.tanh(np.asarray(X) @ p["W"]) ** 2))
+
+    def backward(p, X):
+        z = np.tanh(X @ p["W"])
+        return {"W": 0.3 * (X.T @ (2 * z * (1 - z**2)))}
+
+    result = jaxcheck.check_grad(loss, params, X, grad_fn=backward, mode="directional")
+    leaf = result.leaves["['W']"]
+    assert result.engine == "host" and result.verdict == "failed"
+    assert "wrong throughout" in leaf.located, leaf.located
+    assert leaf.n_failed <= _directional_mode.WIDESPREAD_SAMPLE
+    assert "0.3 × numeric" in leaf.diagnosis, leaf.diagnosis
+    assert leaf.probes <= 16  # one round of group testing
+    directional, evaluations[0] = evaluations[0], 0
+    full = jaxcheck.check_grad(loss, params, X, grad_fn=backward)
+    assert full.leaves["['W']"].n_failed == 1024
+    assert directional * 4 < evaluations[0], (directional, evaluations[0])
+
+
+def test_many_scattered_wrong_elements_are_still_located_one_by_one():
+    """Sixty wrong elements among 4096 fail in most parts of the first rounds, but not in a
+    sample of the leaf's elements: group testing goes on and finds every one of them."""
+    loss, params, x = _big_linear_model(64, 64)
+    wrong = np.random.default_rng(3).choice(4096, 60, replace=False)
+
+    def grad_fn(p, x):
+        g = jax.grad(loss)(p, x)
+        w = g["W"].reshape(-1).at[wrong].multiply(1.5).reshape(g["W"].shape)
+        return {**g, "W": w}
+
+    result = jaxcheck.check_grad(loss, params, x, grad_fn=grad_fn, mode="directional")
+    leaf = result.leaves["['W']"]
+    assert "wrong throughout" not in leaf.located
+    flat = sorted(np.ravel_multi_index(e.index, (64, 64)) for e in result.failures)
+    assert flat == sorted(wrong.tolist()), (len(flat), leaf.located)
 
 
 def test_directional_mode_on_the_host_engine():

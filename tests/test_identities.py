@@ -513,3 +513,83 @@ def test_a_pallas_kernel_jax_cannot_differentiate_is_checked_against_finite_diff
     assert any("cannot differentiate" in n and "central differences" in n for n in result.notes)
     bad = jaxcheck.check_vjp(make(True), x, transforms=())
     assert [(e.path, e.index) for e in bad.failures] == [("['x']", (2, 1))]
+
+
+# ---- rules that ship inside the jax package, kernels that refuse float64 ---------------------
+
+
+def _rules_in(fn, *args):
+    """is_jax_rule of every custom rule in fn's program, in order."""
+    from jaxcheck._rules import primal
+
+    found = []
+
+    def walk(jaxpr):
+        for e in jaxpr.eqns:
+            if e.primitive.name in primal.CUSTOM:
+                found.append(primal.is_jax_rule(e.params["call_jaxpr"]))
+            for v in e.params.values():
+                inner = getattr(v, "jaxpr", None)
+                if inner is not None:
+                    walk(getattr(inner, "jaxpr", inner))
+
+    walk(jax.make_jaxpr(fn)(*args).jaxpr)
+    return found
+
+
+def _pallas_attention():
+    attention = pytest.importorskip("jax.experimental.pallas.ops.gpu.attention")
+    blocks = attention.BlockSizes(block_q=16, block_k=16, block_q_dkv=16, block_kv_dkv=16,
+                                  block_q_dq=16, block_kv_dq=16)  # fmt: skip
+
+    def mha(q, k, v):  # interpret=True: the kernel runs on the CPU
+        return attention.mha(q, k, v, None, 1.0, False, blocks, "triton", None, 2, None, True)
+
+    return mha
+
+
+def test_only_jax_cores_rules_are_trusted_not_every_module_in_the_package():
+    """jax.nn.relu's rule is JAX's (kept in the reference); a Pallas attention kernel and
+    jax.experimental.ode ship inside the jax package but are rules like any user's (they were
+    kept, so the reference called the rule under test)."""
+    from jax.experimental import ode
+
+    assert _rules_in(jax.nn.relu, jnp.ones(3)) == [True]
+    odeint = lambda y0: ode.odeint(lambda y, t: -y, y0, jnp.linspace(0.0, 1.0, 3))  # noqa: E731
+    assert _rules_in(odeint, jnp.ones(2)) == [False]
+    q = jnp.ones((1, 16, 1, 16))
+    assert _rules_in(_pallas_attention(), q, q, q) == [False]
+
+
+def test_a_pallas_attention_kernel_inside_jax_is_checked_and_its_wrong_dk_caught():
+    """The flash-attention kernel of jax.experimental.pallas.ops (it builds float32 carries,
+    so it cannot run in float64: checked natively, with a note), its dK scaled by 0.3."""
+    mha = _pallas_attention()
+    rng = np.random.default_rng(0)
+    q, k, v = (jnp.asarray(rng.normal(size=(1, 16, 1, 16)), jnp.float32) for _ in range(3))
+
+    def wrong(q, k, v, ct):
+        dq, dk, dv = jax.vjp(mha, q, k, v)[1](ct)
+        return dq, 0.3 * dk, dv
+
+    bad = jaxcheck.check_vjp(mha, q, k, v, vjp=wrong, transforms=())
+    assert not bad.passed
+    assert [path for path, leaf in bad.leaves.items() if not leaf.passed] == ["['k']"], bad
+    assert any("cannot run in float64" in n for n in bad.notes), bad.notes
+    assert any("1 custom rule(s) replaced" in n for n in bad.notes), bad.notes
+
+
+def test_an_assertion_without_a_message_inside_a_rule_says_where_and_what_to_try():
+    @jax.custom_vjp
+    def f(x):
+        return jnp.sin(x)
+
+    def bwd(x, g):
+        if g.shape != (99,):  # a kernel's shape assertion: no message (pytest rewrites
+            raise AssertionError  # an `assert` in a test file to give it one)
+        return (g * jnp.cos(x),)
+
+    f.defvjp(lambda x: (jnp.sin(x), x), bwd)
+    with pytest.raises(RuntimeError, match=r"assertion without a message failed in bwd") as e:
+        jaxcheck.check_vjp(f, jnp.arange(3.0))
+    assert "precision='native'" in str(e.value) and "transforms=()" in str(e.value)

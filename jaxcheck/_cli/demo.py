@@ -7,6 +7,9 @@ logistic output, the forward pass in JAX, the backward pass written by hand in N
 
 from __future__ import annotations
 
+from typing import Any
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -26,12 +29,12 @@ def make_demo() -> tuple:
         "b2": np.zeros(()),
     }
 
-    def loss(p, X, y):
+    def loss(p: dict[str, Any], X: jax.Array | np.ndarray, y: jax.Array | np.ndarray) -> jax.Array:
         """Mean logistic loss of a tanh network (JAX, so jaxcheck batches it)."""
         z = jnp.tanh(X @ p["W1"] + p["b1"][None]) @ p["W2"] + p["b2"]
         return jnp.mean(jnp.logaddexp(0.0, z) - y * z)
 
-    def backward(p, X, y):
+    def backward(p: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
         """The handwritten gradient of `loss`, in NumPy, with the exercise's bug."""
         m = X.shape[0]
         A1 = np.tanh(X @ p["W1"] + p["b1"])

@@ -43,7 +43,14 @@ class Spec:
     grad_fn: Callable[..., Any] | None
     options: Mapping[str, Any]
 
-    def __init__(self, fn, params, args=(), grad_fn=None, **options):
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        params: Any,
+        args: tuple[Any, ...] | list[Any] = (),
+        grad_fn: Callable[..., Any] | None = None,
+        **options: Any,
+    ) -> None:
         if not isinstance(args, (tuple, list)):
             raise SpecError(
                 f"Spec args must be a tuple of the arguments after params, e.g. (x, y); got a "

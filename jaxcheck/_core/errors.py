@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Sequence
-from typing import ParamSpec, TypeVar
+from types import TracebackType
+from typing import Any, Literal, ParamSpec, TypeVar
 
 import jax
 
@@ -28,7 +29,7 @@ class GradCheckError(AssertionError):
     The full report is in `.result` (a `jaxcheck.CheckResult`).
     """
 
-    def __init__(self, result):
+    def __init__(self, result: Any) -> None:  # a CheckResult or an IdentityResult
         self.result = result
         message = getattr(result, "failure_message", None)
         super().__init__(message() if message else str(result))
@@ -72,10 +73,15 @@ class input_errors:  # noqa: N801 - used as a context manager, like contextlib's
     fn or grad_fn, and anything else, keep theirs; JAXCHECK_TRACEBACK=1 (the CLI's
     --traceback) keeps every traceback."""
 
-    def __enter__(self):
+    def __enter__(self) -> input_errors:
         return self
 
-    def __exit__(self, typ, exc, tb):
+    def __exit__(
+        self,
+        typ: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Literal[False]:
         if os.environ.get("JAXCHECK_TRACEBACK"):  # debugging jaxcheck itself: keep them all
             return False
         if isinstance(exc, (ValueError, TypeError)) and tb is not None:

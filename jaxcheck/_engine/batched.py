@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 import jax
 import numpy as np
+import numpy.typing as npt
 
 from .._core.coords import Coords, Leaf
 from . import journal as _journal
@@ -113,6 +114,7 @@ class JaxEngine:
     """Evaluates fn_scalar(params with one leaf's elements set to given values)."""
 
     name = "jax"
+    one_at_a_time = False
 
     def __init__(
         self,
@@ -190,7 +192,7 @@ class JaxEngine:
     def flops(self) -> float | None:
         """Arithmetic of one evaluation of fn, estimated from its jaxpr (`layout`)."""
 
-        def run(params_dyn, args_dyn):
+        def run(params_dyn: list[Any], args_dyn: list[Any]) -> Any:
             return self._fn(self._params_rebuild(params_dyn), *self._args_rebuild(args_dyn))
 
         return _layout.flops_of(run, self._params_dyn, self._args_dyn)
@@ -200,7 +202,7 @@ class JaxEngine:
         coords, fn = self._coords, self._fn
         params_rebuild, args_rebuild = self._params_rebuild, self._args_rebuild
 
-        def g(x, params_dyn, args_dyn):
+        def g(x: jax.Array, params_dyn: list[Any], args_dyn: list[Any]) -> Any:
             values = jax.tree_util.tree_leaves(params_rebuild(params_dyn))
             values[leaf.position] = x
             return fn(coords.unflatten(values), *args_rebuild(args_dyn))
@@ -211,7 +213,13 @@ class JaxEngine:
         """vmap fn over the perturbed copies of the leaf."""
         g = self._with_leaf(leaf)
 
-        def one(base_flat, params_dyn, args_dyn, i, v):
+        def one(
+            base_flat: jax.Array,
+            params_dyn: list[Any],
+            args_dyn: list[Any],
+            i: jax.Array,
+            v: jax.Array,
+        ) -> Any:
             return g(base_flat.at[i].set(v).reshape(leaf.shape), params_dyn, args_dyn)
 
         return jax.vmap(one, in_axes=(None, None, None, 0, 0))
@@ -221,7 +229,13 @@ class JaxEngine:
         g = self._with_leaf(leaf)
         stats = self._stats
 
-        def chunk(base_flat, params_dyn, args_dyn, idx, vals):
+        def chunk(
+            base_flat: jax.Array,
+            params_dyn: list[Any],
+            args_dyn: list[Any],
+            idx: jax.Array,
+            vals: jax.Array,
+        ) -> jax.Array:
             x = base_flat.reshape(leaf.shape)
             closed = jax.make_jaxpr(g)(x, params_dyn, args_dyn)
             if closed.effects:
@@ -319,7 +333,7 @@ class JaxEngine:
     def _global_inputs(self, inputs, kind: str) -> list:
         return [self._global_array(x, split=b) for x, b in zip(inputs, _batched(kind))]
 
-    def _gather(self, x) -> np.ndarray:
+    def _gather(self, x: jax.Array) -> np.ndarray:
         if not self._global:
             return np.asarray(x, dtype=np.float64)
         from jax.experimental import multihost_utils
@@ -388,7 +402,7 @@ class JaxEngine:
         verification, not for sweeps."""
         g = self._with_leaf(leaf)
 
-        def batch(rows, params_dyn, args_dyn):
+        def batch(rows: jax.Array, params_dyn: list[Any], args_dyn: list[Any]) -> jax.Array:
             return jax.vmap(lambda x: g(x.reshape(leaf.shape), params_dyn, args_dyn))(rows)
 
         slot = ("rows", self._key, leaf.position)
@@ -399,7 +413,14 @@ class JaxEngine:
         return out.astype(np.float64)
 
     def _run_chunks(
-        self, program, residuals, fixed, batched, points, tag, expand=None
+        self,
+        program: Compiled,
+        residuals: list[Any],
+        fixed: tuple[np.ndarray, ...],
+        batched: Sequence[tuple[np.ndarray, npt.DTypeLike, Any]],
+        points: int,
+        tag: tuple[Any, str],
+        expand: Callable[..., list[np.ndarray]] | None = None,
     ) -> tuple[np.ndarray, ...]:
         """program.run over the batched inputs, chunk by chunk; each output in float64.
 
@@ -419,7 +440,7 @@ class JaxEngine:
         for s in range(0, n + pad, size):
             args = [*fixed, *(x[s : s + size] for x in padded)]
 
-            def run(args=args):
+            def run(args: list[Any] = args) -> list[np.ndarray]:
                 inputs = args if expand is None else expand(*args)
                 inputs = self._global_inputs(inputs, tag[1]) if self._global else inputs
                 return [self._gather(x) for x in program.run(residuals, *inputs)]
@@ -436,7 +457,16 @@ class JaxEngine:
         g_fn = self._with_leaf(leaf)
         jnp = jax.numpy
 
-        def one(base_flat, params_dyn, args_dyn, labels, grad, ts, key, group):
+        def one(
+            base_flat: jax.Array,
+            params_dyn: list[Any],
+            args_dyn: list[Any],
+            labels: jax.Array,
+            grad: jax.Array,
+            ts: jax.Array,
+            key: jax.Array,
+            group: jax.Array,
+        ) -> tuple[jax.Array, jax.Array, jax.Array]:
             mask = labels == group
             # float32 draws cost half the random bits of float64, and the sequential threefry
             # 0.6x the time of the partitionable one: any direction will do.
@@ -457,7 +487,7 @@ class JaxEngine:
         """A direction's cost over one element evaluation's, from XLA's cost analysis of the
         two compiled programs (FLOPs plus bytes accessed, per member); None if unknown."""
 
-        def per_member(kind):
+        def per_member(kind: str) -> float | None:
             program = self.prepare(leaf, kind)[1]  # compiled (the check needs both)
             try:
                 cost = program.run.cost_analysis()
@@ -469,7 +499,15 @@ class JaxEngine:
         d, e = per_member("direction"), per_member("element")
         return d / e if d and e else None
 
-    def evaluate_along(self, leaf, grad, keys, labels, groups, ts):
+    def evaluate_along(
+        self,
+        leaf: Leaf,
+        grad: np.ndarray,
+        keys: np.ndarray,
+        labels: np.ndarray,
+        groups: np.ndarray,
+        ts: np.ndarray,
+    ) -> tuple[np.ndarray, ...]:
         """For each direction b: f and ⟨grad, x − θ⟩ at x = θ + ts[j]·v_b, and (⟨|grad|, |v_b|⟩,
         Σ|v_b|). v_b: a unit Gaussian direction drawn from keys[b] (uint32[2]) on the elements
         whose label equals groups[b], zero elsewhere. Arrays [B, len(ts)], [B, len(ts)], [B, 2].

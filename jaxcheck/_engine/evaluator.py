@@ -21,6 +21,7 @@ from .progress import Progress
 class Evaluator(Protocol):
     name: str  # the report's engine: "jax", "jax-flat", "jax-mixed", "host"
     n_devices: int  # devices each chunk of perturbations is split over
+    one_at_a_time: bool  # each point costs a call of fn (the host), not a share of a batch
     progress: Progress | None  # told how many points each finished block had
     journal: Any  # a `journal.Journal` (blocks recorded there are not run again), or None
 

@@ -19,6 +19,7 @@ check, so what depends only on it and the data is computed once (`split`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import numpy as np
@@ -59,7 +60,7 @@ class FlatEngine(JaxEngine):
         coords, fn, leaves = self._coords, self._fn, self._leaves
         params_rebuild, args_rebuild = self._params_rebuild, self._args_rebuild
 
-        def one(params_dyn, args_dyn, *xs):
+        def one(params_dyn: list[Any], args_dyn: list[Any], *xs: jax.Array) -> Any:
             values = jax.tree_util.tree_leaves(params_rebuild(params_dyn))
             for leaf, x in zip(leaves, xs):
                 values[leaf.position] = x
@@ -160,7 +161,7 @@ class FlatEngine(JaxEngine):
         offset = self.layout.spans[leaf.position][0]
         dtype = self.layout.dtype
 
-        def expand(idx, vals):
+        def expand(idx: np.ndarray, vals: np.ndarray) -> list[np.ndarray]:
             points = np.tile(theta, (len(idx), 1))
             points[np.arange(len(idx)), idx] = vals
             return self._split(points)
@@ -190,7 +191,15 @@ class FlatEngine(JaxEngine):
         )
         return f.reshape(-1)
 
-    def evaluate_along(self, leaf, grad, keys, labels, groups, ts):
+    def evaluate_along(
+        self,
+        leaf: Leaf,
+        grad: np.ndarray,
+        keys: np.ndarray,
+        labels: np.ndarray,
+        groups: np.ndarray,
+        ts: np.ndarray,
+    ) -> tuple[np.ndarray, ...]:
         """As `JaxEngine.evaluate_along`, the directions drawn on the host (by NumPy, from
         the same keys, as the host engine draws them) and evaluated as points."""
         if self._own(leaf):

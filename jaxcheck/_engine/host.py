@@ -26,6 +26,7 @@ class HostEngine:
     name = "host"
 
     n_devices = 1
+    one_at_a_time = True
 
     def __init__(
         self,
@@ -96,7 +97,15 @@ class HostEngine:
                 self.progress.update(1)
         return np.asarray(out, np.float64)
 
-    def evaluate_along(self, leaf, grad, keys, labels, groups, ts):
+    def evaluate_along(
+        self,
+        leaf: Leaf,
+        grad: np.ndarray,
+        keys: np.ndarray,
+        labels: np.ndarray,
+        groups: np.ndarray,
+        ts: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """As `JaxEngine.evaluate_along`, with directions drawn by NumPy from the same keys."""
         theta = np.asarray(self._values[leaf.position])
         flat = theta.reshape(-1)

@@ -17,6 +17,7 @@ import base64
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ def _arrays(tree: Any) -> list[bytes]:
     return out
 
 
-def _hash(parts) -> str:
+def _hash(parts: Iterable[bytes]) -> str:
     h = hashlib.sha256()
     for p in parts:
         h.update(len(p).to_bytes(8, "little"))

@@ -50,10 +50,10 @@ def _hashable(x: Any) -> Any:
         return ("id", id(x))
 
 
-def working_memory(compiled) -> int:
+def working_memory(compiled: jax.stages.Compiled) -> int:
     """Temporary plus output bytes of a compiled chunk; 0 where the backend does not say."""
     try:
         m = compiled.memory_analysis()
-        return int(m.temp_size_in_bytes + m.output_size_in_bytes)
+        return int(m.temp_size_in_bytes + m.output_size_in_bytes)  # type: ignore[union-attr]
     except Exception:  # noqa: BLE001 - an estimate we can do without
         return 0

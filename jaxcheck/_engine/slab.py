@@ -7,7 +7,7 @@ where the selected `axes` take the indices `sel[b]` (every other axis whole).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import jax
@@ -26,7 +26,9 @@ class Slab:
 
     __slots__ = ("base", "axes", "sel", "val")
 
-    def __init__(self, base, axes, sel, val):
+    def __init__(
+        self, base: jax.Array, axes: Iterable[int], sel: jax.Array, val: jax.Array
+    ) -> None:
         self.base, self.axes, self.sel, self.val = base, tuple(axes), sel, val
 
     @property
@@ -77,7 +79,7 @@ def run_eqns(eqns, env: dict, apply: Callable | None = None) -> None:
                 env[var] = x
 
 
-def bind(eqn, invals) -> list[Any]:
+def bind(eqn: jcore.JaxprEqn, invals: Sequence[Any]) -> list[Any]:
     params = eqn.primitive.get_bind_params(eqn.params)
     subfuns = []
     if isinstance(params, tuple):  # jax < 0.9 also returned the sub-functions

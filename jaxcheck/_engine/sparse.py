@@ -95,7 +95,7 @@ def _apply(eqn, invals, stats: dict) -> list[Any]:
     return _fallback(eqn, invals)
 
 
-def _fallback(eqn, invals) -> list[Any]:
+def _fallback(eqn: jcore.JaxprEqn, invals: list[Any]) -> list[Any]:
     """vmap the primitive over the dense perturbed values; the plain engine's way."""
     slabs = [x.dense() if isinstance(x, Slab) else None for x in invals]
     bases = [x.base if isinstance(x, Slab) else x for x in invals]
@@ -107,7 +107,7 @@ def _fallback(eqn, invals) -> list[Any]:
     return [Slab(b, (), sel, v) for b, v in zip(base_out, outs)]
 
 
-def _common(invals) -> list[Any]:
+def _common(invals: list[Any]) -> list[Any]:
     """Slabs on the same selection, or all made dense."""
     slabs = [x for x in invals if isinstance(x, Slab)]
     if all(s.same_slab(slabs[0]) for s in slabs):
@@ -115,8 +115,8 @@ def _common(invals) -> list[Any]:
     return [x.dense() if isinstance(x, Slab) else x for x in invals]
 
 
-def _elementwise(eqn, invals) -> Slab:
-    shape = tuple(eqn.outvars[0].aval.shape)
+def _elementwise(eqn: jcore.JaxprEqn, invals: list[Any]) -> Slab:
+    shape = tuple(eqn.outvars[0].aval.shape)  # type: ignore[attr-defined]
     # An operand broadcast along a selected axis of size 1 ((1, 1) + (B, 1), as a Dense(1)
     # bias enters): its one selected element reaches every output row, so it goes dense.
     invals = [
@@ -161,7 +161,7 @@ def _drop_axes(x: Slab, dims: Sequence[int]) -> tuple[list[int], jax.Array, tupl
     return axes, sel, free_dims
 
 
-def _reduce_sum(eqn, invals) -> Slab:
+def _reduce_sum(eqn: jcore.JaxprEqn, invals: list[Any]) -> Slab:
     (x,) = invals
     reduced = tuple(eqn.params["axes"])
     (base,) = bind(eqn, [x.base])
@@ -172,7 +172,7 @@ def _reduce_sum(eqn, invals) -> Slab:
     return Slab(base, axes, sel, take(base, axes, sel) + delta)
 
 
-def _dot_general(eqn, invals) -> Slab | None:
+def _dot_general(eqn: jcore.JaxprEqn, invals: list[Any]) -> Slab | None:
     lhs, rhs = invals
     if isinstance(lhs, Slab) == isinstance(rhs, Slab):
         return None
@@ -203,7 +203,7 @@ def _dot_general(eqn, invals) -> Slab | None:
     contracted = any(a in xc for a in x.axes)
     xv = x.val - take(x.base, x.axes, x.sel) if contracted else x.val
 
-    def one(s, v):
+    def one(s: jax.Array, v: jax.Array) -> jax.Array:
         yy = y[tuple(s[y_idx[a]] if a in y_idx else slice(None) for a in range(y_nd))]
         operands = (v, yy) if x_is_lhs else (yy, v)
         if not xc2:  # an outer product: a broadcast multiply, which XLA fuses with what follows
@@ -230,7 +230,7 @@ def _dot_general(eqn, invals) -> Slab | None:
     return Slab(base, axes, sel, out.astype(base.dtype))
 
 
-def _outer(a, b, batch) -> jax.Array:
+def _outer(a: jax.Array, b: jax.Array, batch: tuple[list[int], list[int]]) -> jax.Array:
     """dot_general without contracting dimensions, as a product of broadcasts."""
     ba, bb = batch
     fa = [d for d in range(a.ndim) if d not in ba]
@@ -244,7 +244,7 @@ def _outer(a, b, batch) -> jax.Array:
     return a * b
 
 
-def _transpose(eqn, invals) -> Slab:
+def _transpose(eqn: jcore.JaxprEqn, invals: list[Any]) -> Slab:
     (x,) = invals
     perm = list(eqn.params["permutation"])
     (base,) = bind(eqn, [x.base])
@@ -255,7 +255,7 @@ def _transpose(eqn, invals) -> Slab:
     return Slab(base, [new_pos[a] for a in order], x.sel[:, [x.axes.index(a) for a in order]], val)
 
 
-def _broadcast_in_dim(eqn, invals) -> Slab | None:
+def _broadcast_in_dim(eqn: jcore.JaxprEqn, invals: list[Any]) -> Slab | None:
     (x,) = invals
     shape, dims = eqn.params["shape"], eqn.params["broadcast_dimensions"]
     in_shape = np.shape(x.base)
@@ -272,7 +272,7 @@ def _broadcast_in_dim(eqn, invals) -> Slab | None:
     return Slab(base, out_axes, x.sel, val)
 
 
-def _reshape(eqn, invals) -> Slab | None:
+def _reshape(eqn: jcore.JaxprEqn, invals: list[Any]) -> Slab | None:
     (x,) = invals
     if eqn.params.get("dimensions") is not None:
         return None
@@ -296,14 +296,14 @@ def _reshape(eqn, invals) -> Slab | None:
     return Slab(base, out_axes, x.sel, x.val.reshape(x.val.shape[0], *free_shape))
 
 
-def _squeeze(eqn, invals) -> Slab:
+def _squeeze(eqn: jcore.JaxprEqn, invals: list[Any]) -> Slab:
     (x,) = invals
     (base,) = bind(eqn, [x.base])
     axes, sel, free_dims = _drop_axes(x, tuple(eqn.params["dimensions"]))
     return Slab(base, axes, sel, jnp.squeeze(x.val, free_dims))
 
 
-def _conv(eqn, invals) -> Slab | None:
+def _conv(eqn: jcore.JaxprEqn, invals: list[Any]) -> Slab | None:
     """A convolution with one perturbed operand whose feature axis is selected.
 
     conv(x, w + d) = conv(x, w) + conv(x, d), and likewise in x. A one-element change of the
@@ -337,7 +337,7 @@ def _conv(eqn, invals) -> Slab | None:
         x.val - take(x.base, x.axes, x.sel),
     )
 
-    def one(i, c):
+    def one(i: jax.Array, c: jax.Array) -> jax.Array:
         yy = lax.dynamic_slice_in_dim(y, i, 1, y_in) if slice_in else y
         return bind(eqn, [c, yy] if x_is_lhs else [yy, c])[0]
 

@@ -43,9 +43,9 @@ def split(fn: Callable, known: Sequence[Any], unknown: Sequence[Any]) -> Staged:
     known_leaves, known_def = jax.tree_util.tree_flatten(list(known))
     unknown_leaves, unknown_def = jax.tree_util.tree_flatten(list(unknown))
 
-    def flat(*leaves):
-        k = known_def.unflatten(leaves[: len(known_leaves)])
-        u = unknown_def.unflatten(leaves[len(known_leaves) :])
+    def flat(*leaves: Any) -> Any:
+        k = known_def.unflatten(leaves[: len(known_leaves)])  # type: ignore[attr-defined]
+        u = unknown_def.unflatten(leaves[len(known_leaves) :])  # type: ignore[attr-defined]
         return fn(*k, *u)
 
     closed = jax.make_jaxpr(flat)(*known_leaves, *unknown_leaves)
@@ -70,7 +70,7 @@ def split(fn: Callable, known: Sequence[Any], unknown: Sequence[Any]) -> Staged:
 
     consts = dict(zip(jaxpr.constvars, closed.consts))
 
-    def prepare(*known):
+    def prepare(*known: Any) -> list[Any]:
         env = dict(consts)
         env.update(zip(jaxpr.invars[:n_known], jax.tree_util.tree_leaves(list(known))))
         run_eqns(early_eqns, env)
@@ -78,7 +78,7 @@ def split(fn: Callable, known: Sequence[Any], unknown: Sequence[Any]) -> Staged:
         # jax.scipy.special.owens_t) passed straight through would stay float64 without x64
         return [_canonical(env[v], v.aval.dtype) for v in needed]
 
-    def run(residuals, *unknown):
+    def run(residuals: list[Any], *unknown: Any) -> list[Any]:
         env = dict(zip(needed, residuals))
         env.update(zip(jaxpr.invars[n_known:], jax.tree_util.tree_leaves(list(unknown))))
         run_eqns(late_eqns, env)
@@ -88,14 +88,14 @@ def split(fn: Callable, known: Sequence[Any], unknown: Sequence[Any]) -> Staged:
     return Staged(jax.jit(prepare), jax.jit(run), avals, run)
 
 
-def _canonical(x, dtype):
+def _canonical(x: jax.Array | np.ndarray, dtype: np.dtype) -> jax.Array | np.ndarray:
     """x in the dtype JAX computes dtype as under the current config (floats only)."""
     if not jax.numpy.issubdtype(dtype, jax.numpy.inexact):
         return x
     return jax.numpy.asarray(x, jax.dtypes.canonicalize_dtype(dtype))
 
 
-def _grows(eqn) -> bool:
+def _grows(eqn: jcore.JaxprEqn) -> bool:
     """An equation whose output is larger than each of its inputs: cheaper to recompute."""
     sizes = [int(np.prod(v.aval.shape)) for v in eqn.invars if hasattr(v.aval, "shape")]
     outs = [int(np.prod(v.aval.shape)) for v in eqn.outvars if hasattr(v.aval, "shape")]

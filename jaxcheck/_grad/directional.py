@@ -37,6 +37,7 @@ from .plan import Plan
 from .problem import Problem
 from .session import Session
 
+WIDESPREAD_SAMPLE = 32  # elements checked one by one to tell a leaf wrong throughout
 ALONG = len(_engine.ALONG)  # points per direction, as the engine lays them out: θ ± h v, θ ± 2h v
 
 
@@ -114,8 +115,18 @@ def check_leaf(
         keys = random_keys(rng, len(groups))
         return probe(engine, leaf, g, f0, step, keys, labels, groups, tol).status == st.MISMATCH
 
+    sampled: list[st.Verdict] = []
+
+    def widespread() -> bool:
+        """Whether most of a random sample of the leaf's elements fails one by one."""
+        idx = np.sort(rng.choice(n, min(n, WIDESPREAD_SAMPLE), replace=False))
+        sampled.append(check_elements(idx))  # the whole leaf's, the sample's elements set
+        return bool(np.isin(sampled[0].status[idx], st.FAILING).mean() >= 0.5)
+
     # Element checks on the sparse path cost a fraction of a direction: stop splitting early.
-    located = locate(probe_fn, n, rng, isolate_at(engine.direction_cost(leaf)))
+    located = locate(probe_fn, n, rng, isolate_at(engine.direction_cost(leaf)), widespread)
+    if located.throughout:  # the sample's elements stand for the leaf (and its diagnosis)
+        return DirectionalOutcome(**result, elements=sampled[0], located=located)
     elements = check_elements(located.candidates) if located.candidates.size else None
     if elements is not None and not np.isin(elements.status, st.FAILING).any():
         located = dataclasses.replace(

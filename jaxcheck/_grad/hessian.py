@@ -208,6 +208,6 @@ def _worst(verdicts: list[st.Verdict]) -> st.Verdict:
     cols = np.arange(status.shape[1])
     fields = ("analytic", "numeric", "abs_error", "tolerance", "resolution", "excess_noise")
     out = {f: np.stack([getattr(v, f) for v in verdicts])[pick, cols] for f in fields}
-    zeros = [v.exact_zero for v in verdicts]
-    exact_zero = None if any(z is None for z in zeros) else np.stack(zeros).all(axis=0)
+    zeros = [v.exact_zero for v in verdicts if v.exact_zero is not None]
+    exact_zero = np.all(np.stack(zeros), axis=0) if len(zeros) == len(verdicts) else None
     return st.Verdict(**out, status=status[pick, cols], exact_zero=exact_zero)

@@ -70,7 +70,7 @@ class Session:
         if leaf.path not in self.tuned and plan.step_rule == "auto" and leaf.path not in plan.steps:
             self.stencils[leaf] = _autostep.tuned(
                 self.engine, leaf, self.stencils[leaf], self.method, g, tol,
-                self.problem.typical[leaf.path],
+                self.problem.typical[leaf.path], None if subset is None else len(subset),
             )  # fmt: skip
         self.tuned.add(leaf.path)
         s, nondet = self.stencils[leaf], self.problem.nondet

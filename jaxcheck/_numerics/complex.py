@@ -68,7 +68,7 @@ def from_pairs(values: Sequence[Any], real_coords: Coords) -> list[Any]:
 def of_pairs(fn: Callable[..., Any], real_coords: Coords) -> Callable[..., Any]:
     """fn as a function of params whose complex leaves are given as (x, y) pairs."""
 
-    def fn_pairs(params, *args):
+    def fn_pairs(params: Any, *args: Any) -> Any:
         values = from_pairs(jax.tree_util.tree_leaves(params), real_coords)
         return fn(real_coords.unflatten(values), *args)
 

@@ -7,6 +7,7 @@ least-squares fits recognise, each stated with its fitted numbers:
   value, a stop_gradient);
 - g ≈ c·D: a wrong constant (4/m for 1/m, a missing 1/2); c ≈ −1: the sign;
 - g ≈ Dᵀ: a transposed matrix product (square leaves, where the shapes cannot tell);
+- g − D ≈ c: a constant added to the gradient;
 - g − D ≈ λ·θ: a weight-decay term in the loss and not in the gradient (or the reverse);
 - the failures confined to one slice (one row, one column, one index of an axis): an
   indexing or broadcasting bug;
@@ -15,7 +16,11 @@ least-squares fits recognise, each stated with its fitted numbers:
 
 Each hypothesis must explain the leaf, not just fit it: a fit is claimed only where it leaves
 a small residual (FIT) and the simpler "g = D" does not, so random errors get no diagnosis
-(a test plants them). The first hypothesis that holds is reported.
+(a test plants them). Where more than one holds (at θ = ones a constant and λ·θ are the
+same; where D is nearly constant, so are a factor and a constant), the diagnosis names each
+and says that this point cannot tell them apart. A leaf with fewer
+resolved elements than a fit needs (a scalar) states its ratio g/D where every element has
+the same one, as a measurement rather than a hypothesis.
 """
 
 from __future__ import annotations
@@ -39,10 +44,20 @@ def diagnose(v: st.Verdict, shape: tuple[int, ...], theta: np.ndarray | None = N
         return ""
     resolved = checked & np.isin(v.status, (st.OK, st.MISMATCH, st.KINK)) & np.isfinite(v.numeric)
     a, d = v.analytic, v.numeric
-    for hypothesis in (_zero, _factor, _transposed, _theta_term):
+    for hypothesis in (_zero, _few):
         found = hypothesis(a, d, resolved, failing, shape, theta)
         if found:
             return found
+    fits = [h(a, d, resolved, failing, shape, theta) for h in (_factor, _transposed, _offset,
+                                                              _theta_term)]  # fmt: skip
+    fits = [f for f in fits if f]
+    if len(fits) == 1:
+        return fits[0]
+    if fits:
+        return (
+            "more than one pattern fits, and this point cannot tell them apart (check at one "
+            "where θ and the gradient vary across the leaf): " + "; or ".join(fits)
+        )
     kinks = getattr(v, "at_kinks", None)
     if kinks is not None and kinks[failing].all():
         return (
@@ -95,10 +110,54 @@ def _factor(
         return ""
     if abs(c + 1) <= FIT:
         return "analytic ≈ −numeric: the sign is flipped (a − for a +, or −∇ returned as ∇)"
+    such = "" if _fraction(c) == "1/m" else f"such as {_fraction(c)} for 1/m: "
     return (
-        f"analytic ≈ {c:.4g} × numeric: a wrong constant factor (such as {_fraction(c)} for "
-        "1/m: a normalization, a 1/2 of a square, a mean against a sum)"
+        f"analytic ≈ {c:.4g} × numeric: a wrong constant factor ({such}a normalization, a 1/2 "
+        "of a square, a mean against a sum)"
     )
+
+
+def _few(
+    a: np.ndarray,
+    d: np.ndarray,
+    resolved: np.ndarray,
+    failing: np.ndarray,
+    shape: tuple,
+    theta: np.ndarray | None,
+) -> str:
+    """Fewer resolved elements than a fit needs, all failing with one ratio g/D: that ratio."""
+    n = int(resolved.sum())
+    if not 0 < n < MIN_FIT or not (failing[resolved]).all() or np.any(d[resolved] == 0):
+        return ""
+    ratios = a[resolved] / d[resolved]
+    c = float(np.mean(ratios))
+    if np.max(np.abs(ratios - c)) > FIT * abs(c):
+        return ""
+    what = "its element" if n == 1 else f"its {n} elements"
+    if abs(c + 1) <= FIT:
+        return f"analytic = −numeric at {what}: the sign is flipped"
+    return (
+        f"analytic = {c:.3g} × numeric at {what} (too few elements to tell a constant factor "
+        "from another error)"
+    )
+
+
+def _offset(
+    a: np.ndarray,
+    d: np.ndarray,
+    resolved: np.ndarray,
+    failing: np.ndarray,
+    shape: tuple,
+    theta: np.ndarray | None,
+) -> str:
+    """g − D ≈ c, one constant."""
+    if resolved.sum() < MIN_FIT:
+        return ""
+    r = (a - d)[resolved]
+    c = float(np.mean(r))
+    if not _explains(float(np.linalg.norm(r - c)), float(np.linalg.norm(r))):
+        return ""
+    return f"analytic − numeric ≈ {c:.3g} at every element: a constant added to the gradient"
 
 
 def _fraction(c: float) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -26,6 +27,9 @@ PROBES = 2  # directions per part: a part is cleared only if all of them agree
 ISOLATE_AT = 8  # cells this small are checked element by element (at the least)
 MAX_ISOLATE = 4096  # ... and cells this large at the most (`isolate_at`)
 MAX_CELLS = 64  # more failing cells than this: too many wrong elements to isolate
+WIDESPREAD_FAILING = 0.75  # a round with this share of its parts failing asks whether the
+WIDESPREAD_LEFT = 64  # leaf is wrong throughout (`locate`'s `widespread`, once), where more
+# candidates than this are left (fewer: checking them all costs about as much)
 DETECT_MISS = 1e-3  # `detectable_norm` is missed with at most this probability
 
 
@@ -55,6 +59,7 @@ class Located:
     candidates: np.ndarray  # element indices left to check one by one
     probes: int  # directions evaluated
     note: str  # "" when isolated; otherwise why not
+    throughout: bool = False  # stopped: the leaf is wrong throughout (`locate`'s widespread)
 
 
 def isolate_at(cost_ratio: float | None) -> int:
@@ -73,15 +78,26 @@ def isolate_at(cost_ratio: float | None) -> int:
 ELEMENT_POINTS = 4  # evaluations an element check costs (±h, ±2h)
 
 
-def locate(probe_fn, n: int, rng: np.random.Generator, isolate: int = ISOLATE_AT) -> Located:
+def locate(
+    probe_fn: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    n: int,
+    rng: np.random.Generator,
+    isolate: int = ISOLATE_AT,
+    widespread: Callable[[], bool] | None = None,
+) -> Located:
     """Split the candidates until the failing cells are small enough to check element-wise
     (at most `isolate` elements).
 
     probe_fn(labels, groups) -> boolean array, True where the direction (restricted to
-    labels == groups[b]) disagrees.
+    labels == groups[b]) disagrees. widespread() -> whether the leaf is wrong throughout
+    (a sample of its elements checked one by one): asked once, at the first round in which
+    WIDESPREAD_FAILING of the parts fail and they hold more than WIDESPREAD_LEFT elements. A
+    leaf wrong everywhere
+    (a backward scaled by 0.3) is then reported as a whole, not split down to every element.
     """
     cells = [np.arange(n)]
     probes = 0
+    asked = widespread is None
     while any(len(c) > isolate for c in cells):
         if len(cells) > MAX_CELLS:
             return Located(
@@ -100,9 +116,23 @@ def locate(probe_fn, n: int, rng: np.random.Generator, isolate: int = ISOLATE_AT
         for j, p in enumerate(parts):
             labels[p] = j
         groups = np.repeat(np.arange(len(parts), dtype=np.int32), PROBES)
-        bad = probe_fn(labels, groups).reshape(len(parts), PROBES).any(axis=1)
+        results = np.asarray(probe_fn(labels, groups)).reshape(len(parts), PROBES)
+        bad = [bool(b) for b in np.any(results, axis=1)]
         probes += len(groups)
         failing = [p for p, b in zip(parts, bad) if b]
+        left = sum(len(p) for p in failing)
+        many = len(failing) >= WIDESPREAD_FAILING * len(parts) and left > WIDESPREAD_LEFT
+        if many and not asked:
+            asked = True
+            if widespread():  # type: ignore[misc] # asked is False only with a callback
+                return Located(
+                    np.array([], np.int64),
+                    probes,
+                    f"wrong throughout: {len(failing)} of {len(parts)} parts of the leaf "
+                    "disagree, and most of a random sample of its elements fails one by one "
+                    "(the failures listed are that sample's): the leaf is reported as a whole",
+                    throughout=True,
+                )
         if not failing and not small:
             return Located(
                 np.array([], np.int64),

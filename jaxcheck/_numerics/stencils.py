@@ -144,7 +144,7 @@ class Tolerance:
     g_noise: float = 0.0
     g_floor: float = GRAD_FLOOR
 
-    def replace(self, **changes) -> Tolerance:
+    def replace(self, **changes: Any) -> Tolerance:
         return dataclasses.replace(self, **changes)
 
     def gradient_floor(self, g: np.ndarray) -> float:
@@ -398,7 +398,7 @@ def _kinks(f0, F, stencil: Stencil, o: float | None) -> tuple[np.ndarray, np.nda
     if o is None:
         return np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, bool)
 
-    def slopes(k):
+    def slopes(k: int) -> tuple[np.ndarray, np.ndarray]:
         plus, minus = stencil.row(k * o), stencil.row(-k * o)
         return (F[plus] - f0) / stencil.disp[plus], (f0 - F[minus]) / -stencil.disp[minus]
 

@@ -28,12 +28,17 @@ LOCATE_ALL = 4096  # failing leaves up to this size: every element is evaluated
 BASIS_CHUNK = 256  # directions per vectorized call while locating
 
 
-def _trace_error(kind: str, e: Exception) -> TypeError:
-    return TypeError(
-        f"fn could not be traced by JAX ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
-        f"check_{kind} compares JAX derivative rules and needs fn written with jax.numpy; for a "
-        "NumPy loss use jaxcheck.check_grad with grad_fn=."
-    )
+class TraceError(TypeError):
+    """fn could not be traced by JAX; `cause` is the error, in one line."""
+
+    def __init__(self, kind: str, e: Exception):
+        first = str(e).splitlines()[0][:200] if str(e) else ""
+        self.cause = f"{type(e).__name__}: {first}" if first else type(e).__name__
+        super().__init__(
+            f"fn could not be traced by JAX ({self.cause}). check_{kind} compares JAX "
+            "derivative rules and needs fn written with jax.numpy; for a NumPy loss use "
+            "jaxcheck.check_grad with grad_fn=."
+        )
 
 
 class Identity:
@@ -49,7 +54,7 @@ class Identity:
             self.reference, n_rules, n_jax = _primal.primal_function(fn, primals)
             out = jax.eval_shape(fn, *primals)
         except Exception as e:  # noqa: BLE001 - any failure to trace is the user's to fix
-            raise _trace_error(kind, e) from e
+            raise TraceError(kind, e) from e
         # rounding of the coarsest dtype the identity passes through, inputs and outputs alike
         # (a float32 output of float64 inputs rounds like float32)
         dtypes = [np.asarray(values[leaf.position]).dtype for leaf in coords.checked] + [
@@ -86,15 +91,15 @@ class Identity:
         self.why = ""  # why JAX cannot differentiate fn's primal computation ("" if it can)
         self.reference_name = ""  # what the reference side is, for the notes
 
-    def _jax_rule(self, fn):
+    def _jax_rule(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         if self.kind == "vjp":
             return lambda *args: jax.vjp(fn, *args[:-1])[1](args[-1])
         return lambda primals, tangents: jax.jvp(fn, primals, tangents)
 
-    def _cotangent(self, out, rng=None) -> Any:
+    def _cotangent(self, out: Any, rng: np.random.Generator | None = None) -> Any:
         rng = self.rng if rng is None else rng
 
-        def draw(s):
+        def draw(s: jax.ShapeDtypeStruct) -> jax.Array | np.ndarray:
             if jnp.issubdtype(s.dtype, jnp.inexact):
                 x = rng.standard_normal(s.shape)
                 if jnp.issubdtype(s.dtype, jnp.complexfloating):
@@ -153,10 +158,10 @@ class Identity:
         except Exception:  # noqa: BLE001 - a rule that cannot be vmapped still gets checked
             vec = False
 
-        def test(leaf):
+        def test(leaf: Leaf) -> _sides.Side:
             return _sides.forward(self.point, self.rule, leaf, vec)
 
-        def ref_vjp(*args):
+        def ref_vjp(*args: Any) -> Any:
             return jax.vjp(self.reference, *args[:-1])[1](args[-1])
 
         try:
@@ -191,7 +196,7 @@ class Identity:
 
     # ---- the check ------------------------------------------------------------------------
 
-    def run(self, transforms, precision) -> IdentityResult:
+    def run(self, transforms: tuple[str, ...], precision: str) -> IdentityResult:
         try:
             test, ref = self._sides(precision)
             linear = self._linearity()
@@ -255,7 +260,7 @@ class Identity:
             candidates = np.arange(leaf.size)
         else:
 
-            def probe_fn(labels, groups):
+            def probe_fn(labels: np.ndarray, groups: np.ndarray) -> np.ndarray:
                 U = np.stack([self._gaussian(leaf, 1, labels == g)[0] for g in groups])
                 _, _, err, tol = self._verdict(t_side, r_side, U, np.full(len(groups), j))
                 return ~(err <= tol)
@@ -309,7 +314,7 @@ class Identity:
 
     # ---- jit and vmap ---------------------------------------------------------------------
 
-    def _transforms(self, names) -> dict[str, str]:
+    def _transforms(self, names: tuple[str, ...]) -> dict[str, str]:
         """{name: "ok", or what differs or fails when the rule under test runs under it}."""
         if self.kind == "vjp":
             inputs = list(self.point.w)

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import numpy as np
+import numpy.typing as npt
 
 from .._core.coords import Leaf
 from .._numerics import stencils as st
@@ -80,7 +82,7 @@ class FiniteDifferences:
         """fn's output leaves [B, ...] with the leaf at each row of X [B, n]."""
         if leaf.position not in self._programs:
 
-            def at(x):
+            def at(x: jax.Array) -> Any:
                 v = list(self.values)
                 v[leaf.position] = x.reshape(leaf.shape)
                 return self.fn(*self.point.coords.unflatten(v))
@@ -132,12 +134,12 @@ class FiniteDifferences:
         return apply
 
 
-def _real(dtype):
+def _real(dtype: npt.DTypeLike) -> np.dtype:
     """The real dtype of a float or complex dtype."""
     return np.finfo(dtype).dtype
 
 
-def _inexact(dtype) -> bool:
+def _inexact(dtype: npt.DTypeLike) -> bool:
     return bool(np.issubdtype(dtype, np.inexact))
 
 

@@ -37,7 +37,7 @@ from .._core.errors import hides_input_errors
 from .._core.paths import leaf_paths
 from .._grad import options, runtime
 from .._grad.calling import _names as parameter_names
-from .dot_test import Identity
+from .dot_test import Identity, TraceError
 from .report import IdentityResult
 
 TRANSFORMS = ("jit", "vmap")
@@ -136,7 +136,18 @@ def check_jvp(
 # ---- setup -----------------------------------------------------------------------------------
 
 
-def _validate(kind, fn, rule, primals, directions, rtol, atol, precision, seed, transforms):
+def _validate(
+    kind: str,
+    fn: Callable[..., Any],
+    rule: Callable[..., Any] | None,
+    primals: tuple[Any, ...],
+    directions: int,
+    rtol: float | None,
+    atol: float | None,
+    precision: str,
+    seed: int,
+    transforms: tuple[str, ...],
+) -> None:
     if not callable(fn):
         raise TypeError(f"fn must be a function fn(*primals); got {type(fn).__name__}.")
     if rule is not None and not callable(rule):
@@ -159,15 +170,111 @@ def _validate(kind, fn, rule, primals, directions, rtol, atol, precision, seed, 
         )
 
 
-def _run(kind, fn, primals, rule, k, rtol, atol, precision, seed, transforms) -> IdentityResult:
+def _run(
+    kind: str,
+    fn: Callable[..., Any],
+    primals: tuple[Any, ...],
+    rule: Callable[..., Any] | None,
+    k: int,
+    rtol: float | None,
+    atol: float | None,
+    precision: str,
+    seed: int,
+    transforms: tuple[str, ...],
+) -> IdentityResult:
     _validate(kind, fn, rule, primals, k, rtol, atol, precision, seed, transforms)
     coords = _named(fn, tuple(primals))
+    try:
+        return _checked(kind, fn, coords, primals, rule, k, rtol, atol, precision, seed, transforms)
+    except Exception as e:
+        if precision != "float64":
+            raise _explained(kind, e) from e
+        failure = e
+    # A kernel, or code that builds float32 arrays itself (a scan's carry), raises in float64
+    # (when traced, or when run: a Pallas kernel in interpret mode): check it in its dtypes.
+    try:
+        result = _checked(kind, fn, coords, primals, rule, k, rtol, atol, "native", seed,
+                          transforms)  # fmt: skip
+    except Exception:  # noqa: BLE001 - fails natively too: the float64 error is the one to see
+        raise _explained(kind, failure) from failure
+    cause = failure.cause if isinstance(failure, TraceError) else _one_line(failure)
+    note = (
+        f"fn cannot run in float64 ({cause.rstrip(':')}): a kernel, or code that builds "
+        "float32 arrays itself; checked in the dtypes it runs in, as precision='native' checks"
+    )
+    return dataclasses.replace(result, notes=(note, *result.notes))
+
+
+def _checked(
+    kind: str,
+    fn: Callable[..., Any],
+    coords: Coords,
+    primals: tuple[Any, ...],
+    rule: Callable[..., Any] | None,
+    k: int,
+    rtol: float | None,
+    atol: float | None,
+    precision: str,
+    seed: int,
+    transforms: tuple[str, ...],
+) -> IdentityResult:
+    """The identity checked at the primals in the precision."""
+    identity = _identity(kind, fn, coords, primals, rule, k, rtol, atol, precision, seed)
+    with runtime.numerics(precision):
+        return identity.run(transforms, precision)
+
+
+def _one_line(e: BaseException) -> str:
+    """The error in one line: its first, or its last where the first opens a traceback (an
+    error raised inside a callback carries the callback's)."""
+    lines = [x.strip() for x in str(e).strip().splitlines() if x.strip()]
+    if not lines:
+        return type(e).__name__
+    line = lines[-1] if "Traceback" in lines[0] else lines[0]
+    return f"{type(e).__name__}: {line[:160]}"
+
+
+def _explained(kind: str, e: Exception) -> Exception:
+    """e, or where it is an assertion without a message (from inside JAX or a kernel), an
+    error that says where it stopped and what to try."""
+    if not isinstance(e, AssertionError) or str(e).strip():
+        return e
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = (
+        f" in {tb.tb_frame.f_code.co_name} ({tb.tb_frame.f_code.co_filename}:{tb.tb_lineno})"
+        if tb is not None
+        else ""
+    )
+    return RuntimeError(
+        f"check_{kind} stopped: an assertion without a message failed{where}, while fn, "
+        f"its rule or JAX's derivative of it ran at these primals. Check that fn runs on them "
+        f"as given (jax.jit(fn)(*primals)) and that its {kind.upper()} does "
+        f"(jax.{kind}); a kernel (pallas_call) asserts on block shapes, dtypes and grids: try "
+        "precision='native' (the primals in their own dtypes) and transforms=() (the rule not "
+        "run under jit and vmap)."
+    )
+
+
+def _identity(
+    kind: str,
+    fn: Callable[..., Any],
+    coords: Coords,
+    primals: tuple[Any, ...],
+    rule: Callable[..., Any] | None,
+    k: int,
+    rtol: float | None,
+    atol: float | None,
+    precision: str,
+    seed: int,
+) -> Identity:
+    """The identity at the primals, cast to the precision's working dtypes."""
     with runtime.numerics(precision):
         leaves = jax.tree_util.tree_leaves(tuple(primals))
         values = coords.cast(leaves, runtime.working_dtype(precision, traced=True))
         coords.check_finite(values)
-        identity = Identity(kind, fn, coords, values, rule, k, rtol, atol, seed)
-        return identity.run(transforms, precision)
+        return Identity(kind, fn, coords, values, rule, k, rtol, atol, seed)
 
 
 def _named(fn, primals: tuple) -> Coords:

@@ -21,6 +21,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from .._core.coords import Leaf
 from .._core.errors import format_index
 from .sides import Point, tangent_out, vjp_vectors
 from .transforms import is_float0
@@ -40,7 +41,7 @@ def vjp_messages(point: Point, vjp: Callable, who: str, u: float, ws, vs) -> dic
     for leaf in point.coords.checked:
         p = leaf.path
 
-        def name(i, leaf=leaf):
+        def name(i: int, leaf: Leaf = leaf) -> str:
             return f"{leaf.path}{format_index(leaf.index(i))}"
 
         out[p] = _verdict(v0[p], vs[0][p], vs[1][p], v12[p], u, name, ("cotangent", "vjp", "w"))

@@ -8,7 +8,10 @@ computes instead of what its rules claim: the reference for `check_vjp` and `che
 
 JAX's own rules (`jax.nn.relu`, `jnp.logaddexp`, ...) stay: they are tested by JAX, and some
 exist because the primal computation differentiates badly (relu's derivative at 0, the
-overflow-safe logaddexp). A rule is JAX's when its primal function is defined in JAX's source.
+overflow-safe logaddexp). A rule is JAX's when its primal function is defined in JAX's core
+source, `jax/_src/` outside Pallas: kernels and experimental code that ship inside the jax
+package (`jax.experimental.pallas.ops.*`'s attention, `jax.experimental.ode`) are rules like
+any user's, checked against their primal computation.
 """
 
 from __future__ import annotations
@@ -21,15 +24,20 @@ import jax
 import jax.extend.core as jcore
 
 CUSTOM = ("custom_vjp_call", "custom_jvp_call")
-_JAX_SOURCE = os.path.dirname(os.path.abspath(jax.__file__)) + os.sep
+_JAX = os.path.dirname(os.path.abspath(jax.__file__))
+_JAX_SOURCE = os.path.join(_JAX, "_src") + os.sep  # JAX's core, whose rules JAX tests
+_NOT_CORE = (os.path.join(_JAX, "_src", "pallas") + os.sep,)  # inside it, but kernels' tools
 
 
 def is_jax_rule(call: jcore.ClosedJaxpr) -> bool:
-    """Whether a rule's primal function is defined inside JAX itself."""
+    """Whether a rule's primal function is defined in JAX's core (`jax/_src/`, not Pallas)."""
     info = getattr(call.jaxpr, "debug_info", None)
     where = getattr(info, "func_src_info", None) or ""
     path = where.rpartition(" at ")[2].rpartition(":")[0]
-    return bool(path) and os.path.abspath(path).startswith(_JAX_SOURCE)
+    if not path:
+        return False
+    path = os.path.abspath(path)
+    return path.startswith(_JAX_SOURCE) and not path.startswith(_NOT_CORE)
 
 
 def without_rules(closed: jcore.ClosedJaxpr) -> tuple[jcore.ClosedJaxpr, int, int]:
@@ -76,7 +84,7 @@ def primal_function(fn: Callable, primals: tuple) -> tuple[Callable, int, int]:
     out_tree = jax.tree_util.tree_structure(out_shape)
     run = jcore.jaxpr_as_fun(stripped)
 
-    def reference(*p):
+    def reference(*p: Any) -> Any:
         return jax.tree_util.tree_unflatten(out_tree, run(*jax.tree_util.tree_leaves(p)))
 
     return reference, n_rules, n_jax

@@ -16,6 +16,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpy.typing as npt
+from jax.typing import ArrayLike
 
 from .._core.coords import Coords, Leaf
 from .._core.paths import leaf_paths
@@ -33,7 +35,7 @@ class Pairs(NamedTuple):
 Side = Callable[[np.ndarray, np.ndarray], Pairs]  # (U [B, n], js [B]) -> Pairs
 
 
-def exact(value, scale) -> Pairs:
+def exact(value: npt.ArrayLike, scale: npt.ArrayLike) -> Pairs:
     value, scale = np.asarray(value), np.asarray(scale)
     return Pairs(value, scale, np.zeros(value.shape))
 
@@ -69,27 +71,36 @@ def forward(point: Point, jvp: Callable, leaf: Leaf, vectorize: bool) -> Side:
     """(U, js) -> ⟨w_j, J U_b⟩ through a JVP function `jvp(primals, tangents)`."""
     w = jax.tree_util.tree_map(stack, *point.w)
 
-    def one(u, j):
+    def one(u: ArrayLike, j: ArrayLike) -> tuple[jax.Array, jax.Array]:
         tangent = tangent_out(jvp(point.primals, point.tangents({leaf.position: u})))
         wj = jax.tree_util.tree_map(lambda x: x if is_float0(x) else x[j], w)
         return pair(tangent, wj)
 
-    if vectorize:
-        batched = jax.jit(jax.vmap(one))
-        return lambda U, js: exact(*batched(U, js))
-
-    def looped(U, js):
+    def looped(U: np.ndarray, js: np.ndarray) -> Pairs:
         pairs = [one(u, j) for u, j in zip(U, js)]
         return exact(*(np.array([float(p[i]) for p in pairs]) for i in (0, 1)))
 
-    return looped
+    if not vectorize:
+        return looped
+    batched = jax.jit(jax.vmap(one))
+    vmapped = [True]
+
+    def side(U: np.ndarray, js: np.ndarray) -> Pairs:
+        if vmapped[0]:
+            try:
+                return exact(*batched(U, js))
+            except Exception:  # noqa: BLE001 - a kernel that cannot be vmapped (Pallas in
+                vmapped[0] = False  # interpret mode): one direction at a time
+        return looped(U, js)
+
+    return side
 
 
 def explicit(cotangents: list[dict]) -> Callable[[Leaf], Side]:
     """The same through explicit vectors Jᵀw_j (one dict {leaf path: flat array} per j)."""
 
     def side(leaf: Leaf) -> Side:
-        def apply(U, js):
+        def apply(U: np.ndarray, js: np.ndarray) -> Pairs:
             V = np.stack([cotangents[j][leaf.path] for j in js])
             with np.errstate(invalid="ignore"):  # a NaN reference is reported, not warned
                 return exact(np.real(np.sum(U * V, axis=1)), np.sum(np.abs(U) * np.abs(V), axis=1))
