@@ -95,7 +95,8 @@ def parameters() -> tuple[int, str, int, int]:
             n = len(names) + (a.vararg is not None) + (a.kwarg is not None)
             if n:
                 with_params += 1
-                bare += all(x.annotation is None for x in names)
+                every = [*names, *(x for x in (a.vararg, a.kwarg) if x is not None)]
+                bare += all(x.annotation is None for x in every)
             if n > longest and node.name not in PUBLIC:
                 longest, where = n, f"{file.relative_to(ROOT.parent)}:{node.lineno} {node.name}"
     return longest, where, with_params, bare

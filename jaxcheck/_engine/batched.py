@@ -242,7 +242,7 @@ class JaxEngine:
                 raise NotImplementedError("fn has side effects: use the plain path")
             sel = jax.numpy.stack(jax.numpy.unravel_index(idx, leaf.shape), axis=-1)
             sel = sel.reshape(len(idx), len(leaf.shape)).astype(np.int32)
-            start = _sparse.Slab(x, range(x.ndim), sel, vals)
+            start = _sparse.Patch(x, range(x.ndim), sel, vals)
             rest = jax.tree_util.tree_leaves((params_dyn, args_dyn))
             return _sparse.evaluate(closed, [start, *rest], stats)
 

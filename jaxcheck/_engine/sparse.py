@@ -6,19 +6,19 @@ of fn and represents each intermediate as one of
 
 - an array: the same for every perturbation (everything that does not depend on the leaf),
   computed once;
-- a `Slab`: B values that equal the unperturbed value `base` except on one slab each, the
+- a `Patch`: B values that equal the unperturbed value `base` except on one patch each, the
   hyper-rectangle where the `axes` take the indices `sel[b]` and every other axis is whole.
 
-Elementwise operations act on the slab only. Linear operations (`dot_general`, reductions,
-transposes, broadcasts, reshapes that keep the slab's axes) map a slab to a slab, computed from
-the slab and a slice of the other operand: a perturbed weight entering a matrix product costs
+Elementwise operations act on the patch only. Linear operations (`dot_general`, reductions,
+transposes, broadcasts, reshapes that keep the patch's axes) map a patch to a patch, computed from
+the patch and a slice of the other operand: a perturbed weight entering a matrix product costs
 a rank-1 update, not the product. Anything else (control flow, gathers, `reduce_max`, ...)
 falls back to `vmap` over the dense perturbed values, which is what the plain engine does.
 Calls (`jit`, `custom_jvp_call`, `custom_vjp_call`, `remat`) are inlined and custom rules are
 evaluated by their primal only: the values are fn's own at the perturbed points, independent
 of any differentiation rule.
 
-Where a slab's contracted or reduced axes are perturbed, the result is base + delta, which
+Where a patch's contracted or reduced axes are perturbed, the result is base + delta, which
 differs from recomputing the whole sum by rounding only (and cancels the rounding of the base
 in f(θ + h) − f(θ − h)).
 """
@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .slab import Slab, bind, put, read, run_eqns, take
+from .patch import Patch, bind, put, read, run_eqns, take
 
 ELEMENTWISE = frozenset(
     """abs acos acosh add and asin asinh atan atan2 atanh cbrt ceil clamp convert_element_type
@@ -58,9 +58,9 @@ def evaluate(closed: jcore.ClosedJaxpr, inputs: Sequence[Any], stats: dict | Non
     stats = {} if stats is None else stats
     stats["matmul_elements"] = 0
     (out,) = _eval(closed.jaxpr, closed.consts, inputs, stats)
-    if isinstance(out, Slab):
+    if isinstance(out, Patch):
         return out.val.reshape(-1)
-    sizes = [x.sel.shape[0] for x in inputs if isinstance(x, Slab)]
+    sizes = [x.sel.shape[0] for x in inputs if isinstance(x, Patch)]
     return jnp.broadcast_to(jnp.reshape(out, ()), (sizes[0],))
 
 
@@ -73,7 +73,7 @@ def _eval(jaxpr: jcore.Jaxpr, consts: Sequence[Any], inputs: Sequence[Any], stat
 
 def _apply(eqn, invals, stats: dict) -> list[Any]:
     name = eqn.primitive.name
-    if not any(isinstance(x, Slab) for x in invals):
+    if not any(isinstance(x, Patch) for x in invals):
         return bind(eqn, invals)
     if name in INLINE:
         inner = eqn.params[INLINE[name]]
@@ -81,8 +81,8 @@ def _apply(eqn, invals, stats: dict) -> list[Any]:
             return _eval(inner.jaxpr, inner.consts, invals, stats)
         return _eval(inner, (), invals, stats)
     if name == "dot_general":
-        slabs = [x.val for x in invals if isinstance(x, Slab)]
-        biggest = max(int(np.prod(v.shape[1:])) for v in slabs)
+        patches = [x.val for x in invals if isinstance(x, Patch)]
+        biggest = max(int(np.prod(v.shape[1:])) for v in patches)
         if biggest > 1 and eqn.params["dimension_numbers"][0][0]:
             stats["matmul_elements"] = max(stats["matmul_elements"], biggest)
     rule = RULES.get(name)
@@ -97,62 +97,62 @@ def _apply(eqn, invals, stats: dict) -> list[Any]:
 
 def _fallback(eqn: jcore.JaxprEqn, invals: list[Any]) -> list[Any]:
     """vmap the primitive over the dense perturbed values; the plain engine's way."""
-    slabs = [x.dense() if isinstance(x, Slab) else None for x in invals]
-    bases = [x.base if isinstance(x, Slab) else x for x in invals]
-    sel = next(s.sel for s in slabs if s is not None)
+    patches = [x.dense() if isinstance(x, Patch) else None for x in invals]
+    bases = [x.base if isinstance(x, Patch) else x for x in invals]
+    sel = next(s.sel for s in patches if s is not None)
     base_out = bind(eqn, bases)
-    vals = [s.val if s is not None else x for s, x in zip(slabs, invals)]
-    axes = [0 if s is not None else None for s in slabs]
+    vals = [s.val if s is not None else x for s, x in zip(patches, invals)]
+    axes = [0 if s is not None else None for s in patches]
     outs = jax.vmap(lambda *xs: bind(eqn, xs), in_axes=axes)(*vals)
-    return [Slab(b, (), sel, v) for b, v in zip(base_out, outs)]
+    return [Patch(b, (), sel, v) for b, v in zip(base_out, outs)]
 
 
 def _common(invals: list[Any]) -> list[Any]:
-    """Slabs on the same selection, or all made dense."""
-    slabs = [x for x in invals if isinstance(x, Slab)]
-    if all(s.same_slab(slabs[0]) for s in slabs):
+    """Patches on the same selection, or all made dense."""
+    patches = [x for x in invals if isinstance(x, Patch)]
+    if all(s.same_patch(patches[0]) for s in patches):
         return invals
-    return [x.dense() if isinstance(x, Slab) else x for x in invals]
+    return [x.dense() if isinstance(x, Patch) else x for x in invals]
 
 
-def _elementwise(eqn: jcore.JaxprEqn, invals: list[Any]) -> Slab:
+def _elementwise(eqn: jcore.JaxprEqn, invals: list[Any]) -> Patch:
     shape = tuple(eqn.outvars[0].aval.shape)  # type: ignore[attr-defined]
     # An operand broadcast along a selected axis of size 1 ((1, 1) + (B, 1), as a Dense(1)
     # bias enters): its one selected element reaches every output row, so it goes dense.
     invals = [
         x.dense()
-        if isinstance(x, Slab)
+        if isinstance(x, Patch)
         and np.ndim(x.base) == len(shape)
         and any(np.shape(x.base)[a] != shape[a] for a in x.axes)
         else x
         for x in invals
     ]
-    invals = _common([_lift(x, shape) if isinstance(x, Slab) else x for x in invals])
-    first = next(x for x in invals if isinstance(x, Slab))
+    invals = _common([_lift(x, shape) if isinstance(x, Patch) else x for x in invals])
+    first = next(x for x in invals if isinstance(x, Patch))
     shape = (first.sel.shape[0], *(np.shape(first.base)[a] for a in first.free))
     vals = []
     for x in invals:
-        if isinstance(x, Slab):
+        if isinstance(x, Patch):
             vals.append(x.val)
         elif np.ndim(x) == 0:
             vals.append(jnp.broadcast_to(x, shape))
         else:
             vals.append(take(x, first.axes, first.sel))
-    (base,) = bind(eqn, [x.base if isinstance(x, Slab) else x for x in invals])
+    (base,) = bind(eqn, [x.base if isinstance(x, Patch) else x for x in invals])
     (val,) = bind(eqn, vals)
-    return Slab(base, first.axes, first.sel, val)
+    return Patch(base, first.axes, first.sel, val)
 
 
-def _lift(x: Slab, shape: tuple) -> Slab:
+def _lift(x: Patch, shape: tuple) -> Patch:
     """A rank-0 operand of an elementwise operation with a larger output, broadcast to it."""
     if np.ndim(x.base) == len(shape):
         return x
     n = x.sel.shape[0]
     val = jnp.broadcast_to(x.val.reshape(n, *(1 for _ in shape)), (n, *shape))
-    return Slab(jnp.broadcast_to(x.base, shape), (), x.sel[:, :0], val)
+    return Patch(jnp.broadcast_to(x.base, shape), (), x.sel[:, :0], val)
 
 
-def _drop_axes(x: Slab, dims: Sequence[int]) -> tuple[list[int], jax.Array, tuple[int, ...]]:
+def _drop_axes(x: Patch, dims: Sequence[int]) -> tuple[list[int], jax.Array, tuple[int, ...]]:
     """The selection once `dims` are removed: the remaining selected axes (renumbered), their
     sel columns, and the positions of the removed free axes in x.val."""
     axes = [a - sum(d < a for d in dims) for a in x.axes if a not in dims]
@@ -161,22 +161,22 @@ def _drop_axes(x: Slab, dims: Sequence[int]) -> tuple[list[int], jax.Array, tupl
     return axes, sel, free_dims
 
 
-def _reduce_sum(eqn: jcore.JaxprEqn, invals: list[Any]) -> Slab:
+def _reduce_sum(eqn: jcore.JaxprEqn, invals: list[Any]) -> Patch:
     (x,) = invals
     reduced = tuple(eqn.params["axes"])
     (base,) = bind(eqn, [x.base])
     axes, sel, free_reduced = _drop_axes(x, reduced)
-    if len(axes) == len(x.axes):  # the slab's own elements are summed: exact
-        return Slab(base, axes, sel, jnp.sum(x.val, axis=free_reduced))
+    if len(axes) == len(x.axes):  # the patch's own elements are summed: exact
+        return Patch(base, axes, sel, jnp.sum(x.val, axis=free_reduced))
     delta = jnp.sum(x.val - take(x.base, x.axes, x.sel), axis=free_reduced)
-    return Slab(base, axes, sel, take(base, axes, sel) + delta)
+    return Patch(base, axes, sel, take(base, axes, sel) + delta)
 
 
-def _dot_general(eqn: jcore.JaxprEqn, invals: list[Any]) -> Slab | None:
+def _dot_general(eqn: jcore.JaxprEqn, invals: list[Any]) -> Patch | None:
     lhs, rhs = invals
-    if isinstance(lhs, Slab) == isinstance(rhs, Slab):
+    if isinstance(lhs, Patch) == isinstance(rhs, Patch):
         return None
-    x_is_lhs = isinstance(lhs, Slab)
+    x_is_lhs = isinstance(lhs, Patch)
     x, y = (lhs, jnp.asarray(rhs)) if x_is_lhs else (rhs, jnp.asarray(lhs))
     (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
     xc, yc, xb, yb = (lc, rc, lb, rb) if x_is_lhs else (rc, lc, rb, lb)
@@ -227,7 +227,7 @@ def _dot_general(eqn: jcore.JaxprEqn, invals: list[Any]) -> Slab | None:
     base = lax.optimization_barrier(base)
     if contracted:
         out = take(base, axes, sel) + out
-    return Slab(base, axes, sel, out.astype(base.dtype))
+    return Patch(base, axes, sel, out.astype(base.dtype))
 
 
 def _outer(a: jax.Array, b: jax.Array, batch: tuple[list[int], list[int]]) -> jax.Array:
@@ -244,7 +244,7 @@ def _outer(a: jax.Array, b: jax.Array, batch: tuple[list[int], list[int]]) -> ja
     return a * b
 
 
-def _transpose(eqn: jcore.JaxprEqn, invals: list[Any]) -> Slab:
+def _transpose(eqn: jcore.JaxprEqn, invals: list[Any]) -> Patch:
     (x,) = invals
     perm = list(eqn.params["permutation"])
     (base,) = bind(eqn, [x.base])
@@ -252,10 +252,10 @@ def _transpose(eqn: jcore.JaxprEqn, invals: list[Any]) -> Slab:
     order = sorted(x.axes, key=lambda a: new_pos[a])
     free = x.free
     val = jnp.transpose(x.val, [0] + [1 + free.index(p) for p in perm if p in free])
-    return Slab(base, [new_pos[a] for a in order], x.sel[:, [x.axes.index(a) for a in order]], val)
+    return Patch(base, [new_pos[a] for a in order], x.sel[:, [x.axes.index(a) for a in order]], val)
 
 
-def _broadcast_in_dim(eqn: jcore.JaxprEqn, invals: list[Any]) -> Slab | None:
+def _broadcast_in_dim(eqn: jcore.JaxprEqn, invals: list[Any]) -> Patch | None:
     (x,) = invals
     shape, dims = eqn.params["shape"], eqn.params["broadcast_dimensions"]
     in_shape = np.shape(x.base)
@@ -269,10 +269,10 @@ def _broadcast_in_dim(eqn: jcore.JaxprEqn, invals: list[Any]) -> Slab | None:
         (x.val.shape[0], *(shape[d] for d in out_free)),
         (0, *(1 + out_free.index(dims[a]) for a in x.free)),
     )
-    return Slab(base, out_axes, x.sel, val)
+    return Patch(base, out_axes, x.sel, val)
 
 
-def _reshape(eqn: jcore.JaxprEqn, invals: list[Any]) -> Slab | None:
+def _reshape(eqn: jcore.JaxprEqn, invals: list[Any]) -> Patch | None:
     (x,) = invals
     if eqn.params.get("dimensions") is not None:
         return None
@@ -293,17 +293,17 @@ def _reshape(eqn: jcore.JaxprEqn, invals: list[Any]) -> Slab | None:
         out_axes.append(match[0])
     (base,) = bind(eqn, [x.base])
     free_shape = [out_shape[d] for d in range(len(out_shape)) if d not in out_axes]
-    return Slab(base, out_axes, x.sel, x.val.reshape(x.val.shape[0], *free_shape))
+    return Patch(base, out_axes, x.sel, x.val.reshape(x.val.shape[0], *free_shape))
 
 
-def _squeeze(eqn: jcore.JaxprEqn, invals: list[Any]) -> Slab:
+def _squeeze(eqn: jcore.JaxprEqn, invals: list[Any]) -> Patch:
     (x,) = invals
     (base,) = bind(eqn, [x.base])
     axes, sel, free_dims = _drop_axes(x, tuple(eqn.params["dimensions"]))
-    return Slab(base, axes, sel, jnp.squeeze(x.val, free_dims))
+    return Patch(base, axes, sel, jnp.squeeze(x.val, free_dims))
 
 
-def _conv(eqn: jcore.JaxprEqn, invals: list[Any]) -> Slab | None:
+def _conv(eqn: jcore.JaxprEqn, invals: list[Any]) -> Patch | None:
     """A convolution with one perturbed operand whose feature axis is selected.
 
     conv(x, w + d) = conv(x, w) + conv(x, d), and likewise in x. A one-element change of the
@@ -314,12 +314,12 @@ def _conv(eqn: jcore.JaxprEqn, invals: list[Any]) -> Slab | None:
     """
     lhs, rhs = invals
     p = eqn.params
-    if isinstance(lhs, Slab) == isinstance(rhs, Slab):
+    if isinstance(lhs, Patch) == isinstance(rhs, Patch):
         return None
     if p["feature_group_count"] != 1 or p["batch_group_count"] != 1:
         return None
     dn = p["dimension_numbers"]
-    x_is_lhs = isinstance(lhs, Slab)
+    x_is_lhs = isinstance(lhs, Patch)
     x, y = (lhs, jnp.asarray(rhs)) if x_is_lhs else (rhs, jnp.asarray(lhs))
     # The feature axis x shares with y, and (for a kernel) its output feature axis.
     x_in, y_in = (dn.lhs_spec[1], dn.rhs_spec[1]) if x_is_lhs else (dn.rhs_spec[1], dn.lhs_spec[1])
@@ -345,11 +345,11 @@ def _conv(eqn: jcore.JaxprEqn, invals: list[Any]) -> Slab | None:
     (base,) = bind(eqn, [x.base, y] if x_is_lhs else [y, x.base])
     base = lax.optimization_barrier(base)
     if x_out is None:
-        return Slab(base, (), x.sel[:, :0], (base[None] + out).astype(base.dtype))
+        return Patch(base, (), x.sel[:, :0], (base[None] + out).astype(base.dtype))
     f_out = dn.out_spec[1]
     sel = x.sel[:, [x.axes.index(x_out)]]
     out = jnp.squeeze(out, 1 + f_out)
-    return Slab(base, (f_out,), sel, (take(base, (f_out,), sel) + out).astype(base.dtype))
+    return Patch(base, (f_out,), sel, (take(base, (f_out,), sel) + out).astype(base.dtype))
 
 
 RULES = {

@@ -23,7 +23,7 @@ import jax
 import jax.extend.core as jcore
 import numpy as np
 
-from .slab import read, run_eqns
+from .patch import read, run_eqns
 
 
 class Staged:

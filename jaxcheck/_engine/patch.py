@@ -1,7 +1,7 @@
-"""Slabs: B perturbed copies of an array stored as the part that differs, and the jaxpr
+"""Patches: B perturbed copies of an array stored as the part that differs, and the jaxpr
 walking the sparse interpreter (`sparse`) and the chunk splitter (`split`) share.
 
-A `Slab` holds B values that equal the unperturbed `base` except on one hyper-rectangle each,
+A `Patch` holds B values that equal the unperturbed `base` except on one hyper-rectangle each,
 where the selected `axes` take the indices `sel[b]` (every other axis whole).
 """
 
@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 
-class Slab:
+class Patch:
     """B values equal to `base` except where `axes` take the indices `sel[b]`: there, `val[b]`.
 
     base: the unperturbed value, shape S. axes: sorted selected axes of S.
@@ -35,14 +35,14 @@ class Slab:
     def free(self) -> list[int]:
         return [a for a in range(np.ndim(self.base)) if a not in self.axes]
 
-    def same_slab(self, other: Slab) -> bool:
+    def same_patch(self, other: Patch) -> bool:
         return self.axes == other.axes and self.sel is other.sel
 
-    def dense(self) -> Slab:
+    def dense(self) -> Patch:
         """The same values with no selected axes: val holds every element."""
         if not self.axes:
             return self
-        return Slab(self.base, (), self.sel[:, :0], put(self.base, self.axes, self.sel, self.val))
+        return Patch(self.base, (), self.sel[:, :0], put(self.base, self.axes, self.sel, self.val))
 
 
 def _index(ndim: int, axes: Sequence[int], s) -> tuple:
@@ -50,7 +50,7 @@ def _index(ndim: int, axes: Sequence[int], s) -> tuple:
 
 
 def take(x, axes: Sequence[int], sel) -> jax.Array:
-    """x's slab at each member's selection: [B, *free shape]."""
+    """x's patch at each member's selection: [B, *free shape]."""
     x = jnp.asarray(x)
     if not axes:
         return jnp.broadcast_to(x, (sel.shape[0], *x.shape))
@@ -58,7 +58,7 @@ def take(x, axes: Sequence[int], sel) -> jax.Array:
 
 
 def put(base, axes: Sequence[int], sel, val) -> jax.Array:
-    """The dense [B, *S] values: base with each member's slab replaced by val[b]."""
+    """The dense [B, *S] values: base with each member's patch replaced by val[b]."""
     if not axes:
         return val
     return jax.vmap(lambda s, v: base.at[_index(base.ndim, list(axes), s)].set(v))(sel, val)
