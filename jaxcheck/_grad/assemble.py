@@ -8,9 +8,11 @@ leaf with no failure is conclusive when at least `CONCLUSIVE` of its checked ele
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
+from .._core.coords import Leaf
 from .._core.result import CheckResult, ElementReport, LeafReport, VerdictName
 from .._numerics import complex as _complex
 from .._numerics import diagnosis as _diagnosis
@@ -73,7 +75,7 @@ def assemble(problem: Problem, plan: Plan, judged: Judged) -> CheckResult:
     )
 
 
-def _views(leaf, outcome) -> dict[str, np.ndarray | None]:
+def _views(leaf: Leaf, outcome: _directions.LeafOutcome | None) -> dict[str, np.ndarray | None]:
     """The leaf's numeric, analytic and resolution arrays, shaped as given (NaN where it was
     not checked; None for a leaf that is not an array of numbers)."""
     if leaf.dtype is None:
@@ -89,7 +91,13 @@ def _views(leaf, outcome) -> dict[str, np.ndarray | None]:
     }
 
 
-def _leaf(leaf, outcome, steps, method, theta) -> tuple[LeafReport, dict, np.ndarray]:
+def _leaf(
+    leaf: Leaf,
+    outcome: Any,  # a `_directions.LeafOutcome`: narrowed by `directional` below
+    steps: dict[str, float],
+    method: str,
+    theta: np.ndarray | None,
+) -> tuple[LeafReport, dict, np.ndarray]:
     """The leaf's report, its failing, unverifiable and kink elements, and its sums."""
     directional = isinstance(outcome, _directions.DirectionalOutcome)
     v = _directions.elements_of(outcome)
@@ -146,7 +154,7 @@ def _leaf(leaf, outcome, steps, method, theta) -> tuple[LeafReport, dict, np.nda
     return report, found, sums
 
 
-def _directional_fields(outcome) -> dict:
+def _directional_fields(outcome: _directions.DirectionalOutcome) -> dict:
     """A directional leaf's report fields: its directions, and what locating found."""
     pv, located = outcome.probes, outcome.located
     return dict(

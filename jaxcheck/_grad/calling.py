@@ -41,7 +41,15 @@ class Call:
     cotangent: np.ndarray | None
 
 
-def adapt(fn, params, args, grad_fn, argnums=0, cotangent=None, has_aux=False) -> Call:
+def adapt(
+    fn: Callable[..., Any],
+    params: Any,
+    args: Sequence[Any],
+    grad_fn: Callable[..., Any] | None,
+    argnums: int | Sequence[int] = 0,
+    cotangent: Any = None,
+    has_aux: bool = False,
+) -> Call:
     """The check of `fn(params, *args)` (positional arguments as check_grad received them)
     with the arguments `argnums` as the parameters; see the module docstring."""
     refuse_transform(grad_fn)
@@ -73,7 +81,7 @@ def adapt(fn, params, args, grad_fn, argnums=0, cotangent=None, has_aux=False) -
     new_grad = None
     if grad_fn is not None:
 
-        def new_grad(p, *rest):
+        def new_grad(p: Any, *rest: Any) -> Any:
             out = grad_fn(*merged(p, rest))
             if not names:
                 return out
@@ -98,7 +106,7 @@ def _adapted(fn, has_aux: bool, selected: tuple, names: tuple | None, n: int):
         return loss
     merged = _merger(selected, names, n)
 
-    def fn_p(p, *rest):
+    def fn_p(p: Any, *rest: Any) -> Any:
         return loss(*merged(p, rest))
 
     return fn_p
@@ -108,7 +116,7 @@ def _merger(selected: tuple, names, n: int):
     """(params, rest) -> fn's positional arguments in order."""
     rest_positions = [i for i in range(n) if i not in selected]
 
-    def merged(p, rest):
+    def merged(p: Any, rest: Sequence[Any]) -> list[Any]:
         full = dict(zip(rest_positions, rest))
         parts = [p[k] for k in names] if names else [p]
         full.update(zip(selected, parts))
@@ -117,7 +125,7 @@ def _merger(selected: tuple, names, n: int):
     return merged
 
 
-def refuse_transform(grad_fn) -> None:
+def refuse_transform(grad_fn: Callable[..., Any] | None) -> None:
     """grad_fn=jax.grad (the transform, not the gradient function) gets the fix."""
     if grad_fn is None:
         return
@@ -215,8 +223,8 @@ def _bind(what: str, f, positional: tuple, selected) -> None:
         ) from None
 
 
-def _without_aux(fn):
-    def loss(*a):
+def _without_aux(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def loss(*a: Any) -> Any:
         out = fn(*a)
         if not isinstance(out, (tuple, list)) or len(out) != 2:
             raise TypeError(
@@ -239,14 +247,14 @@ def _as_array(x, what: str) -> np.ndarray:
     return out
 
 
-def _describe(out) -> str:
+def _describe(out: Any) -> str:
     if isinstance(out, (tuple, list)):
         return f"a {type(out).__name__} of {len(out)}"
     shape = getattr(out, "shape", None)
     return f"a {type(out).__name__}" + (f" of shape {tuple(shape)}" if shape is not None else "")
 
 
-def validate_functions(fn, grad_fn) -> None:
+def validate_functions(fn: Callable[..., Any], grad_fn: Callable[..., Any] | None) -> None:
     """fn and grad_fn are functions (grad_fn may be None)."""
     if not callable(fn):
         raise TypeError(

@@ -183,7 +183,7 @@ def check_with(fn, params, args: tuple, grad_fn, options: Options) -> CheckResul
 
     native_note = ""
 
-    def run(grad_fn):
+    def run(grad_fn: Callable[..., Any] | None) -> CheckResult:
         with numerics(o.precision):
             problem = prepare(call.fn, call.params, call.args, coords, grad_fn, plan)
             if native_note:

@@ -26,6 +26,7 @@ for finite differences.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import jax.numpy as jnp
 import numpy as np
@@ -95,7 +96,17 @@ class ComplexStep:
             )  # fmt: skip
         return engine
 
-    def verify(self, leaf, real_engine, g, f0, t, h, rng, tol) -> tuple[object, str]:
+    def verify(
+        self,
+        leaf: Leaf,
+        real_engine: Evaluator,
+        g: np.ndarray,
+        f0: float,
+        t: float,
+        h: float,
+        rng: np.random.Generator,
+        tol: st.Tolerance,
+    ) -> tuple[object, str]:
         """(the complex engine, "") if the complex step agrees with central differences along
         random directions over the leaf and is more exact; else (None, why).
 
@@ -147,7 +158,16 @@ class ComplexStep:
             )
         return engine, ""
 
-    def compare(self, engine, leaf, g, h, tol, subset=None, confirm=None) -> tuple[st.Verdict, int]:
+    def compare(
+        self,
+        engine: Evaluator,
+        leaf: Leaf,
+        g: np.ndarray,
+        h: np.ndarray,
+        tol: st.Tolerance,
+        subset: np.ndarray | None = None,
+        confirm: Callable[[np.ndarray], st.Verdict] | None = None,
+    ) -> tuple[st.Verdict, int]:
         """Im f(θ + i·h_i·e_i)/h_i against g_i for every element (or `subset`).
 
         confirm(indices) -> the finite-difference verdict of those elements (over the leaf):
@@ -177,7 +197,9 @@ class ComplexStep:
         return _overrule(verdict, confirm(bad), bad)
 
 
-def _resolution(d1, d3, u_f, h=None) -> np.ndarray:
+def _resolution(
+    d1: np.ndarray, d3: np.ndarray, u_f: float, h: np.ndarray | None = None
+) -> np.ndarray:
     """κ·(|D(h) − D(3h)| + 4u·|D(h)|); with the elements' steps h, at least the leaf's typical
     round-off in Im f (the median of |D(h) − D(3h)|·h, over the half-normal median) over h:
     inexact complex products put noise of the same size into every element's Im f, as

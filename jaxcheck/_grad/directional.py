@@ -19,6 +19,7 @@ import dataclasses
 
 import numpy as np
 
+from .._core.coords import Leaf
 from .._engine import batched as _engine
 from .._engine.evaluator import Evaluator
 from .._numerics import stencils as st
@@ -111,7 +112,7 @@ def check_leaf(
     if verdict.passed:
         return verdict
 
-    def probe_fn(labels, groups):
+    def probe_fn(labels: np.ndarray, groups: np.ndarray) -> np.ndarray:
         keys = random_keys(rng, len(groups))
         return probe(engine, leaf, g, f0, step, keys, labels, groups, tol).status == st.MISMATCH
 
@@ -151,7 +152,12 @@ def judge(problem: Problem, plan: Plan, evaluator: Evaluator | None) -> Judged:
         step = direction_step(theta, problem.typical[leaf.path], plan.steps.get(leaf.path),
                               u=session.u_computed)  # fmt: skip
 
-        def elements(subset=None, leaf=leaf, g=g, tol=tol):
+        def elements(
+            subset: np.ndarray | None = None,
+            leaf: Leaf = leaf,
+            g: np.ndarray = g,
+            tol: st.Tolerance = tol,
+        ) -> st.Verdict:
             return session.elements(leaf, g, tol, subset)
 
         state = rng.bit_generator.state

@@ -94,7 +94,7 @@ def _pullback(closed: jcore.ClosedJaxpr, n_fixed: int) -> jcore.ClosedJaxpr:
     its input types."""
     f = jcore.jaxpr_as_fun(closed)
 
-    def pullback(*xs):
+    def pullback(*xs: Any) -> Any:
         out, vjp = jax.vjp(lambda *free: f(*xs[:n_fixed], *free), *xs[n_fixed:])
         return vjp([_cotangent(y) for y in out])
 
@@ -102,7 +102,7 @@ def _pullback(closed: jcore.ClosedJaxpr, n_fixed: int) -> jcore.ClosedJaxpr:
     return jax.make_jaxpr(pullback)(*avals)
 
 
-def _cotangent(y):
+def _cotangent(y: jax.Array) -> jax.Array | np.ndarray:
     """Ones for a floating output; an integer output's cotangent type, float0, else."""
     if jax.dtypes.issubdtype(y.dtype, np.inexact):
         return jnp.ones_like(y)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._engine.evaluator import Evaluator
+from .._numerics import stencils as st
 from .._numerics.directions import direction_step
 from . import complex_step as _complex_step
 from .mode import Judged
@@ -63,7 +64,7 @@ def _complex_step_leaf(cs, session: Session, leaf, g, tol, subset):
         return None, None, why
     h = np.full(theta.shape, eps) if eps else _complex_step.default_steps(theta, scale)
 
-    def elements(subset=None):
+    def elements(subset: np.ndarray | None = None) -> st.Verdict:
         return session.elements(leaf, g, tol, subset)
 
     verdict, overruled = cs.compare(cs_engine, leaf, g, h, tol, subset, confirm=elements)

@@ -14,6 +14,7 @@ leaves whose directions exposed it (the wrong block of H).
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -45,10 +46,10 @@ class Derivatives:
         if jax_fns is not None:
             self.jax_grads, self.jax_hvps = jax_fns
 
-    def _params(self, values):
+    def _params(self, values: Sequence[Any]) -> Any:
         return self.given.unflatten(_complex.from_pairs(values, self.coords))
 
-    def _user(self, out) -> dict[str, np.ndarray]:
+    def _user(self, out: Any) -> dict[str, np.ndarray]:
         grads = _complex.gradient_pairs(_gradients.read(self.given, out), self.coords)
         return {path: np.asarray(g, np.float64).reshape(-1) for path, g in grads.items()}
 
@@ -90,22 +91,22 @@ def jax_derivatives(fn_scalar, values, coords: Coords, args):
     base = [jnp.asarray(values[leaf.position]) for leaf in coords.checked]
     slot = {leaf.position: i for i, leaf in enumerate(coords.checked)}
 
-    def with_leaf(i, x, fill):
+    def with_leaf(i: int, x: jax.Array, fill: Callable[[jax.Array], jax.Array]) -> list[jax.Array]:
         return [x.reshape(b.shape) if j == i else fill(b) for j, b in enumerate(base)]
 
     @functools.partial(jax.jit, static_argnums=0)
-    def grads(i, X, dyn):
+    def grads(i: int, X: jax.Array, dyn: list[Any]) -> Any:
         return jax.vmap(lambda x: grad(with_leaf(i, x, lambda b: b), dyn))(X)
 
     @functools.partial(jax.jit, static_argnums=0)
-    def hvps(i, V, dyn):
-        def one(v):
+    def hvps(i: int, V: jax.Array, dyn: list[Any]) -> Any:
+        def one(v: jax.Array) -> Any:
             tangent = with_leaf(i, v, jnp.zeros_like)
             return jax.jvp(lambda sel: grad(sel, dyn), (base,), (tangent,))[1]
 
         return jax.vmap(one)(V)
 
-    def named(out):
+    def named(out: Sequence[jax.Array]) -> dict[str, jax.Array]:
         return {leaf.path: x for leaf, x in zip(coords.checked, out)}
 
     return (
@@ -133,7 +134,7 @@ def judge(problem: Problem, plan: Plan, evaluator: Evaluator | None = None) -> J
         p.values, p.coords, p.given, p.args, p.grad_fn, plan.options.hvp_fn, ours
     )
 
-    def tol_of(leaf):
+    def tol_of(leaf: Leaf) -> st.Tolerance:
         return plan.tolerance(np.asarray(p.grads[leaf.path]).dtype)
 
     verdicts, steps, notes = check(derivatives, p.coords, p.grads, p.typical, plan.steps,

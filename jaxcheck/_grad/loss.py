@@ -7,7 +7,7 @@ a non-finite loss, hidden randomness) is reported at once.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -16,12 +16,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._core import gradients as _gradients
+from .._core.coords import Coords
 from .._engine.programs import cached_jit, split_arrays
 from .._numerics import stencils as st
 from . import fingerprint
 
 
-def trace(fn, leaves, coords, args) -> tuple[Any, str]:
+def trace(
+    fn: Callable[..., Any], leaves: Sequence[Any], coords: Coords, args: tuple
+) -> tuple[Any, str]:
     """The abstract output of fn if JAX can trace it, else (None, the reason)."""
     checked = [leaves[leaf.position] for leaf in coords.checked]
     # Copies of the NumPy data: a trace that fails inside jax.enable_x64 can leave JAX holding
@@ -29,7 +32,7 @@ def trace(fn, leaves, coords, args) -> tuple[Any, str]:
     # (jax 0.10: "RuntimeProgramInputMismatch ... expected f32 but got f64").
     args = jax.tree_util.tree_map(lambda x: x.copy() if isinstance(x, np.ndarray) else x, args)
 
-    def with_checked(sel):
+    def with_checked(sel: Sequence[Any]) -> Any:
         values = list(leaves)
         for leaf, x in zip(coords.checked, sel):
             values[leaf.position] = x
@@ -77,7 +80,7 @@ def output_info(out: Any, coords=None) -> tuple[tuple[int, ...], Any]:
 
 
 def scalarized(fn: Callable, w: np.ndarray | None) -> Callable:
-    def fn_scalar(params, *args):
+    def fn_scalar(params: Any, *args: Any) -> Any:
         out = fn(params, *args)
         xp = jnp if isinstance(out, jax.Array) else np
         return xp.sum(xp.asarray(w) * out) if w is not None else xp.reshape(out, ())
@@ -108,11 +111,11 @@ def check_base(f_first: float, f_again: float, out_dtype: Any, nondet_tol: float
     return abs(f_first - f_again)
 
 
-def abstract_output(f, params, args):
+def abstract_output(f: Callable[..., Any], params: Any, args: tuple) -> Any:
     """The shape and dtype of f(params, *args), traced (arrays as arguments, the rest static)."""
     dyn, rebuild, _ = split_arrays((params, args))
 
-    def run(dyn):
+    def run(dyn: Sequence[Any]) -> Any:
         p, a = rebuild(dyn)
         return f(p, *a)
 
@@ -129,7 +132,7 @@ class Base(NamedTuple):
     value: float | None
 
 
-def program(fn_scalar, params, args, out_dtype) -> Base:
+def program(fn_scalar: Callable[..., Any], params: Any, args: tuple, out_dtype: Any) -> Base:
     """fn_scalar's program at (params, args), after checking fn for hidden randomness.
 
     Python-side randomness (a NumPy draw, a PRNG key made from a counter) changes the traced
@@ -146,7 +149,14 @@ def program(fn_scalar, params, args, out_dtype) -> Base:
     return Base(first, digest, f_first)
 
 
-def base_value(fn_scalar, params, args, key, out_dtype, value=None) -> float:
+def base_value(
+    fn_scalar: Callable[..., Any],
+    params: Any,
+    args: tuple,
+    key: tuple | None,
+    out_dtype: Any,
+    value: Callable[[], float] | None = None,
+) -> float:
     """fn(θ), compiled (kept across calls under key, which names fn's program), checked finite.
 
     value: a function that computes fn(θ) some other way (from jax.value_and_grad's program,
@@ -165,7 +175,7 @@ def _fresh(fn_scalar: Callable, rebuild: Callable) -> Callable:
     """fn_scalar of the dynamic values, a new function object each time: JAX caches traces
     per function, and a trace must see fn's globals and rules as they are now."""
 
-    def run(dyn):
+    def run(dyn: Sequence[Any]) -> Any:
         p, a = rebuild(dyn)
         return fn_scalar(p, *a)
 
@@ -175,7 +185,7 @@ def _fresh(fn_scalar: Callable, rebuild: Callable) -> Callable:
 def of_checked(fn_scalar: Callable, coords, rebuild: Callable) -> Callable:
     """fn_scalar as a function of (the checked leaves, the other dynamic values and args)."""
 
-    def run(sel, dyn):
+    def run(sel: Sequence[Any], dyn: Sequence[Any]) -> Any:
         vals, a = rebuild(dyn)
         vals = list(vals)
         for leaf, x in zip(coords.checked, sel):

@@ -57,7 +57,7 @@ def _is_real(x: Any) -> bool:
 # ---- one validator per option: the value, normalized, or an error with the fix --------------
 
 
-def _mode(mode):
+def _mode(mode: str) -> str:
     if mode not in MODES:
         raise ValueError(
             f"mode={mode!r} is not available; choose one of {MODES}: 'full' checks every "
@@ -67,7 +67,7 @@ def _mode(mode):
     return mode
 
 
-def _method(method):
+def _method(method: str | None) -> str | None:
     if method is not None and method not in (*METHODS, "complex_step"):
         raise ValueError(
             f"method={method!r} is not available; choose one of {(*METHODS, 'complex_step')}: "
@@ -78,7 +78,7 @@ def _method(method):
     return method
 
 
-def _kinks(kinks):
+def _kinks(kinks: str) -> str:
     if kinks not in ("report", "fail"):
         raise ValueError(
             f"kinks={kinks!r}: pass 'report' (default: kinks are reported, not failed) or 'fail'."
@@ -86,7 +86,7 @@ def _kinks(kinks):
     return kinks
 
 
-def _order(order):
+def _order(order: int) -> int:
     if order not in (1, 2) or isinstance(order, bool):
         raise ValueError(
             f"order={order!r}: pass 1 (check the gradient) or 2 (check Hessian-vector products)."
@@ -94,7 +94,7 @@ def _order(order):
     return order
 
 
-def _hvp_fn(hvp_fn):
+def _hvp_fn(hvp_fn: Callable[..., Any] | None) -> Callable[..., Any] | None:
     if hvp_fn is not None and not callable(hvp_fn):
         raise TypeError(
             f"hvp_fn must be a function hvp_fn(params, v, *args) -> H·v, or None for "
@@ -112,7 +112,7 @@ def _step(value, where: str = ""):
     return float(value)
 
 
-def _eps(eps):
+def _eps(eps: Any) -> str | float | dict[str, float] | None:
     if eps is None or (isinstance(eps, str) and eps in STEP_RULES):
         return eps
     if isinstance(eps, str):
@@ -126,7 +126,7 @@ def _eps(eps):
 
 
 def _tolerance(name: str) -> Callable[[Any], Any]:
-    def valid(value):
+    def valid(value: float | None) -> float | None:
         if value is not None and not (_is_real(value) and 0 <= value < math.inf):
             raise ValueError(
                 f"{name}={value!r}: pass a finite number >= 0, or None for the default."
@@ -146,7 +146,7 @@ def nondet_option(value: Any) -> float:
     return float(value)
 
 
-def _precision(precision):
+def _precision(precision: str) -> str:
     if precision not in PRECISIONS:
         raise ValueError(
             f"precision={precision!r}: choose 'float64' (default: finite differences in "
@@ -156,7 +156,7 @@ def _precision(precision):
     return precision
 
 
-def _seed(seed):
+def _seed(seed: int) -> int:
     if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
         raise TypeError(f"seed={seed!r}: pass an integer.")
     return seed
@@ -169,7 +169,7 @@ def count_option(name: str, value: Any, what: str) -> int:
     return int(value)
 
 
-def _chunk_size(chunk_size):
+def _chunk_size(chunk_size: int | None) -> int | None:
     if chunk_size is not None and not (isinstance(chunk_size, numbers.Integral) and chunk_size > 0):
         raise ValueError(f"chunk_size={chunk_size!r}: pass a positive integer, or None.")
     return chunk_size
@@ -193,7 +193,7 @@ def memory_option(max_memory: Any) -> int | None:
     return int(value)
 
 
-def _progress(progress):
+def _progress(progress: bool | None) -> bool | None:
     if progress not in (None, True, False):
         raise ValueError(
             f"progress={progress!r}: pass True (always show a progress bar), False (never), "
@@ -202,7 +202,7 @@ def _progress(progress):
     return _bar.ask(progress)  # True without tqdm installed: refused here
 
 
-def _journal(journal):
+def _journal(journal: str | os.PathLike | None) -> str | os.PathLike | None:
     if journal is None:
         return None
     if not isinstance(journal, (str, os.PathLike)):
@@ -235,7 +235,7 @@ def devices_option(devices: Any):
     return devices
 
 
-def _cache_dir(cache_dir):
+def _cache_dir(cache_dir: str | os.PathLike | None) -> str | os.PathLike | None:
     if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
         raise TypeError(
             f"cache_dir={cache_dir!r}: pass a directory path (a str or os.PathLike), or None "
@@ -319,7 +319,7 @@ class Options:
             raise TypeError(_unknown_message(where, unknown, [*extra, *NAMES]))
         return cls(**keywords)
 
-    def replace(self, **changes) -> Options:
+    def replace(self, **changes: Any) -> Options:
         """A copy with these options changed, validated again."""
         return Options.make(**{**self.as_dict(), **changes})
 
@@ -368,7 +368,7 @@ def _unknown_message(where: str, unknown: list[str], known: list[str]) -> str:
     )
 
 
-def validate_numerics(rtol, atol, precision, seed) -> None:
+def validate_numerics(rtol: float | None, atol: float | None, precision: str, seed: int) -> None:
     """The options every check shares (check_vjp and check_jvp too)."""
     _precision(precision)
     _tolerance("rtol")(rtol)

@@ -168,7 +168,7 @@ def _abstract(fn, params, args, precision: str) -> Any:
         raise
 
 
-def _computed_note(computed) -> list[str]:
+def _computed_note(computed: np.dtype | None) -> list[str]:
     if computed is None:
         return []
     return [
@@ -247,7 +247,7 @@ def _cast_args(args: tuple, precision: str) -> tuple:
     if precision == "native":
         return args
 
-    def cast(x):
+    def cast(x: Any) -> Any:
         if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jnp.floating):
             return x.astype(jnp.float64)
         if isinstance(x, np.ndarray) and np.issubdtype(x.dtype, np.floating):

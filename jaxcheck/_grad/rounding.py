@@ -47,7 +47,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._core.coords import Coords
+from .._core.coords import Coords, Leaf
 from .._numerics import precision as _precision
 from .._numerics import stencils as st
 
@@ -154,7 +154,7 @@ class Rounding:
             return {p: np.full(np.shape(self.grads[p]), np.inf) for p in paths}
         return {p: np.sqrt(total[p] / SLOPE_DIRECTIONS) for p in paths}
 
-    def _scale(self, leaf) -> np.ndarray:
+    def _scale(self, leaf: Leaf) -> np.ndarray:
         theta = np.asarray(self.working[leaf.position], np.float64).reshape(-1)
         return np.maximum(np.abs(theta), self.typical[leaf.path])
 

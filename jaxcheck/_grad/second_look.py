@@ -41,7 +41,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._core.coords import Leaf
+from .._engine.evaluator import Evaluator
 from .._numerics import stencils as st
+from .._numerics.methods import Method
 
 SHRINK = 4.0  # each level divides the step by this
 LEVELS = 7  # h/4 … h/16384
@@ -54,7 +57,18 @@ FIELDS = ("analytic", "numeric", "abs_error", "tolerance", "resolution", "excess
           "status", "exact_zero", "truncation", "noise")  # fmt: skip
 
 
-def second_look(engine, leaf, s, idx, method, g, f0, tol, verdict, F) -> st.Verdict:
+def second_look(
+    engine: Evaluator,
+    leaf: Leaf,
+    s: st.Stencil,
+    idx: np.ndarray,
+    method: Method,
+    g: np.ndarray,
+    f0: float,
+    tol: st.Tolerance,
+    verdict: st.Verdict,
+    F: np.ndarray,
+) -> st.Verdict:
     """The verdict of the elements idx of the leaf (stencil s, values F at its points, g),
     after a second look at the suspicious and the poorly resolved ones."""
     with np.errstate(invalid="ignore"):
@@ -90,7 +104,21 @@ def _at_most(mask: np.ndarray, k: int, rng) -> np.ndarray:
 class _Look:
     """Per-element state (arrays over the elements idx) of one leaf's second look."""
 
-    def __init__(self, engine, leaf, s, idx, method, g, f0, tol, verdict, F, suspect, loose):
+    def __init__(
+        self,
+        engine: Evaluator,
+        leaf: Leaf,
+        s: st.Stencil,
+        idx: np.ndarray,
+        method: Method,
+        g: np.ndarray,
+        f0: float,
+        tol: st.Tolerance,
+        verdict: st.Verdict,
+        F: np.ndarray,
+        suspect: np.ndarray,
+        loose: np.ndarray,
+    ) -> None:
         self.engine, self.leaf, self.s, self.idx, self.method = engine, leaf, s, idx, method
         self.g, self.f0, self.tol, self.checked, self.F = g, f0, tol, verdict.checked, F
         self.out = {f: getattr(verdict, f).copy() for f in FIELDS}
@@ -114,10 +142,12 @@ class _Look:
 
     # ---- f at the widest primary pair --------------------------------------------------------
 
-    def _spread(self, F):  # f(θ + o h) − f(θ − o h)
+    def _spread(self, F: np.ndarray) -> np.ndarray:  # f(θ + o h) − f(θ − o h)
         return F[self.plus] - (F[self.minus] if self.minus is not None else self.f0)
 
-    def _bend(self, F, rows=None):  # (f(θ + o h) + f(θ − o h))/2 − f(θ), and its rounding
+    def _bend(  # (f(θ + o h) + f(θ − o h))/2 − f(θ), and its rounding
+        self, F: np.ndarray, rows: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         rows = np.arange(F.shape[1]) if rows is None else rows
         if self.minus is None:
             return np.zeros(F.shape[1]), np.full(F.shape[1], np.inf)
@@ -126,7 +156,13 @@ class _Look:
         bent = (F[self.plus] + F[self.minus]) / 2 - self.f0
         return bent, 8 * (self.tol.u_f * top + self.floor[rows])
 
-    def _compare(self, rows, F, stencil, floor=None) -> st.Verdict:
+    def _compare(
+        self,
+        rows: np.ndarray,
+        F: np.ndarray,
+        stencil: st.Stencil,
+        floor: np.ndarray | None = None,
+    ) -> st.Verdict:
         floor = self.floor[rows] if floor is None else floor
         tol = self.tol.replace(noise_floor=floor)
         return st.compare(self.g[rows], self.f0, F, stencil, self.method, tol)
@@ -207,7 +243,17 @@ class _Look:
                        ("bend", bent)):  # fmt: skip
             self.seen[key][rows] = x
 
-    def _suspects(self, rows, plain, v, jump, bent, rounding, seen, mask) -> None:
+    def _suspects(
+        self,
+        rows: np.ndarray,
+        plain: st.Verdict,
+        v: st.Verdict,
+        jump: np.ndarray,
+        bent: np.ndarray,
+        rounding: np.ndarray,
+        seen: dict[str, np.ndarray],
+        mask: np.ndarray,
+    ) -> None:
         """One level's decisions for suspicious elements (see the module's docstring)."""
         if not rows.size:
             return
@@ -277,7 +323,7 @@ class _Look:
         self.active[rows[agrees & ~still]] = False
         self.suspect[rows[agrees]] = False
 
-    def _refine(self, rows, v) -> None:
+    def _refine(self, rows: np.ndarray, v: st.Verdict) -> None:
         """One level for "ok" elements resolved poorly by truncation: a better-resolved
         verdict replaces theirs; a better-resolved mismatch makes them suspects."""
         if not rows.size:

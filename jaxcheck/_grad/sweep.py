@@ -14,14 +14,18 @@ import dataclasses
 import html
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax.numpy as jnp
 import numpy as np
 
 from .._core.errors import hides_input_errors
 from .._core.plots import pyplot
+from .._core.result import CheckResult
 from .._core.tables import html_table, table
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -95,7 +99,7 @@ class SweepResult:
             f"<ul>{lines}</ul></div>"
         )
 
-    def plot(self, ax=None):
+    def plot(self, ax: Axes | None = None) -> Axes:
         """The V-shaped curves, one per leaf, on log-log axes (needs matplotlib).
 
         Returns the matplotlib Axes. The dotted vertical lines are the default steps.
@@ -173,7 +177,7 @@ def sweep_eps(
     )
 
 
-def _working_roundoff(result) -> float:
+def _working_roundoff(result: CheckResult) -> float:
     """The unit round-off of the dtype the check worked in (the coarsest leaf's)."""
     if result.precision != "native":
         return float(jnp.finfo(jnp.float64).eps)

@@ -10,7 +10,11 @@ not ravel_pytree's sorted order, agrees with finite differences (`in_dict_order`
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any
+
 import jax
+import jax.extend.core as jcore
 import jax.numpy as jnp
 import numpy as np
 
@@ -96,7 +100,7 @@ def low(coords: Coords) -> bool:
     return any(low_dtype(x.dtype) for x in coords.checked)
 
 
-def low_dtype(dtype) -> bool:
+def low_dtype(dtype: Any) -> bool:
     return jnp.finfo(dtype).bits < 64
 
 
@@ -123,8 +127,12 @@ def precision(coords: Coords, precision: str, order: int) -> tuple[bool, str]:
     )
 
 
-def under_test(own, fn_given, fn_scalar, grad_fn, given_call, work_call, leaves, values,
-               given, coords, key, f64, traced):  # fmt: skip
+def under_test(
+    own: bool, fn_given: Callable[..., Any], fn_scalar: Callable[..., Any],
+    grad_fn: Callable[..., Any] | None, given_call: tuple[Any, tuple], work_call: tuple[Any, tuple],
+    leaves: Sequence[Any], values: Sequence[Any], given: Coords, coords: Coords,
+    key: tuple | None, f64: float, traced: bool,
+) -> tuple[dict[str, np.ndarray], str]:  # fmt: skip
     """{leaf path: the gradient under test} over `coords` (complex leaves as pairs), and the
     note that replaces the precision note where the own-dtype gradient was refused.
 
@@ -181,14 +189,22 @@ def dtype_notes(given: Coords, grads: dict) -> list[str]:
     ]
 
 
-def jax_grad(fn_scalar, values, coords, args, key) -> tuple[float, dict[str, np.ndarray]]:
+def jax_grad(
+    fn_scalar: Callable[..., Any],
+    values: Sequence[Any],
+    coords: Coords,
+    args: tuple,
+    key: tuple | None,
+) -> tuple[float, dict[str, np.ndarray]]:
     """(f, jax.grad(f)) at values, compiled once (kept across calls)."""
     grad, inputs, slot = _value_and_grad(fn_scalar, values, coords, args)
     value, grads = cached_jit(("grad", key, *slot), lambda: grad)(*inputs)
     return float(value), {leaf.path: np.asarray(g) for leaf, g in zip(coords.checked, grads)}
 
 
-def program(fn_scalar, values, coords, args):
+def program(
+    fn_scalar: Callable[..., Any], values: Sequence[Any], coords: Coords, args: tuple
+) -> jcore.ClosedJaxpr:
     """The program `jax_grad` compiles, traced: custom_vjp and custom_jvp rules inlined, with
     the globals and closures they read, where fn's program names them only (the key's
     digest where a rule cannot be traced alone: `fingerprint.rules`)."""
@@ -196,7 +212,9 @@ def program(fn_scalar, values, coords, args):
     return jax.make_jaxpr(grad)(*inputs)
 
 
-def _value_and_grad(fn_scalar, values, coords, args):
+def _value_and_grad(
+    fn_scalar: Callable[..., Any], values: Sequence[Any], coords: Coords, args: tuple
+) -> tuple[Callable[..., Any], tuple[list[jax.Array], list[Any]], tuple[Any, tuple[int, ...]]]:
     """jax.value_and_grad of fn_scalar over the checked leaves (a new function: JAX caches
     traces per function), its inputs at values, and the static part of its key."""
     dyn, rebuild, static = split_arrays((values, args))
@@ -206,7 +224,17 @@ def _value_and_grad(fn_scalar, values, coords, args):
     return grad, (checked, dyn), (static, positions)
 
 
-def own_dtype(fn_scalar, grad_fn, params, args, leaves, coords, key, f64, traced):
+def own_dtype(
+    fn_scalar: Callable[..., Any],
+    grad_fn: Callable[..., Any] | None,
+    params: Any,
+    args: tuple,
+    leaves: Sequence[Any],
+    coords: Coords,
+    key: tuple | None,
+    f64: float,
+    traced: bool,
+) -> tuple[dict[str, np.ndarray] | None, str]:
     """The gradient under test at the parameters and data in their own dtypes, or (None, why
     not) where fn is not the same function there: its value at them must agree with the
     float64 value f64 within √u of their dtype (random draws in the data's dtype, or a branch
@@ -231,6 +259,6 @@ def own_dtype(fn_scalar, grad_fn, params, args, leaves, coords, key, f64, traced
     )
 
 
-def _call(rebuild, dyn):
+def _call(rebuild: Callable[[Sequence[Any]], Any], dyn: Sequence[Any]) -> tuple[Any, ...]:
     p, a = rebuild(dyn)
     return (p, *a)
