@@ -8,6 +8,8 @@ from ._core.result import CheckResult as CheckResult
 from ._core.result import ElementReport as ElementReport
 from ._core.result import LeafReport as LeafReport
 from ._grad.check import check_grad as check_grad
+from ._grad.explore import explore as explore
+from ._grad.explore_report import ExploreResult as ExploreResult
 from ._grad.sweep import SweepResult as SweepResult
 from ._grad.sweep import sweep_eps as sweep_eps
 from ._monitor import GradMonitor as GradMonitor

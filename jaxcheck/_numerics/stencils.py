@@ -14,6 +14,7 @@ import dataclasses
 import enum
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 
 from . import methods
@@ -57,6 +58,15 @@ FAILING = (MISMATCH, NONFINITE, NONDETERMINISTIC)
 def unit_roundoff(dtype: Any) -> float:
     """Machine epsilon of a float dtype (2.2e-16 for float64, 1.2e-7 for float32)."""
     return float(np.finfo(dtype).eps)
+
+
+def smallest_normal(u: float) -> float:
+    """The smallest normal number of the float dtype whose unit roundoff is u (float64's,
+    float32's, bfloat16's or float16's; float64's for another u)."""
+    for dtype in (np.float64, np.float32, np.float16, ml_dtypes.bfloat16):
+        if float(np.finfo(dtype).eps) == u:
+            return float(np.finfo(dtype).tiny)
+    return float(np.finfo(np.float64).tiny)
 
 
 def default_rtol(grad_dtype: Any) -> float:
@@ -280,6 +290,9 @@ def compare(
         leaf_noise = np.median(finite_d4) / HALF_NORMAL_MEDIAN if finite_d4.size else 0.0
         noise = np.maximum(np.maximum(tol.u_f * fmax, np.where(has4, d4, 0.0)), leaf_noise)
         noise = np.maximum(noise, tol.noise_floor)
+        # below the smallest normal number f is flushed to 0 (XLA on CPU and GPU): its
+        # values there are rounded to that, not to u·|f| (x² at 1e-155 is 0)
+        noise = np.maximum(noise, smallest_normal(tol.u_f))
         trunc = np.abs(d_check - d)
         trunc = np.where(np.isfinite(trunc), trunc, np.inf)  # unknown: nothing can be resolved
         trunc = np.where(has_check, trunc, 0.0)
