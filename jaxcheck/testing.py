@@ -1,4 +1,5 @@
-"""Gradient checks in a test suite: `assert_grad`, `assert_vjp`, `assert_jvp`.
+"""Gradient checks in a test suite: `assert_grad`, `assert_vjp`, `assert_jvp`, and over a
+whole input domain `assert_grad_everywhere`.
 
     from jaxcheck.testing import assert_grad
 
@@ -20,10 +21,12 @@ from typing import Any, TypeVar
 from ._core.errors import GradCheckError
 from ._core.result import CheckResult
 from ._grad.check import check_grad
+from ._grad.explore import explore
+from ._grad.explore_report import ExploreResult
 from ._rules.identities import check_jvp, check_vjp
 from ._rules.report import IdentityResult
 
-__all__ = ["assert_grad", "assert_jvp", "assert_vjp"]
+__all__ = ["assert_grad", "assert_grad_everywhere", "assert_jvp", "assert_vjp"]
 
 
 def assert_grad(fn: Callable[..., Any], params: Any, *args: Any, **options: Any) -> CheckResult:
@@ -46,6 +49,20 @@ def assert_jvp(fn: Callable[..., Any], *primals: Any, **options: Any) -> Identit
     """`jaxcheck.check_jvp(fn, *primals, **options)`, raising when it fails."""
     __tracebackhide__ = True
     return _passed_or_raise(check_jvp(fn, *primals, **options))
+
+
+def assert_grad_everywhere(
+    fn: Callable[..., Any], params: Any, *args: Any, **options: Any
+) -> ExploreResult:
+    """`jaxcheck.explore(fn, params, *args, **options)`, raising when the gradient fails at
+    some point of the domain; the message leads with the simplest failing input found and
+    check_grad's report there. An inconclusive exploration (points finite differences cannot
+    resolve, an abrupt zero in a tail) does not raise: its result says where."""
+    __tracebackhide__ = True
+    result = explore(fn, params, *args, **options)
+    if result.verdict == "failed":
+        raise GradCheckError(result)
+    return result
 
 
 Result = TypeVar("Result", CheckResult, IdentityResult)

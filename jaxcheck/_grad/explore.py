@@ -44,7 +44,8 @@ from .explore_report import ExploreResult, PointFailure, regions_of
 from .loss import trace
 
 CHECKS = ("grad", "vjp", "jvp")
-CHUNK_BYTES = 64 * 2**20  # perturbed points built on the host per compiled call
+CHUNK_BYTES = 64 * 2**20  # perturbed points built on the host per compiled call ...
+CHUNK_POINTS = 512  # ... and at most this many points (max_time is checked between chunks)
 DOMAIN_FLOOR = 256  # float64 gradients: errors below this many units of max|g| over the domain
 # are rounding (XLA's float64 GELU at -7: its tanh saturates, its slope is 3e-14 off)
 PRECISION_LOSS = 16.0  # a low-precision gradient's excuse: this many times fn's own loss
@@ -342,17 +343,21 @@ class Screen:
         """The outcome of every point reached within max_time."""
         n, m = self.space.n, len(self.method.offsets)
         per_point = (1 + 2 * m * n) * n * 8
-        chunk = max(1, min(len(X), CHUNK_BYTES // max(per_point, 1)))
+        chunk = max(1, min(len(X), CHUNK_POINTS, CHUNK_BYTES // max(per_point, 1)))
         parts: list[tuple] = []
         for start in range(0, len(X), chunk):
             if max_time is not None and time.monotonic() - started > max_time and parts:
                 break
             block = X[start : start + chunk]
-            stencils = [self.stencils(x) for x in block]
+            # the last block padded to the others' size: one compiled shape for all
+            padded = np.concatenate([block, np.repeat(block[-1:], chunk - len(block), 0)])
+            stencils = [self.stencils(x) for x in padded]
             G, F0, FS, lost = _journal.through(
-                book, ("explore", start, len(block)), (block,),
-                lambda block=block, stencils=stencils: self.evaluate(block, stencils),
+                book, ("explore", start, len(block)), (padded,),
+                lambda padded=padded, stencils=stencils: self.evaluate(padded, stencils),
             )  # fmt: skip
+            k = len(block)
+            G, F0, FS, lost, stencils = G[:k], F0[:k], FS[:k], lost[:k], stencils[:k]
             parts.append((G, F0, FS, lost, stencils))
             bar.update(len(block))
         # the gradient's scale over the domain, from the differences (the reference), not

@@ -113,6 +113,10 @@ class ExploreResult:
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
+    def failure_message(self) -> str:
+        """The message of `assert_grad_everywhere`'s error: the report, minimal input first."""
+        return str(self)
+
     def _repr_html_(self) -> str:
         import html
 

@@ -84,10 +84,10 @@ class Rounding:
         nondet_tol (and beyond its measured rounding) go to `unstable`."""
         again = self._flat(self.at(self.tested, True))
         for path, g in self.grads.items():
-            diff = np.abs(again[path] - g)
-            allowed = np.maximum(JITTER * self.u * np.maximum(np.abs(g), np.abs(again[path])),
-                                 self.nondet_tol)  # fmt: skip
-            with np.errstate(invalid="ignore"):
+            with np.errstate(invalid="ignore", over="ignore"):  # an inf gradient: inf − inf
+                diff = np.abs(again[path] - g)
+                allowed = np.maximum(JITTER * self.u * np.maximum(np.abs(g), np.abs(again[path])),
+                                     self.nondet_tol)  # fmt: skip
                 moved = diff > allowed
             if moved.any():
                 moved &= diff > self.floor(path)
