@@ -12,6 +12,8 @@ from ._grad.explore import explore as explore
 from ._grad.explore_report import ExploreResult as ExploreResult
 from ._grad.sweep import SweepResult as SweepResult
 from ._grad.sweep import sweep_eps as sweep_eps
+from ._grad.taylor import TaylorResult as TaylorResult
+from ._grad.taylor import taylor_test as taylor_test
 from ._monitor import GradMonitor as GradMonitor
 from ._rules.identities import check_jvp as check_jvp
 from ._rules.identities import check_vjp as check_vjp
