@@ -152,7 +152,6 @@ def compare_leaf(
     verdict = st.compare(g, f0, F, s, method, tol)
     confirm(engine, leaf, s, idx, verdict, F[first], first, f0, tol.u_f, nondet or Nondet())
     verdict = second_look(engine, leaf, s, idx, method, g, f0, tol, verdict, F)
-    verdict = _flat_is_unresolved(verdict, F, f0, g)
     verdict = longer_look(engine, leaf, s, idx, method, g, f0, tol, verdict, typical)
     verdict = wide_look(engine, leaf, s, idx, method, g, f0, tol, verdict, typical, rounding)
     return verdict if subset is None else verdict.expand(idx, leaf.size)
@@ -198,23 +197,6 @@ def longer_look(
         return verdict
     status = verdict.status.copy()
     status[todo[agree]] = st.OK
-    return dataclasses.replace(verdict, status=status)
-
-
-def _flat_is_unresolved(verdict: st.Verdict, F: np.ndarray, f0: float, g: np.ndarray) -> st.Verdict:
-    """A mismatch where f did not move at all over the stencil (every point equal to f(θ) bit
-    for bit) while g is not 0 is not yet evidence: f may be flat to its own rounding there,
-    which can be far coarser than u·|f| where f is a difference of larger intermediates
-    (float64 GELU at −7 is 0.5·x·(1 + tanh(z)) with 1 + tanh(z) ≈ 7e-16, quantized in steps
-    of 4e-16). Such an element is unverifiable at h, and `wide_look` judges it at longer
-    steps: a function truly constant there stays flat at every one of them and fails."""
-    with np.errstate(invalid="ignore"):
-        flat = np.all(np.isnan(F) | (F == f0), axis=0) & np.isfinite(F).any(axis=0)
-    moved = (verdict.status == st.MISMATCH) & flat & (g != 0)
-    if not moved.any():
-        return verdict
-    status = verdict.status.copy()
-    status[moved] = st.UNVERIFIABLE
     return dataclasses.replace(verdict, status=status)
 
 

@@ -53,10 +53,11 @@ def diagnose(v: st.Verdict, shape: tuple[int, ...], theta: np.ndarray | None = N
     fits = [f for f in fits if f]
     if len(fits) == 1:
         return fits[0]
-    if fits:
+    if fits:  # the fitted numbers first (a GradMonitor warning shows up to the first colon)
+        shorts = "; or ".join(f.split(":")[0] for f in fits)
         return (
-            "more than one pattern fits, and this point cannot tell them apart (check at one "
-            "where θ and the gradient vary across the leaf): " + "; or ".join(fits)
+            f"{shorts}: more than one pattern fits, and this point cannot tell them apart "
+            "(check at one where θ and the gradient vary across the leaf): " + "; or ".join(fits)
         )
     kinks = getattr(v, "at_kinks", None)
     if kinks is not None and kinks[failing].all():
