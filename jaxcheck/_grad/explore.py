@@ -44,10 +44,14 @@ from .explore_report import ExploreResult, PointFailure, regions_of
 from .loss import trace
 
 CHECKS = ("grad", "vjp", "jvp")
+SCALES = 3  # step scales per point (`Screen.stencils`)
+LONG = 2.0**-9  # the long step, relative to max(|θ|, the domain's scale)
 CHUNK_BYTES = 64 * 2**20  # perturbed points built on the host per compiled call ...
 CHUNK_POINTS = 512  # ... and at most this many points (max_time is checked between chunks)
-DOMAIN_FLOOR = 256  # float64 gradients: errors below this many units of max|g| over the domain
-# are rounding (XLA's float64 GELU at -7: its tanh saturates, its slope is 3e-14 off)
+DOMAIN_FLOOR = 4096  # float64 gradients: errors below this many units (9e-13) of the gradient's
+# scale over the domain are f's rounding, not the rule's: XLA's float64 GELU at -7 saturates
+# its tanh (its slope is 3e-14 off); log_softmax([x, 0, 1])[0] at 30 is -log(1 + ε) rounded in
+# steps of 2.2e-16 of the 1, and its differences are off by 2e-13
 PRECISION_LOSS = 16.0  # a low-precision gradient's excuse: this many times fn's own loss
 ABRUPT = 64  # a gradient that vanishes from below this many units of f's rounding: abruptly
 CONFIRM = 16  # failing points checked again by check_grad (worst first)
@@ -329,20 +333,26 @@ class Screen:
     # ---- the screen ------------------------------------------------------------------------
 
     def stencils(self, x: np.ndarray) -> list[st.Stencil]:
-        """The point's stencils at the two step scales: relative to |θ| (the leaf's RMS at
-        least), and to the domain's scale (resolves a gradient near 0)."""
+        """The point's stencils at the SCALES: the rule's step relative to |θ| (the leaf's RMS
+        at least); relative to the domain's scale too (resolves a gradient near 0); and a long
+        one, LONG·max(|θ|, the domain's scale), which sees through f's values where they are
+        rounded far more coarsely than u·|f| (a cancellation inside f: float64 log_softmax
+        at 30 is −log(1 + ε), in steps of 2.2e-16 of the 1)."""
         theta = x.astype(np.float64) if self.work is not None else x.astype(self.grad_dtype)
+        t64 = np.abs(theta.astype(np.float64))
         typical = self.space.typical(x)
-        out = []
-        for scale in (typical, np.maximum(typical, self.space.domain_scale())):
-            h = self.u ** (1 / 3) * np.maximum(np.abs(theta.astype(np.float64)), scale)
-            out.append(st.make_stencil(theta, h, self.method))
-        return out
+        wide = np.maximum(typical, self.space.domain_scale())
+        steps = (
+            self.u ** (1 / 3) * np.maximum(t64, typical),
+            self.u ** (1 / 3) * np.maximum(t64, wide),
+            LONG * np.maximum(t64, wide),
+        )
+        return [st.make_stencil(theta, h, self.method) for h in steps]
 
     def run(self, X, max_time, started, bar, book) -> tuple[list[Outcome], int]:
         """The outcome of every point reached within max_time."""
         n, m = self.space.n, len(self.method.offsets)
-        per_point = (1 + 2 * m * n) * n * 8
+        per_point = (1 + SCALES * m * n) * n * 8
         chunk = max(1, min(len(X), CHUNK_POINTS, CHUNK_BYTES // max(per_point, 1)))
         parts: list[tuple] = []
         for start in range(0, len(X), chunk):
@@ -391,7 +401,7 @@ class Screen:
                     rows.append(Y)
         Y = np.concatenate(rows) if rows else np.zeros((0, n))
         F = self.values(np.concatenate([block, Y]))
-        F0, FS = F[: len(block)], F[len(block) :].reshape(len(block), 2, m, n)
+        F0, FS = F[: len(block)], F[len(block) :].reshape(len(block), SCALES, m, n)
         G = self.gradients(block)
         # fn's own rounding in the gradient's dtype, where that is coarser than the
         # differences' (a float32 template checked against float64 differences)
@@ -416,7 +426,7 @@ class Screen:
         2.3e-7 there; sinc's float32 gradient is 2% off at 3e-4 where fn loses nothing)."""
         if not np.isfinite(f0):
             return Outcome(skipped=True)
-        usable = [k for k in range(2) if np.isfinite(FS[k]).all()]
+        usable = [k for k in range(SCALES) if np.isfinite(FS[k]).all()]
         if not usable:
             return Outcome(skipped=True)  # the domain's edge: fn not finite within a step
         g_dtype = np.float64 if self.precision == "upcast" else self.grad_dtype
@@ -445,22 +455,27 @@ class Screen:
 
 
 def _better(verdicts: list[tuple[st.Verdict, np.ndarray]]) -> Outcome:
-    """Per element, the verdict of the scale that says it agrees, else the one that resolves
-    it (a mismatch), else unverifiable."""
-    first, h = verdicts[0]
-    if len(verdicts) == 1:
-        return Outcome(False, first, h)
-    (a, ha), (b, hb) = verdicts
+    """Per element, over the scales from the shortest step: a longer step's verdict replaces
+    a shorter one's where it says the element agrees and the shorter one could not resolve
+    it, or where it resolves finer than the shorter one's discrepancy (so that a long step
+    whose truncation covers a 1% error does not excuse a 1% bug); a mismatch replaces an
+    unverifiable verdict."""
     rank = {int(st.OK): 0, int(st.KINK): 0, int(st.MISMATCH): 1, int(st.NONFINITE): 1}
 
     def score(v: st.Verdict) -> np.ndarray:
         return np.array([rank.get(int(s), 2) for s in v.status])
 
-    use_b = score(b) < score(a)
+    a, ha = verdicts[0]
     fields = ("analytic", "numeric", "abs_error", "tolerance", "resolution", "excess_noise")
-    out = {f: np.where(use_b, getattr(b, f), getattr(a, f)) for f in fields}
-    status = np.where(use_b, b.status, a.status)
-    return Outcome(False, st.Verdict(**out, status=status), np.where(use_b, hb, ha))
+    for b, hb in verdicts[1:]:
+        sa, sb = score(a), score(b)
+        with np.errstate(invalid="ignore"):
+            finer = b.resolution < a.abs_error
+        use_b = (sb < sa) & ((sa == 2) | finer)
+        out = {f: np.where(use_b, getattr(b, f), getattr(a, f)) for f in fields}
+        a = st.Verdict(**out, status=np.where(use_b, b.status, a.status))
+        ha = np.where(use_b, hb, ha)
+    return Outcome(False, a, ha)
 
 
 def _grad_dtype(space: Space) -> np.dtype:
