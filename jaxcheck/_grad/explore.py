@@ -44,8 +44,8 @@ from .explore_report import ExploreResult, PointFailure, regions_of
 from .loss import trace
 
 CHECKS = ("grad", "vjp", "jvp")
-SCALES = 3  # step scales per point (`Screen.stencils`)
-LONG = 2.0**-9  # the long step, relative to max(|θ|, the domain's scale)
+LONG = (2.0**-13, 2.0**-9)  # the long steps, relative to max(|θ|, the domain's scale)
+SCALES = 2 + len(LONG)  # step scales per point (`Screen.stencils`)
 CHUNK_BYTES = 64 * 2**20  # perturbed points built on the host per compiled call ...
 CHUNK_POINTS = 512  # ... and at most this many points (max_time is checked between chunks)
 DOMAIN_FLOOR = 4096  # float64 gradients: errors below this many units (9e-13) of the gradient's
@@ -334,10 +334,10 @@ class Screen:
 
     def stencils(self, x: np.ndarray) -> list[st.Stencil]:
         """The point's stencils at the SCALES: the rule's step relative to |θ| (the leaf's RMS
-        at least); relative to the domain's scale too (resolves a gradient near 0); and a long
-        one, LONG·max(|θ|, the domain's scale), which sees through f's values where they are
+        at least); relative to the domain's scale too (resolves a gradient near 0); and long
+        ones, LONG·max(|θ|, the domain's scale), which see through f's values where they are
         rounded far more coarsely than u·|f| (a cancellation inside f: float64 log_softmax
-        at 30 is −log(1 + ε), in steps of 2.2e-16 of the 1)."""
+        at 18 is −log(1 + ε), in steps of 2.2e-16 of the 1)."""
         theta = x.astype(np.float64) if self.work is not None else x.astype(self.grad_dtype)
         t64 = np.abs(theta.astype(np.float64))
         typical = self.space.typical(x)
@@ -345,7 +345,7 @@ class Screen:
         steps = (
             self.u ** (1 / 3) * np.maximum(t64, typical),
             self.u ** (1 / 3) * np.maximum(t64, wide),
-            LONG * np.maximum(t64, wide),
+            *(long * np.maximum(t64, wide) for long in LONG),
         )
         return [st.make_stencil(theta, h, self.method) for h in steps]
 

@@ -357,24 +357,18 @@ def _take(v: st.Verdict, mask) -> st.Verdict:
 def measured_noise(engine, leaf, s: st.Stencil, where: np.ndarray, rows: np.ndarray, f0):
     """σ̂_f per element of rows (of the stencil s; leaf elements `where`), from the sixth
     difference of f at θ + k·δ, k = −3 … 3, δ = 64 units in the last place of θ_i (Moré and
-    Wild's ECnoise) and δ = h/64: no function varies on those scales, so f's changes there
-    are its rounding, which grows with fn's conditioning. At least the median over the elements (one
+    Wild's ECnoise): no function varies on that scale, so f's changes there are its rounding,
+    which grows with fn's conditioning. At least the median over the elements (one
     difference is a small sample of the noise)."""
     theta = s.theta[rows].astype(np.float64)
     theta_abs = np.abs(s.theta[rows])
     scale = np.where(theta_abs > 0, theta_abs, (s.h[rows] / 64).astype(s.theta.dtype))
-    ulps = NOISE_ULPS * np.spacing(scale).astype(np.float64)
-    # and at h/64, where f crosses its rounding steps when they are far coarser than u·|f|
-    # (computed through a cancellation: float64 log_softmax([x, 0, 1])[0] at 18 moves by
-    # 3e4 steps of 2.2e-16 over h while u·|f| is 1e-23); a smooth f's sixth difference at
-    # that spacing is (h/64)^6·f⁽⁶⁾, nothing
-    sigma = np.zeros(len(rows))
-    for delta in (ulps, np.maximum(ulps, s.h[rows] / 64)):
-        ks = np.array([-3, -2, -1, 1, 2, 3])
-        points = np.stack([(theta + k * delta).astype(s.theta.dtype) for k in ks])
-        f = engine.evaluate(leaf, np.tile(where, len(ks)), points.reshape(-1))
-        table = np.insert(f.reshape(len(ks), -1), 3, f0, axis=0)
-        with np.errstate(invalid="ignore"):
-            d6 = np.abs(_BINOMIAL6 @ table) / np.sqrt(924.0)
-            sigma = np.maximum(sigma, np.where(np.isfinite(d6), d6, 0.0))
-    return np.maximum(sigma, np.median(sigma) / st.HALF_NORMAL_MEDIAN)
+    delta = NOISE_ULPS * np.spacing(scale).astype(np.float64)
+    ks = np.array([-3, -2, -1, 1, 2, 3])
+    points = np.stack([(theta + k * delta).astype(s.theta.dtype) for k in ks])
+    f = engine.evaluate(leaf, np.tile(where, len(ks)), points.reshape(-1)).reshape(len(ks), -1)
+    table = np.insert(f, 3, f0, axis=0)
+    with np.errstate(invalid="ignore"):
+        d6 = np.abs(_BINOMIAL6 @ table) / np.sqrt(924.0)
+        d6 = np.where(np.isfinite(d6), d6, 0.0)
+    return np.maximum(d6, np.median(d6) / st.HALF_NORMAL_MEDIAN)
