@@ -6,7 +6,8 @@ from typing import assert_type
 import jax.numpy as jnp
 
 import jaxcheck
-from jaxcheck import CheckResult, IdentityResult, SweepResult
+from jaxcheck import CheckResult, ExploreResult, IdentityResult, SweepResult, TaylorResult
+from jaxcheck.testing import assert_grad_everywhere
 
 
 def loss(p: jnp.ndarray) -> jnp.ndarray:
@@ -18,3 +19,6 @@ assert_type(jaxcheck.assert_grad(loss, jnp.ones(3)), CheckResult)
 assert_type(jaxcheck.check_vjp(jnp.sin, jnp.ones(3)), IdentityResult)
 assert_type(jaxcheck.check_jvp(jnp.sin, jnp.ones(3)), IdentityResult)
 assert_type(jaxcheck.sweep_eps(loss, jnp.ones(3)), SweepResult)
+assert_type(jaxcheck.explore(loss, jnp.ones(3)), ExploreResult)
+assert_type(assert_grad_everywhere(loss, jnp.ones(3)), ExploreResult)
+assert_type(jaxcheck.taylor_test(loss, jnp.ones(3)), TaylorResult)
