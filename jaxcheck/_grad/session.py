@@ -53,7 +53,10 @@ class Session:
         g = np.asarray(self.problem.grads[leaf.path])
         g_dtype = self.problem.coarser(g.dtype) if np.issubdtype(g.dtype, np.floating) else g.dtype
         tol = self.plan.tolerance(g_dtype, self.u_f).replace(
-            g_scale=self.g_scale, noise_floor=self.problem.nondet.seen
+            # the re-evaluation differences measured, up to nondet_tol (0 by default: none;
+            # a deterministic fn measures none, whatever the bound)
+            g_scale=self.g_scale,
+            noise_floor=min(self.problem.nondet.seen, self.problem.nondet.tol),
         )
         if self.problem.rounding is not None:
             # The gradient's rounding is measured where an element would fail (`rounding`);

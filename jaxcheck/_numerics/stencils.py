@@ -291,8 +291,9 @@ def compare(
         noise = np.maximum(np.maximum(tol.u_f * fmax, np.where(has4, d4, 0.0)), leaf_noise)
         noise = np.maximum(noise, tol.noise_floor)
         # below the smallest normal number f is flushed to 0 (XLA on CPU and GPU): its
-        # values there are rounded to that, not to u·|f| (x² at 1e-155 is 0)
-        noise = np.maximum(noise, smallest_normal(tol.u_f))
+        # values there are rounded to that, not to u·|f| (x² at 1e-155 is 0). Not where g is
+        # 0: an exact zero of f ≡ 0 (floor on [0, 1)) stays an exact zero, resolution 0
+        noise = np.maximum(noise, np.where(g != 0, smallest_normal(tol.u_f), 0.0))
         trunc = np.abs(d_check - d)
         trunc = np.where(np.isfinite(trunc), trunc, np.inf)  # unknown: nothing can be resolved
         trunc = np.where(has_check, trunc, 0.0)
