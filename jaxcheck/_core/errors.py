@@ -51,6 +51,16 @@ class GradientTypeError(WrongGradient, TypeError):
     pass
 
 
+def one_line(e: BaseException, limit: int = 160) -> str:
+    """An error in one line, "Type: message": the message's first line, or its last where
+    the first opens a traceback (an error raised inside a callback carries the callback's)."""
+    lines = [x.strip() for x in str(e).strip().splitlines() if x.strip()]
+    if not lines:
+        return type(e).__name__
+    line = lines[-1] if "Traceback" in lines[0] else lines[0]
+    return f"{type(e).__name__}: {line[:limit]}"
+
+
 def format_index(index: Sequence[int]) -> str:
     """`(2, 3)` -> `"[2, 3]"`; a scalar leaf (empty index) -> `""`."""
     return "[" + ", ".join(str(int(i)) for i in index) + "]" if len(index) else ""

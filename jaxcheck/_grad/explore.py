@@ -42,6 +42,7 @@ from . import runtime, shrink
 from .domain import Domain
 from .explore_report import ExploreResult, PointFailure, regions_of
 from .loss import trace
+from .problem import cast_args
 
 CHECKS = ("grad", "vjp", "jvp")
 LONG = (2.0**-13, 2.0**-9)  # the long steps, relative to max(|θ|, the domain's scale)
@@ -265,7 +266,7 @@ class Screen:
         work = np.float64 if precision != "native" else None
         self.work = work
         with runtime.numerics(precision):
-            self.args = _cast_args(args, precision)
+            self.args = cast_args(args, precision)
             traced, self.why = trace(fn, space.leaves, space.coords, self.args)
             template = space.params(np.zeros(space.n))
             self.traced = traced is not None and (
@@ -488,12 +489,6 @@ def _traces(grad_fn, template, args) -> bool:
         return True
     except Exception:  # noqa: BLE001 - not JAX code: evaluated one point at a time
         return False
-
-
-def _cast_args(args: tuple, precision: str) -> tuple:
-    from .problem import _cast_args as cast
-
-    return cast(args, precision)
 
 
 # ---- confirmation, regions, the minimal input ----------------------------------------------

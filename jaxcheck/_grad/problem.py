@@ -67,7 +67,7 @@ def prepare(fn, params, args, coords: Coords, grad_fn, plan: Plan) -> Problem:
     leaves = jax.tree_util.tree_leaves(params)
     traced, why = _trace(fn, leaves, coords, args, plan.options.precision)
     values = coords.cast(leaves, working_dtype(plan.options.precision, traced=traced is not None))
-    work_params, work_args = coords.unflatten(values), _cast_args(args, plan.options.precision)
+    work_params, work_args = coords.unflatten(values), cast_args(args, plan.options.precision)
     coords.check_finite(values)
     own_dtype, note = under_test.precision(coords, plan.options.precision, plan.options.order)
     own_note = len(notes)
@@ -243,7 +243,9 @@ def _projection(shape: tuple, out_dtype, plan: Plan, grad_fn, notes: list[str]):
     return np.random.default_rng(seed).standard_normal(shape).astype(out_dtype)
 
 
-def _cast_args(args: tuple, precision: str) -> tuple:
+def cast_args(args: tuple, precision: str) -> tuple:
+    """The data as a check passes it to fn: float arrays in float64 unless precision is
+    "native"."""
     if precision == "native":
         return args
 

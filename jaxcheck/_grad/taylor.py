@@ -29,7 +29,7 @@ from .._core.plots import pyplot
 from .._numerics import stencils as st
 from . import options as _options
 from . import runtime
-from .problem import _cast_args
+from .problem import cast_args
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -207,7 +207,7 @@ def taylor_test(
         return jax.tree_util.tree_unflatten(tree, values)
 
     with runtime.numerics(precision):
-        work_args = _cast_args(args, precision)
+        work_args = cast_args(args, precision)
         f = jax.jit(lambda p: jnp.asarray(fn(p, *work_args)).reshape(()))
         f0 = float(f(at(0.0)))
         g = (jax.grad(fn) if grad_fn is None else grad_fn)(params, *args)

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._core.coords import Coords, Leaf
+from .._core.errors import one_line
 from .._core.paths import leaf_paths
 from .._numerics import directions as _directions
 from . import linearity as _linearity
@@ -32,8 +33,7 @@ class TraceError(TypeError):
     """fn could not be traced by JAX; `cause` is the error, in one line."""
 
     def __init__(self, kind: str, e: Exception):
-        first = str(e).splitlines()[0][:200] if str(e) else ""
-        self.cause = f"{type(e).__name__}: {first}" if first else type(e).__name__
+        self.cause = one_line(e, 200)
         super().__init__(
             f"fn could not be traced by JAX ({self.cause}). check_{kind} compares JAX "
             "derivative rules and needs fn written with jax.numpy; for a NumPy loss use "

@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._core.coords import Leaf
+from .._core.errors import one_line
 from .._numerics import stencils as st
 from .._numerics.directions import direction_step
 from .sides import Pairs, Point, Side
@@ -38,8 +39,7 @@ def underivable(reference: Callable, point: Point) -> str:
     try:
         jax.eval_shape(lambda p, t: jax.jvp(reference, p, t), point.primals, tangents)
     except Exception as e:  # noqa: BLE001 - whatever stops JAX, differences do not need it
-        text = str(e).strip()
-        return f"{type(e).__name__}: {text.splitlines()[0][:160]}" if text else type(e).__name__
+        return one_line(e)
     return ""
 
 

@@ -33,7 +33,7 @@ from typing import Any
 import jax
 
 from .._core.coords import Coords
-from .._core.errors import hides_input_errors
+from .._core.errors import hides_input_errors, one_line
 from .._core.paths import leaf_paths
 from .._grad import options, runtime
 from .._grad.calling import _names as parameter_names
@@ -197,7 +197,7 @@ def _run(
                           transforms)  # fmt: skip
     except Exception:  # noqa: BLE001 - fails natively too: the float64 error is the one to see
         raise _explained(kind, failure) from failure
-    cause = failure.cause if isinstance(failure, TraceError) else _one_line(failure)
+    cause = failure.cause if isinstance(failure, TraceError) else one_line(failure)
     note = (
         f"fn cannot run in float64 ({cause.rstrip(':')}): a kernel, or code that builds "
         "float32 arrays itself; checked in the dtypes it runs in, as precision='native' checks"
@@ -218,20 +218,13 @@ def _checked(
     seed: int,
     transforms: tuple[str, ...],
 ) -> IdentityResult:
-    """The identity checked at the primals in the precision."""
-    identity = _identity(kind, fn, coords, primals, rule, k, rtol, atol, precision, seed)
+    """The identity checked at the primals, cast to the precision's working dtypes."""
     with runtime.numerics(precision):
+        leaves = jax.tree_util.tree_leaves(tuple(primals))
+        values = coords.cast(leaves, runtime.working_dtype(precision, traced=True))
+        coords.check_finite(values)
+        identity = Identity(kind, fn, coords, values, rule, k, rtol, atol, seed)
         return identity.run(transforms, precision)
-
-
-def _one_line(e: BaseException) -> str:
-    """The error in one line: its first, or its last where the first opens a traceback (an
-    error raised inside a callback carries the callback's)."""
-    lines = [x.strip() for x in str(e).strip().splitlines() if x.strip()]
-    if not lines:
-        return type(e).__name__
-    line = lines[-1] if "Traceback" in lines[0] else lines[0]
-    return f"{type(e).__name__}: {line[:160]}"
 
 
 def _explained(kind: str, e: Exception) -> Exception:
@@ -255,26 +248,6 @@ def _explained(kind: str, e: Exception) -> Exception:
         "precision='native' (the primals in their own dtypes) and transforms=() (the rule not "
         "run under jit and vmap)."
     )
-
-
-def _identity(
-    kind: str,
-    fn: Callable[..., Any],
-    coords: Coords,
-    primals: tuple[Any, ...],
-    rule: Callable[..., Any] | None,
-    k: int,
-    rtol: float | None,
-    atol: float | None,
-    precision: str,
-    seed: int,
-) -> Identity:
-    """The identity at the primals, cast to the precision's working dtypes."""
-    with runtime.numerics(precision):
-        leaves = jax.tree_util.tree_leaves(tuple(primals))
-        values = coords.cast(leaves, runtime.working_dtype(precision, traced=True))
-        coords.check_finite(values)
-        return Identity(kind, fn, coords, values, rule, k, rtol, atol, seed)
 
 
 def _named(fn, primals: tuple) -> Coords:

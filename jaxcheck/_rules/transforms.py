@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._core.errors import NOT_JAX_CODE
+from .._core.errors import NOT_JAX_CODE, one_line
 
 
 def consistency(
@@ -93,7 +93,7 @@ def untraceable(call: Callable, primals: tuple, x: Any) -> str:
     try:
         jax.eval_shape(call, primals, x)
     except NOT_JAX_CODE as e:
-        return f"{type(e).__name__}: {str(e).strip().splitlines()[0][:120]}"
+        return one_line(e, 120)
     return ""
 
 
