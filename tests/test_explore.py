@@ -11,6 +11,7 @@ from jax.scipy import special
 
 import jaxcheck
 from jaxcheck.testing import assert_grad_everywhere
+from tests.cases.explore import CORRECT
 
 F32, F64 = np.zeros((), np.float32), np.zeros((), np.float64)
 
@@ -75,17 +76,6 @@ def test_a_gradient_that_drops_to_zero_in_a_tail_is_suspicious(fn, lo, hi):
 
 
 # ---- correct functions are never FAILED ---------------------------------------------------------
-
-CORRECT = {
-    "tanh": (jnp.tanh, (-50.0, 50.0)),
-    "softplus": (jax.nn.softplus, (-50.0, 50.0)),
-    "log1p": (jnp.log1p, (-0.99, 1e6)),
-    "erf": (special.erf, (-10.0, 10.0)),
-    "gelu": (jax.nn.gelu, (-20.0, 20.0)),
-    "sigmoid": (jax.nn.sigmoid, (-60.0, 60.0)),
-    "relu": (jax.nn.relu, (-3.0, 3.0)),
-    "abs": (jnp.abs, (-3.0, 3.0)),
-}
 
 
 @pytest.mark.parametrize("template", [F32, F64], ids=["float32", "float64"])
