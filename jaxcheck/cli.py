@@ -3,17 +3,29 @@
 Exit codes: 0 passed, 1 a gradient check failed (or a leaf got worse than --baseline allows),
 2 usage or spec error, with a message saying what to fix and no traceback (--traceback shows
 it), 3 inconclusive (finite differences resolved too little of the gradient to decide).
-argparse (the standard library) keeps the runtime dependencies to jax and numpy.
+argparse (the standard library) keeps the runtime dependencies to jax and numpy; the check
+command's flags are added when it is used (they come from check_grad's options, whose module
+imports JAX), so `jaxcheck --version` and `jaxcheck --help` answer without importing JAX.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import difflib
+import json
 import os
+import re
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported where used: they import JAX
+    from ._cli.spec import Spec
+    from ._core.errors import WrongGradient
+    from ._core.result import CheckResult
 
 
 def _version() -> str:
@@ -42,15 +54,13 @@ def _demo(args: argparse.Namespace) -> int:
             f"{ratio:.2f} x numeric, the factor 4 of the bug, which the diagnosis names. The "
             "other leaves pass."
         )
-    print("\nOn your own code:  jaxcheck check checks.py:make_spec  (see the README)")
+    print("\nOn your own code:  jaxcheck check checks.py:make_spec  (see docs/guide/ci.md)")
     return 0  # the demo worked: it found the bug it planted
 
 
 def _flags() -> list[tuple[str, type, str]]:
     """check_grad's options that are flags, as the options declare them: (flag, type, help);
     --only and --progress are added their own way."""
-    import dataclasses
-
     from ._grad.options import Options
 
     return [
@@ -62,11 +72,15 @@ def _flags() -> list[tuple[str, type, str]]:
 
 def _check(args: argparse.Namespace) -> int:
     from ._cli import baseline as _baseline
+    from ._cli import report as _report
     from ._cli import spec as _spec
     from ._core.errors import WrongGradient
 
-    # A baseline that is not there is said now, not after the check has run.
+    # A baseline that is not there, or a report that could not be written, is said now, not
+    # after the check has run.
     baseline = _baseline.read(args.baseline) if args.baseline else None
+    if args.json:
+        _report.check_writable("--json", args.json)
     spec = _spec.load(args.target)
     overrides = {}
     for flag, _, _ in _flags():
@@ -78,18 +92,25 @@ def _check(args: argparse.Namespace) -> int:
         overrides["only"] = args.only
     if args.progress is not None:
         overrides["progress"] = args.progress
-    try:
-        result = spec.check(**overrides)
-    except WrongGradient as e:  # the gradient under test is wrong before any comparison
-        print(f"jaxcheck: FAILED: the gradient under test is wrong: {e}")
-        return 1
     # Under jax.distributed every process runs the check; process 0 speaks and writes.
     say = print if _lead() else lambda *a, **k: None
-    say(result)
-    report = result.to_dict()
+    try:
+        result = spec.check(**overrides)
+    except WrongGradient as e:  # some leaf's gradient cannot even be compared: failed
+        say(f"jaxcheck: FAILED: the gradient under test is wrong: {e}")
+        report = _report.not_compared(e, _the_rest(spec, overrides, e, say))
+    else:
+        say(result)
+        report = result.to_dict()
+    code = {"failed": 1, "inconclusive": 3}.get(report["verdict"], 0)
     if args.json and _lead():
-        Path(args.json).write_text(result.to_json(indent=1) + "\n")
-        say(f"\nreport written to {args.json}")
+        try:
+            _report.write(args.json, json.dumps(report, indent=1) + "\n")
+        except OSError as e:  # checked before the check; the disk may still be full
+            print(f"jaxcheck: error: --json {args.json}: not written: {e}", file=sys.stderr)
+            code = code or 2  # a failed check stays a failed check (1)
+        else:
+            say(f"\nreport written to {args.json}")
     worse: list = []
     if baseline is not None:
         worse, remarks = _baseline.compare(report, baseline, args.factor)
@@ -100,9 +121,31 @@ def _check(args: argparse.Namespace) -> int:
             say(f"  note: {line}")
         if not worse:
             say("  no leaf got worse")
-    if worse or result.verdict == "failed":
-        return 1
-    return 3 if result.verdict == "inconclusive" else 0
+    return 1 if worse else code
+
+
+def _the_rest(
+    spec: Spec, overrides: dict[str, Any], e: WrongGradient, say: Callable[..., None]
+) -> CheckResult | None:
+    """The check of the leaves that can still be compared where `e` stopped it (their
+    CheckResult, printed), or None where none can."""
+    from ._core.errors import WrongGradient
+
+    if not e.comparable:
+        return None
+    say(f"\nThe other leaves, which can be compared ({', '.join(e.comparable)}):")
+    only = [f"^{re.escape(path)}$" for path in e.comparable]
+    try:
+        # without the journal: it is the whole check's, which runs once the gradient is fixed
+        result = spec.check(**{**overrides, "only": only, "journal": None})
+    except WrongGradient as again:  # grad_fn returns another structure on another call
+        say(f"jaxcheck: FAILED: they cannot be compared either: {again}")
+        return None
+    # the leaves left out were named above, not skipped as only= says of them
+    skipped = tuple(s for s in result.skipped if s[0] not in dict(e.reasons))
+    result = dataclasses.replace(result, skipped=skipped)
+    say(result)
+    return result
 
 
 def _lead() -> bool:
@@ -139,14 +182,37 @@ def _eps(values: list[str]):
     return steps
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that can add its arguments when it is first used (`fill`)."""
+
+    fill: Callable[[argparse.ArgumentParser], None] | None = None
+
+    def filled(self) -> _Parser:
+        if self.fill is not None:
+            fill, self.fill = self.fill, None
+            fill(self)
+        return self
+
+    def parse_known_args(self, args=None, namespace=None):
+        return super(_Parser, self.filled()).parse_known_args(args, namespace)
+
+    def format_usage(self) -> str:
+        return super(_Parser, self.filled()).format_usage()
+
+    def format_help(self) -> str:
+        return super(_Parser, self.filled()).format_help()
+
+
+def build_parser(*, defer: bool = False) -> argparse.ArgumentParser:
+    """The `jaxcheck` parser. defer: add the check command's flags when it is used (they
+    import JAX), as `main` does; else now, for a caller that reads them."""
+    parser = _Parser(
         prog="jaxcheck",
         description="Verify gradients against finite differences, element by element.",
         epilog="Exit codes: 0 passed, 1 a check failed, 2 usage or spec error, 3 inconclusive.",
     )
     parser.add_argument("--version", action="version", version=f"jaxcheck {_version()}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     demo = commands.add_parser(
         "demo", help="check a small network whose handwritten backward has a planted bug"
     )
@@ -159,6 +225,14 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 passed, 1 a check failed or a leaf got worse than the baseline "
         "allows, 2 usage or spec error, 3 inconclusive.",
     )
+    check.set_defaults(run=_check, command_parser=check)
+    check.fill = _check_arguments
+    if not defer:
+        check.filled()
+    return parser
+
+
+def _check_arguments(check: argparse.ArgumentParser) -> None:
     check.add_argument("target", metavar="FILE.py:FUNCTION | module:FUNCTION")
     for flag, kind, text in _flags():
         if flag == "--eps":
@@ -182,13 +256,60 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --baseline: fail a leaf whose difference grew more than this (default 10)",
     )
     check.add_argument("--traceback", action="store_true", help="show tracebacks of errors")
-    check.set_defaults(run=_check)
-    return parser
+
+
+def _unrecognized(parser: argparse.ArgumentParser, unknown: list[str], check: bool) -> str:
+    """argparse's "unrecognized arguments", with the flag that is meant for each unknown one
+    (check: the parser is the check command's)."""
+    options = [s for a in parser._actions for s in a.option_strings if s.startswith("--")]
+    lines = [f"unrecognized arguments: {' '.join(unknown)}"]
+    for given in unknown:
+        flag = given.split("=", 1)[0]
+        meant = _meant(flag, options, check) if re.match(r"-+[A-Za-z]", flag) else ""
+        lines += [f"  {flag}: {meant}"] if meant else []
+    return "\n".join(lines)
+
+
+def _meant(given: str, options: list[str], check: bool) -> str:
+    """What an unknown flag is meant to be: for the check command, from the names people
+    reach for (the table the Python API answers an unknown keyword from: --tol is --rtol or
+    --atol), then a flag it begins with (--eps-size) or a flag close to it (--rtl); "" where
+    nothing is close."""
+    name = given.lstrip("-").replace("-", "_")
+    flags = {o[2:].replace("-", "_"): o for o in options}
+    aliases, python = {}, set()
+    if check:  # its flags are check_grad's options
+        from ._grad.options import ALIASES, NAMES
+
+        aliases, python = ALIASES, {*NAMES, "grad_fn"}
+
+    def answer(key: str) -> str:
+        meant = re.findall(r"(\w+)=", aliases[key]) if key in aliases else [key]
+        as_flags = [flags[m] for m in meant if m in flags]
+        if as_flags:
+            return f"did you mean {' or '.join(as_flags)}?"
+        in_spec = [m for m in meant if m in python]
+        if in_spec:  # an option with no flag (a function): the spec gives it
+            return (
+                f"{in_spec[0]} has no flag; give it in the spec: "
+                f"jaxcheck.Spec(fn, params, args, {in_spec[0]}=...)"
+            )
+        return ""
+
+    known = sorted({*flags, *aliases, *python} - {"help"})
+    if name in known:
+        return answer(name)
+    prefix = sorted((k for k in known if len(k) >= 3 and name.startswith(k)), key=len)
+    close = prefix[-1:] or difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return answer(close[0]) if close else ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    parser = build_parser(defer=True)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        where = getattr(args, "command_parser", parser)  # the check command's usage, or ours
+        where.error(_unrecognized(where, unknown, check=args.command == "check"))
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
@@ -197,8 +318,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["JAXCHECK_TRACEBACK"] = "1"  # jaxcheck's own frames too
     try:
         return args.run(args)
-    except KeyboardInterrupt:
-        print("jaxcheck: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        from ._engine.progress import said  # (no jax)
+
+        if not said(e):  # a check says its own line: what it had done, how to resume
+            print("jaxcheck: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the output was piped into head or similar: not an error
         sys.stdout = None

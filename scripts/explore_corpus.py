@@ -3,7 +3,8 @@
 Each bug case is the function and a natural domain, nothing else: explore must find it (or,
 where finite differences cannot resolve it, report the tail as suspicious), with the special
 point as its simplest failing input. Each correct case must never be FAILED, in float32 and
-float64. Prints one markdown table (the README's), with the wall time of each exploration.
+float64. Prints one markdown table (docs/guide/explore.md shows it), with the wall time of each
+exploration.
 
     python scripts/explore_corpus.py [--points 4096] [--only NAME]
 

@@ -2,6 +2,7 @@
 the messages for the mistakes they make."""
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -263,3 +264,152 @@ def test_jaxcheck_traceback_keeps_jaxchecks_frames(monkeypatch):
     assert not any("jaxcheck" in f and "tests" not in f for f in frames())
     monkeypatch.setenv("JAXCHECK_TRACEBACK", "1")
     assert any(os.path.join("jaxcheck", "_core") in f for f in frames())  # the raising frame
+
+
+# ---- arguments in the wrong shape: swapped, packed, as keywords, traced ----------------------
+
+
+def test_params_and_data_swapped_say_so_with_fns_own_error_as_the_cause():
+    import traceback
+
+    with pytest.raises(TypeError) as info:
+        jaxcheck.check_grad(_loss, XX, P, YY)  # params second: fn indexes an array with "w"
+    message = str(info.value)
+    assert re.search(
+        r"_loss raised IndexError: .* on its first call, and its arguments look swapped: .*"
+        r"first argument given is an array of shape \(4, 3\), which looks like data, while the "
+        r"second is a dict of 1 array \('w'\), which looks like the parameters\. Pass the "
+        r"parameters first: check_grad\(_loss, p, x, y\)",
+        message,
+    ), message
+    cause = info.value.__cause__
+    assert isinstance(cause, IndexError)
+    frames = traceback.extract_tb(cause.__traceback__)
+    assert frames[0].name == "_loss"  # the user's line, and no jaxcheck frame before it
+    assert not any(os.sep + "jaxcheck" + os.sep in f.filename for f in frames), frames
+
+
+def test_an_array_first_and_a_dict_after_it_is_not_refused_when_fn_works():
+    def f(x, data):
+        return jnp.sum(jnp.tanh(x * data["scale"]))
+
+    result = jaxcheck.check_grad(f, XX, {"scale": YY[:, :1]})
+    assert result.passed, result
+
+    def failing_backward(x, data):
+        raise KeyError("scale")  # grad_fn's own error, not fn's: no word about the order
+
+    with pytest.raises(KeyError):
+        jaxcheck.check_grad(f, XX, {"scale": YY[:, :1]}, grad_fn=failing_backward)
+
+
+def test_parameters_packed_in_a_tuple_for_a_function_that_takes_them_one_by_one():
+    def mlp_loss(W1, W2, x, y):
+        return jnp.mean((jnp.tanh(x @ W1) @ W2 - y) ** 2)
+
+    W1, W2 = RNG.normal(size=(3, 5)), RNG.normal(size=(5, 2))
+    with pytest.raises(TypeError) as info:
+        jaxcheck.check_grad(mlp_loss, (W1, W2), XX, YY)
+    assert (
+        "The parameters came as one tuple of 2, but mlp_loss takes them one by one (W1, W2): "
+        "pass them unpacked and say which to check, check_grad(mlp_loss, W1, W2, x, y, "
+        "argnums=(0, 1))" in str(info.value)
+    ), info.value
+    assert "targets" not in str(info.value)
+    result = jaxcheck.check_grad(mlp_loss, W1, W2, XX, YY, argnums=(0, 1))  # the fix works
+    assert result.passed and set(result.leaves) == {"['W1']", "['W2']"}, result
+
+
+def test_data_as_keywords_is_passed_on_to_fn_and_grad_fn_like_positional_data():
+    positional = jaxcheck.check_grad(_loss, P, XX, YY)
+    by_name = jaxcheck.check_grad(_loss, P, x=XX, y=YY)
+    assert by_name.passed and by_name.difference == positional.difference, by_name
+
+    def wrong(p, x, y):
+        return {"w": 1.5 * jax.grad(_loss)(p, x, y)["w"]}
+
+    assert jaxcheck.check_grad(_loss, P, XX, y=YY, grad_fn=wrong).verdict == "failed"
+
+    def keyword_only(p, *, x, y):
+        return _loss(p, x, y)
+
+    assert jaxcheck.check_grad(keyword_only, P, x=XX, y=YY).passed
+    # cast to float64 like positional data: float32 data would make fn compute in float32
+    x32 = XX.astype(np.float32)
+    result = jaxcheck.check_grad(keyword_only, P, x=x32, y=YY)
+    assert result.passed and not any("computes in" in n for n in result.notes), result.notes
+
+    def f(x, w, y):
+        return jnp.sum((x @ w - y) ** 2)
+
+    both = jaxcheck.check_grad(f, XX, P["w"], y=YY, argnums=(0, 1))
+    assert both.passed and set(both.leaves) == {"['x']", "['w']"}, both
+
+
+KEYWORD_MISTAKES = {
+    "keyword-only data given positionally": (
+        lambda p, *, x, y: _loss(p, x, y), (XX, YY), {},
+        r"takes x, y by keyword only: pass them as keywords, check_grad\(fn, p, x=x, y=y\)"),
+    "a data keyword named like an option": (
+        lambda p, x, *, eps: _loss(p, x, YY) * eps, (XX,), {"eps": 1e-3},
+        r"missing a required argument: 'eps'.*eps= is also one of check_grad's own options.*"
+        r"functools\.partial"),
+    "a keyword fn does not take": (
+        _loss, (XX, YY), {"z": YY}, r"unexpected keyword argument z="),
+    "a mistyped option where fn takes **kwargs": (
+        lambda p, x, y, **kw: _loss(p, x, y), (XX, YY), {"tol": 1e-5},
+        r"tol=.*did you mean rtol=.*atol="),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", KEYWORD_MISTAKES)
+def test_keyword_mistakes_get_the_fix(case):
+    fn, args, keywords, match = KEYWORD_MISTAKES[case]
+    with pytest.raises(TypeError, match=match):
+        jaxcheck.check_grad(fn, P, *args, **keywords)
+
+
+def test_a_linen_module_as_params_asks_for_its_variables():
+    nn = pytest.importorskip("flax.linen")
+
+    class MLP(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.Dense(2)(jnp.tanh(nn.Dense(4)(x)))
+
+    model = MLP()
+    with pytest.raises(TypeError) as info:
+        jaxcheck.check_grad(lambda m, x, y: jnp.mean((m(x) - y) ** 2), model, XX, YY)
+    assert re.match(
+        r"params is a flax.linen Module \(MLP\), which holds no parameters", str(info.value)
+    )
+    assert "variables = model.init(jax.random.key(0), x)" in str(info.value)
+    assert "model.apply(variables, x)" in str(info.value)
+    assert info.value.__traceback__ is None or len(traceback_frames(info.value)) <= 1
+
+
+def traceback_frames(e):
+    import traceback
+
+    return [f for f in traceback.extract_tb(e.__traceback__) if "jaxcheck" in f.filename]
+
+
+@pytest.mark.parametrize("transform", ["jit", "vmap"])
+def test_check_grad_under_a_transform_says_to_call_it_outside(transform):
+    def step(p, x):
+        jaxcheck.check_grad(_loss, p, x, YY)
+        return p
+
+    with pytest.raises(TypeError) as info:
+        if transform == "jit":
+            jax.jit(step)(P, XX)
+        else:
+            jax.vmap(step, in_axes=(None, 0))(P, np.stack([XX, XX]))
+    where = r"params\['w'\]" if transform == "jit" else "x"
+    assert re.match(
+        where + r" is a traced value \(\w+Tracer\): check_grad was called inside jax.jit, vmap, "
+        r"grad or another transform.*call it outside the transformed function",
+        str(info.value),
+        re.DOTALL,
+    ), info.value
+    assert "GradMonitor" in str(info.value)

@@ -329,7 +329,13 @@ def test_progress_bar_on_request_and_silence_otherwise(monkeypatch, capsys):
     jaxcheck.check_grad(loss, params, *args, progress=True)
     assert re.search(r"jaxcheck:.*pt", capsys.readouterr().err)
     jaxcheck.check_grad(loss, params, *args, progress=False)
-    jaxcheck.check_grad(loss, params, *args)  # default: not a terminal here
+    assert capsys.readouterr().err == ""
+    # default, not a terminal here: plain lines (tests/test_progress.py), never tqdm's bar
+    jaxcheck.check_grad(loss, params, *args)
+    assert "pt/s" not in capsys.readouterr().err
+    monkeypatch.setattr(_progress, "DELAY_S", 2.0)
+    monkeypatch.setattr(_progress, "clock", lambda: 0.0)  # a check that takes no time
+    jaxcheck.check_grad(loss, params, *args)  # says nothing at all
     assert capsys.readouterr().err == ""
 
 

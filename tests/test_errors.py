@@ -149,3 +149,19 @@ def test_gradient_errors_come_before_any_compilation(monkeypatch):
         check({**good_grad(), "W": good_grad()["W"].T})
     with pytest.raises(ValueError, match="vanishes"):
         check(good_grad(), eps=1e-30)
+
+
+def test_advice_for_a_loss_that_casts_to_float32_names_the_cast_not_upcast():
+    """A gradient drowned in its own rounding usually asks for precision='upcast'; where fn
+    casts to float32 itself, upcasting the parameters changes nothing: say what does."""
+    from jaxcheck._core.coords import Coords
+    from jaxcheck._grad import plan, session
+    from jaxcheck._grad.options import Options
+
+    coords = Coords.build({"w": np.ones(3)})
+    checked = plan.build(Options.make(), coords, None)
+    own = session._advice(checked, coords, None, drowned=2)
+    assert "precision='upcast'" in own  # float64 inside: the gradient's rounding is the limit
+    cast = session._advice(checked, coords, np.dtype(np.float32), drowned=2)
+    assert "fn computes in float32 inside" in cast and "upcast" not in cast, cast
+    assert "its float32 casts or dtype= settings made float64" in cast

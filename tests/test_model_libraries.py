@@ -9,6 +9,7 @@ flax adds by an implicit size-1 broadcast.
 """
 
 import dataclasses
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -240,3 +241,60 @@ def test_user_field_named_value_keeps_its_name():
     result = jaxcheck.check_grad(lambda p: jnp.sum(jnp.sin(p["h"].value)), params)
     assert result.passed, result
     assert set(result.leaves) == {"['h'].value"}
+
+
+# ---- nnx BatchNorm in train mode: float64 statistics meet float32 Variables ------------------
+
+
+def nnx_batchnorm_model():
+    nnx = pytest.importorskip("flax.nnx")
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.l1 = nnx.Linear(3, 4, rngs=rngs)
+            self.bn = nnx.BatchNorm(4, rngs=rngs)  # train mode: writes its running statistics
+            self.l2 = nnx.Linear(4, 2, rngs=rngs)
+
+        def __call__(self, x):
+            return self.l2(jnp.tanh(self.bn(self.l1(x))))
+
+    return nnx, Net(nnx.Rngs(0))
+
+
+# The check evaluates fn at float64 parameters; BatchNorm writes statistics computed from them
+# into its BatchStat Variables with a scatter, which JAX warns about (a FutureWarning, an error
+# in future JAX) unless those Variables are float64 too: the check casts every float leaf of
+# params (BatchStat included, though not checked) and of the data, so none is left float32.
+@pytest.mark.parametrize("form", ["module", "state", "params and batch stats as data"])
+def test_nnx_batchnorm_check_casts_its_statistics_too(form):
+    nnx, model = nnx_batchnorm_model()
+    if form == "module":
+        params, args = model, (X,)
+
+        def loss(m, x):
+            return jnp.sum(m(x) ** 2)
+
+    elif form == "state":
+        graphdef, params = nnx.split(model)
+        args = (X,)
+
+        def loss(state, x):
+            return jnp.sum(nnx.merge(graphdef, state)(x) ** 2)
+
+    else:
+        graphdef, params, stats = nnx.split(model, nnx.Param, ...)
+        pure = nnx.as_pure if hasattr(nnx, "as_pure") else nnx.pure  # flax >= 0.12.5: as_pure
+        args = (pure(stats), X)  # arrays, not Variables: data
+
+        def loss(params, stats, x):
+            return jnp.sum(nnx.merge(graphdef, params, stats)(x) ** 2)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        result = jaxcheck.check_grad(loss, params, *args)
+    assert result.passed, result
+    assert {p.split("'")[1] if p[0] == "[" else p.split(".")[1] for p in result.leaves} == {
+        "l1",
+        "bn",
+        "l2",
+    }

@@ -1,9 +1,11 @@
 """The result as a value: printed, rendered as HTML, serialized, and asserted on."""
 
+import html
 import json
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import jaxcheck
@@ -67,3 +69,58 @@ def test_passed_result_reads_as_passed():
     result = jaxcheck.check_grad(loss, PARAMS, X)
     assert str(result).startswith("jaxcheck: PASSED: all 8 checked elements agree")
     assert "worst elements" not in str(result)
+
+
+@pytest.fixture(scope="module")
+def doubled():
+    """A planted factor-2 bug in one leaf: its diagnosis names the factor."""
+
+    def grad_fn(p, x):
+        g = jax.grad(loss)({"w": p["w"], "b": p["b"]}, x)
+        return {**g, "b": 2 * g["b"]}
+
+    return jaxcheck.check_grad(loss, PARAMS, X, grad_fn=grad_fn)
+
+
+def test_html_has_every_line_of_the_text_report(doubled):
+    diagnosis = doubled.leaves["['b']"].diagnosis
+    assert "2 × numeric" in diagnosis
+    page = doubled._repr_html_()
+    assert f"diagnosis [&#x27;b&#x27;]: {html.escape(diagnosis)}" in page
+    assert "worst elements (2 of 2):" in page
+    text = str(doubled)
+    for line in text.splitlines()[1:]:  # below the headline: tables aside, each line is in the HTML
+        if line.strip() and "  " not in line.strip():
+            assert html.escape(line.strip()) in page, line
+
+
+def test_html_has_the_unverifiable_and_kink_lines():
+    def kinked(p):  # abs at 0 is a kink; b's gradient 1e-13 is below what differences resolve
+        return 1.0 + jnp.sum(jnp.abs(p["w"])) + 1e-13 * jnp.sum(p["b"]) + jnp.sum(p["c"] ** 2)
+
+    params = {"w": np.array([0.0, 1.0]), "b": np.array([1.0]), "c": np.arange(1.0, 5.0)}
+    result = jaxcheck.check_grad(kinked, params)
+    assert result.kinks and result.unverifiable
+    page = result._repr_html_()
+    assert "element(s) at kinks of f" in page and "element(s) unverifiable" in page
+
+
+def test_plot_has_a_legend_for_its_marks(failed):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from jaxcheck._core.plots import LEGEND_LABELS
+
+    ax = failed.plot()
+    legend = ax.get_legend()
+    assert legend is not None
+    assert tuple(t.get_text() for t in legend.get_texts()) == LEGEND_LABELS
+    assert LEGEND_LABELS == (
+        "element: not wrong",
+        "element: wrong",
+        "leaf's median resolution (finite-difference error estimate)",
+    )
+    plt.close(ax.figure)

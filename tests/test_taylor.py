@@ -92,3 +92,21 @@ def test_the_result_serializes_and_plots():
     matplotlib.use("Agg")
     ax = result.plot()
     assert len(ax.get_lines()) >= 3
+
+
+def test_a_numpy_loss_with_a_handwritten_gradient_is_tested_on_the_host():
+    """NumPy code cannot be traced: f is evaluated as it is, and a 1% bug still fails."""
+    rng = np.random.default_rng(0)
+    params, x = {"W": rng.normal(size=(3, 2))}, rng.normal(size=(4, 3))
+
+    def loss(p, x):
+        return float(np.sum(np.tanh(x @ p["W"])))
+
+    def grad(p, x):
+        return {"W": x.T @ (1 - np.tanh(x @ p["W"]) ** 2)}
+
+    assert jaxcheck.taylor_test(loss, params, x, grad_fn=grad).passed
+    wrong = jaxcheck.taylor_test(
+        loss, params, x, grad_fn=lambda p, x: {"W": 1.01 * grad(p, x)["W"]}
+    )
+    assert wrong.verdict == "failed"

@@ -2,7 +2,8 @@
 
 A leaf got worse when its difference ‖g − D‖ / (‖g‖ + ‖D‖) grew by more than `factor` over
 the stored one (differences below FLOOR count as FLOOR: at rounding level a ratio means
-nothing), or when it passed before and fails now.
+nothing), when it passed before and fails now, or when its gradient could not be compared
+(transposed, missing: the report marks it `"compared": false`).
 """
 
 from __future__ import annotations
@@ -41,9 +42,15 @@ def compare(now: dict[str, Any], before: dict[str, Any], factor: float) -> tuple
             f"the baseline was a mode={modes[0]!r} run, this one is mode={modes[1]!r}: their "
             "differences cover other elements (or directions), so the comparison is loose"
         )
+    if now.get("error") and not now["leaves"]:
+        worse.append(f"no leaf could be compared: {now['error'].splitlines()[0]}")
     for path, leaf in now["leaves"].items():
         old = before["leaves"].get(path)
         name = path or "params"
+        if leaf.get("compared", True) is False:
+            why = str(leaf.get("reason", "")).split(". ")[0]  # its first sentence
+            worse.append(f"{name}: could not be compared now: {why}")
+            continue
         if old is None:
             remarks.append(f"{name}: not in the baseline")
             continue

@@ -28,6 +28,13 @@ def is_torch(x: Any) -> bool:
     return type(x).__module__.split(".")[0] == "torch" and hasattr(x, "detach")
 
 
+def is_linen_module(x: Any) -> bool:
+    """Whether x is a flax.linen Module, found by its MRO without importing flax."""
+    return any(
+        c.__name__ == "Module" and c.__module__.startswith("flax.linen") for c in type(x).__mro__
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class Leaf:
     """One leaf of `params`."""
@@ -134,6 +141,16 @@ class Coords:
                     f"The parameter {qualified(path)} is a torch.Tensor: jaxcheck evaluates JAX "
                     "and NumPy functions. Pass t.detach().numpy() (and write fn with NumPy or "
                     "jax.numpy), or check torch code with torch.autograd.gradcheck."
+                )
+            if is_linen_module(x):
+                raise TypeError(
+                    f"{qualified(path)} is a flax.linen Module ({type(x).__name__}), which holds "
+                    "no parameters: linen keeps them in the variables that init returns. Check "
+                    "those, applying the model inside the loss:\n"
+                    "    variables = model.init(jax.random.key(0), x)\n"
+                    "    def loss(variables, x, y):\n"
+                    "        return jnp.mean((model.apply(variables, x) - y) ** 2)\n"
+                    "    jaxcheck.check_grad(loss, variables, x, y)"
                 )
             shape, dtype, reason = _describe(x)
             if not reason and library[position] and (only is None or not match(path)):

@@ -40,7 +40,14 @@ GradCheckError.__module__ = "jaxcheck"
 
 class WrongGradient(Exception):  # noqa: N818 - a mixin: the errors below are its names
     """The gradient under test cannot even be compared: a leaf missing, None, transposed or
-    of another shape. A wrong gradient, so the CLI exits 1 (a failed check), not 2."""
+    of another shape. A wrong gradient, so the CLI exits 1 (a failed check), not 2.
+
+    `reasons`: (leaf path, why) for each leaf that cannot be compared (none where the gradient
+    as a whole cannot be read); `comparable`: the other leaves the check was to compare, so
+    that a report can still be made of them (the CLI's --json and --baseline)."""
+
+    reasons: tuple[tuple[str, str], ...] = ()
+    comparable: tuple[str, ...] = ()
 
 
 class GradientValueError(WrongGradient, ValueError):
@@ -79,9 +86,11 @@ _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # jaxche
 class input_errors:  # noqa: N801 - used as a context manager, like contextlib's
     """Where jaxcheck itself refuses the input (a ValueError or TypeError raised by its own
     code), drop the traceback: the message names the leaf and the fix, and the user's own
-    line is what matters, not a wall of jaxcheck frames. Errors raised inside the user's
-    fn or grad_fn, and anything else, keep theirs; JAXCHECK_TRACEBACK=1 (the CLI's
-    --traceback) keeps every traceback."""
+    line is what matters, not a wall of jaxcheck frames. Where such an error explains one
+    raised in the user's code (its `__cause__`: fn failing with swapped arguments), that one
+    keeps the user's frames and loses jaxcheck's. Errors raised inside the user's fn or
+    grad_fn, and anything else, keep theirs; JAXCHECK_TRACEBACK=1 (the CLI's --traceback)
+    keeps every traceback."""
 
     def __enter__(self) -> input_errors:
         return self
@@ -94,13 +103,40 @@ class input_errors:  # noqa: N801 - used as a context manager, like contextlib's
     ) -> Literal[False]:
         if os.environ.get("JAXCHECK_TRACEBACK"):  # debugging jaxcheck itself: keep them all
             return False
-        if isinstance(exc, (ValueError, TypeError)) and tb is not None:
-            last = tb
-            while last.tb_next is not None:
-                last = last.tb_next
-            if os.path.abspath(last.tb_frame.f_code.co_filename).startswith(_PACKAGE):
-                exc.__traceback__ = None
+        if isinstance(exc, KeyboardInterrupt):  # Ctrl-C: where it landed says nothing (a
+            exc.__traceback__ = None  # check says in one line what it had done)
+            return False
+        if isinstance(exc, (ValueError, TypeError)) and tb is not None and _ours(_last(tb)):
+            exc.__traceback__ = None
+            cause = exc.__cause__
+            if cause is not None and cause.__traceback__ is not None:
+                if not _ours(_last(cause.__traceback__)):  # raised in the user's code
+                    cause.__traceback__ = _without_ours(cause.__traceback__)
         return False
+
+
+def _last(tb: TracebackType) -> TracebackType:
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb
+
+
+def _ours(tb: TracebackType) -> bool:
+    return os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(_PACKAGE + os.sep)
+
+
+def _without_ours(tb: TracebackType | None) -> TracebackType | None:
+    """The traceback less jaxcheck's frames: the user's own lines (and the libraries' they
+    call) in order."""
+    kept = []
+    while tb is not None:
+        if not _ours(tb):
+            kept.append(tb)
+        tb = tb.tb_next
+    out = None
+    for t in reversed(kept):
+        out = TracebackType(out, t.tb_frame, t.tb_lasti, t.tb_lineno)
+    return out
 
 
 def hides_input_errors(f: Callable[P, R]) -> Callable[P, R]:

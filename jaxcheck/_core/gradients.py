@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .coords import Coords, Leaf, is_torch
-from .errors import GradientTypeError, GradientValueError, list_paths
+from .errors import GradientTypeError, GradientValueError, WrongGradient, list_paths
 from .paths import ROOT, _names, _paths_with_none, leaf_paths, qualified
 
 
@@ -72,42 +72,63 @@ class GradientReader:
             named = {_names(p): p for p in nones}
             none_paths = [leaf.path for leaf in self.coords.checked if _names(leaf.path) in named]
             if none_paths:
-                raise GradientTypeError(
-                    f"The gradient for {list_paths([qualified(p) for p in none_paths])} is None: "
-                    "grad_fn returned None there (a branch that does not compute it, a "
-                    "parameter left out of the backward pass). Return an array, zeros if that "
-                    "gradient is truly zero."
+                raise self._located(
+                    GradientTypeError(
+                        f"The gradient for {list_paths([qualified(p) for p in none_paths])} is "
+                        "None: grad_fn returned None there (a branch that does not compute it, a "
+                        "parameter left out of the backward pass). Return an array, zeros if "
+                        "that gradient is truly zero."
+                    ),
+                    [(p, "grad_fn returned None for it") for p in none_paths],
                 )
         if missing:  # the same leaves under another container (an nnx State for a Module)
             entries = self._by_names(entries)
         extra = [p for p in entries if p not in by_path]
         missing = [leaf.path for leaf in self.coords.checked if leaf.path not in entries]
         if extra or missing:
-            raise GradientValueError(
-                "grad_fn returned a pytree whose structure differs from params: "
-                + (f"missing {list_paths(missing)}" if missing else "")
-                + ("; " if missing and extra else "")
-                + (f"extra {list_paths(extra)}" if extra else "")
-                + ". Return gradients with exactly the structure of params (same keys and "
-                "nesting), or one flat vector in ravel_pytree(params) order."
+            raise self._located(
+                GradientValueError(
+                    "grad_fn returned a pytree whose structure differs from params: "
+                    + (f"missing {list_paths(missing)}" if missing else "")
+                    + ("; " if missing and extra else "")
+                    + (f"extra {list_paths(extra)}" if extra else "")
+                    + ". Return gradients with exactly the structure of params (same keys and "
+                    "nesting), or one flat vector in ravel_pytree(params) order."
+                ),
+                [(p, "not in the pytree grad_fn returned") for p in missing],
             )
-        out, problems = {}, []
+        out, problems, reasons = {}, [], []
         for leaf in self.coords.checked:
             try:
                 out[leaf.path] = self._leaf_gradient(leaf, entries[leaf.path])
             except (ValueError, TypeError) as e:
                 problems.append(e)
+                reasons.append((leaf.path, str(e)))
         if len(problems) == 1:
-            raise problems[0]
+            kind = GradientTypeError if isinstance(problems[0], TypeError) else GradientValueError
+            raise self._located(kind(str(problems[0])), reasons) from None
         # name every wrong leaf at once (the autoencoder question has two transposed gradients)
         if problems:
             kind = (GradientTypeError if all(isinstance(e, TypeError) for e in problems)
                     else GradientValueError)  # fmt: skip
-            raise kind(
-                f"{len(problems)} gradient leaves are wrong:\n"
-                + "\n".join(f"- {e}" for e in problems)
+            raise self._located(
+                kind(
+                    f"{len(problems)} gradient leaves are wrong:\n"
+                    + "\n".join(f"- {e}" for e in problems)
+                ),
+                reasons,
             )
         return out
+
+    def _located(self, e: WrongGradient, reasons: Sequence[tuple[str, str]]) -> WrongGradient:
+        """e, naming the leaves it is about and the other checked leaves, which can still be
+        compared (none where no leaf is named: the gradient as a whole is wrong)."""
+        e.reasons = tuple(reasons)
+        bad = {path for path, _ in e.reasons}
+        e.comparable = tuple(
+            leaf.path for leaf in self.coords.checked if bad and leaf.path not in bad
+        )
+        return e
 
     def structure_matches(self, tree: Any) -> bool:
         """Whether tree has a leaf of each checked leaf's shape at its path (a gradient)."""

@@ -48,4 +48,24 @@ def result_overview(result, ax=None, per_leaf: int = 2000):
     ax.set_xticklabels(list(result.leaves), rotation=30, ha="right")
     ax.set_ylabel("|g − D| per element")
     ax.set_title(f"jaxcheck: {result._headline()}", fontsize="small")
+    ax.legend(handles=_legend_handles(), fontsize="small", loc="best")
     return ax
+
+
+# What the overview's marks mean; the same three entries on every plot, so the key never changes.
+LEGEND_LABELS = (
+    "element: not wrong",
+    "element: wrong",
+    "leaf's median resolution (finite-difference error estimate)",
+)
+
+
+def _legend_handles():
+    from matplotlib.lines import Line2D
+
+    ok, bad, res = LEGEND_LABELS
+    return [
+        Line2D([], [], ls="", marker="o", ms=3, color="tab:green", alpha=0.5, label=ok),
+        Line2D([], [], ls="", marker="o", ms=4, color="tab:red", label=bad),
+        Line2D([], [], color="black", label=res),
+    ]

@@ -7,7 +7,7 @@ import html
 import json
 import math
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -178,8 +178,8 @@ class CheckResult:
 
     def plot(self, ax=None, per_leaf: int = 2000):
         """A per-leaf overview: each element's |g − D| (up to `per_leaf` per leaf, sampled),
-        failures in red, and the leaf's median error estimate (resolution) as a black bar.
-        Needs matplotlib; returns the Axes."""
+        failures in red, and the leaf's median error estimate (resolution) as a black bar, with
+        a legend saying so. Needs matplotlib; returns the Axes."""
         from .plots import result_overview
 
         return result_overview(self, ax, per_leaf)
@@ -301,38 +301,58 @@ class CheckResult:
         lines = [f"jaxcheck: {self._headline()}", f"  {self._method_line()}"]
         lines += [f"  note: {n}" for n in self.notes]
         lines += [f"  to make it conclusive: {self.advice}"] if self.advice else []
-        lines += ["", *table(self._leaf_header(), self._leaf_rows())]
-        lines += [f"  {leaf.path}: {leaf.located}" for leaf in self.leaves.values() if leaf.located]
-        lines += self._diagnosis_lines()
-        if self.failures:
-            shown = min(WORST_SHOWN, len(self.failures))
-            lines += ["", f"worst elements ({shown} of {len(self.failures)}):"]
-            lines += table(_ELEMENT_HEADER, self._element_rows())
-        if self.unverifiable:
-            lines += [
-                "",
-                f"{len(self.unverifiable)} element(s) unverifiable: their gradient is below what "
-                "finite differences resolve here (not a failure).",
-            ]
-        if self.kinks:
-            lines += [
-                "",
-                f"{len(self.kinks)} element(s) at kinks of f (ReLU, max, abs at these "
-                "parameters): the gradient lies between the one-sided slopes (not a failure; "
-                "kinks='fail' fails them): " + ", ".join(e.name for e in self.kinks[:WORST_SHOWN]),
-            ]
-        if self.skipped:
-            lines += [
-                "",
-                "skipped: " + ", ".join(f"{p} ({r})" for p, r in self.skipped),
-            ]
+        for section in self._sections():
+            lines.append("")
+            for item in section:
+                lines += table(*item) if isinstance(item, _Table) else [item]
         return "\n".join(lines)
 
+    def _sections(self) -> list[list[str | _Table]]:
+        """The report below its header, as sections of lines and tables: one content for the
+        text (`__str__`) and the notebook's HTML (`_repr_html_`), so neither leaves a line out."""
+        leaves = self.leaves.values()
+        sections: list[list[str | _Table]] = [
+            [
+                _Table(self._leaf_header(), self._leaf_rows()),
+                *(f"  {leaf.path}: {leaf.located}" for leaf in leaves if leaf.located),
+            ]
+        ]
+        if diagnosis := self._diagnosis_lines():
+            sections.append([*diagnosis])
+        if self.failures:
+            shown = min(WORST_SHOWN, len(self.failures))
+            sections.append(
+                [
+                    f"worst elements ({shown} of {len(self.failures)}):",
+                    _Table(_ELEMENT_HEADER, self._element_rows()),
+                ]
+            )
+        if self.unverifiable:
+            sections.append(
+                [
+                    f"{len(self.unverifiable)} element(s) unverifiable: their gradient is below "
+                    "what finite differences resolve here (not a failure)."
+                ]
+            )
+        if self.kinks:
+            sections.append(
+                [
+                    f"{len(self.kinks)} element(s) at kinks of f (ReLU, max, abs at these "
+                    "parameters): the gradient lies between the one-sided slopes (not a failure; "
+                    "kinks='fail' fails them): "
+                    + ", ".join(e.name for e in self.kinks[:WORST_SHOWN])
+                ]
+            )
+        if self.skipped:
+            sections.append(["skipped: " + ", ".join(f"{p} ({r})" for p, r in self.skipped)])
+        return sections
+
     def _diagnosis_lines(self) -> list[str]:
-        found = [leaf for leaf in self.leaves.values() if leaf.diagnosis]
-        return (
-            [""] + [f"diagnosis {leaf.path}: {leaf.diagnosis}" for leaf in found] if found else []
-        )
+        return [
+            f"diagnosis {leaf.path}: {leaf.diagnosis}"
+            for leaf in self.leaves.values()
+            if leaf.diagnosis
+        ]
 
     def failure_message(self) -> str:
         """The report as a failed test should show it: the verdict and the wrong leaves, the
@@ -341,7 +361,7 @@ class CheckResult:
         weak = [leaf.path for leaf in self.leaves.values() if leaf.verdict == "inconclusive"]
         lines = [f"gradient check {self._headline()}"]
         lines += [f"  wrong leaves: {', '.join(bad)}"] if bad else []
-        lines += [f"  {line}" for line in self._diagnosis_lines()[1:]]
+        lines += [f"  {line}" for line in self._diagnosis_lines()]
         if self.verdict == "inconclusive":
             lines += [f"  leaves under half verified: {', '.join(weak)}"]
             lines += [f"  to make it conclusive: {self.advice}"] if self.advice else []
@@ -377,19 +397,26 @@ class CheckResult:
             *(f"<br>note: {html.escape(n)}" for n in self.notes),
             *([f"<br>to make it conclusive: {html.escape(self.advice)}"] if self.advice else []),
             "</p>",
-            html_table(self._leaf_header(), self._leaf_rows()),
-            *(
-                f"<p>{html.escape(leaf.path)}: {html.escape(leaf.located)}</p>"
-                for leaf in self.leaves.values()
-                if leaf.located
-            ),
         ]
-        if self.failures:
-            parts += ["<p>worst elements</p>", html_table(_ELEMENT_HEADER, self._element_rows())]
-        if self.skipped:
-            skipped = ", ".join(f"{p} ({r})" for p, r in self.skipped)
-            parts.append(f"<p>skipped: {html.escape(skipped)}</p>")
+        for section in self._sections():
+            lines: list[str] = []  # consecutive lines make one paragraph
+            for item in [*section, None]:
+                if isinstance(item, str):
+                    lines.append(html.escape(item.strip()))
+                    continue
+                if lines:
+                    parts.append("<p>" + "<br>".join(lines) + "</p>")
+                    lines = []
+                if item is not None:
+                    parts.append(html_table(*item))
         return "".join(parts) + "</div>"
+
+
+class _Table(NamedTuple):
+    """A table in a report: rendered by `tables.table` as text and `tables.html_table` as HTML."""
+
+    header: list[str]
+    rows: list[list[str]]
 
 
 def _json_float(x: Any) -> Any:

@@ -12,6 +12,9 @@ on the device, over a whole leaf or over labelled parts of it.
 
 Each leaf is compiled once, for a fixed chunk size (the last chunk is padded): the largest
 power of two whose compiled working memory, as XLA reports it, fits half the memory budget.
+A program whose first chunk runs longer than CHUNK_S is compiled again for smaller chunks
+(when more work remains): Ctrl-C is only seen between chunks, and should stop a check within
+a second or two.
 Executables are kept across calls (like `jax.jit`'s cache, keyed by fn's identity, the
 shapes and dtypes of params and args, and the options), so a repeated check compiles nothing.
 """
@@ -19,6 +22,7 @@ shapes and dtypes of params and args, and the options), so a repeated check comp
 from __future__ import annotations
 
 import collections
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -29,6 +33,7 @@ import numpy.typing as npt
 from .._core.coords import Coords, Leaf
 from . import journal as _journal
 from . import layout as _layout
+from . import progress as _progress
 from . import sparse as _sparse
 from . import split as _split
 from .devices import default_max_memory, mesh
@@ -44,6 +49,7 @@ LEAF_COPIES = 4  # the plain path holds about this many copies of the leaf per p
 # into one loop and prefer the largest chunks.
 CHUNK_ELEMENTS = 2**21
 DIRECTION_CHUNK = 64  # directions per chunk at most
+CHUNK_S = 1.0  # seconds a chunk may run at most (the first, measured, decides; see `_settle`)
 
 
 class Compiled(NamedTuple):
@@ -175,6 +181,8 @@ class JaxEngine:
                 None if self._mesh is None else tuple(d.id for d in self._mesh.devices.flat),
             )
         self._cache: dict[tuple, Compiled] = {}  # (leaf position, kind) -> compiled program
+        self._made: dict[tuple, tuple[Leaf, jax.Array]] = {}  # (leaf position, kind) -> its inputs
+        self._sized: set[tuple] = set()  # programs whose chunk size is settled (`_settle`)
         self._residuals: dict[tuple, list] = {}  # the current leaf -> what its chunks read
         self.progress = progress
         self.journal = journal  # a `_journal.Journal`: chunks recorded there are not run again
@@ -278,10 +286,12 @@ class JaxEngine:
             size = self._chunk or first_chunk(
                 leaf.size, base.dtype.itemsize * len(ALONG), wanted, self._budget, False
             )
-            path, chunk_fn = "direction", self._along(leaf)
+            path = "direction"
+            chunk_fn = self._chunk_fn(leaf, path)
             staged = self._stage(chunk_fn, base, size, kind)
         elif self._delta:
-            size, path, chunk_fn = first_size(sparse=True), "sparse", self._sparse(leaf)
+            size, path = first_size(sparse=True), "sparse"
+            chunk_fn = self._chunk_fn(leaf, path)
             try:
                 staged = self._stage(chunk_fn, base, size, kind)
                 per_point = self._stats["matmul_elements"]
@@ -292,9 +302,28 @@ class JaxEngine:
             except Exception:  # noqa: BLE001 - the plain path computes the same values
                 staged = None
         if staged is None:
-            size, path, chunk_fn = first_size(sparse=False), "vmap", self._plain(leaf)
+            size, path = first_size(sparse=False), "vmap"
+            chunk_fn = self._chunk_fn(leaf, path)
             staged = self._stage(chunk_fn, base, size, kind)
-        traced = {size: staged}
+        compile_at = self._compiler(chunk_fn, base, kind, {size: staged})
+        staged, run, size = fit_to_memory(size, self._budget // 2, bool(self._chunk), compile_at)
+        program = self._finish(staged, run, size, path, base)
+        self._cache[slot] = program
+        if kind == "element":
+            self.paths[leaf.path] = path
+        EXECUTABLES.put(key, program)
+        return program
+
+    def _chunk_fn(self, leaf: Leaf, path: str) -> Callable:
+        """The traceable chunk of a program's path: "sparse", "vmap" or "direction"."""
+        make = {"sparse": self._sparse, "vmap": self._plain, "direction": self._along}[path]
+        return make(leaf)
+
+    def _compiler(
+        self, chunk_fn: Callable, base: jax.Array, kind: str, traced: dict
+    ) -> Callable[[int], tuple]:
+        """compile_at(size) -> (staged, executable) for `size` points per device; traced:
+        the chunks already traced, by size."""
 
         def compile_at(size: int):
             if size not in traced:
@@ -306,14 +335,56 @@ class JaxEngine:
             self._count_compile()
             return traced[size], run.compile()
 
-        staged, run, size = fit_to_memory(size, self._budget // 2, bool(self._chunk), compile_at)
+        return compile_at
+
+    def _finish(self, staged: Any, run, size: int, path: str, base) -> Compiled:
+        """The program: its chunk (`run`, `size` points per device) and what computes the
+        residuals its chunks read."""
         prepare = staged.prepare.lower(base, self._params_dyn, self._args_dyn).compile()
-        program = Compiled(prepare, run, size * self._n, path)
+        return Compiled(prepare, run, size * self._n, path)
+
+    def _slot(self, tag: tuple) -> tuple:
+        """The program a chunk's tag runs: (leaf position, kind)."""
+        return tag
+
+    def _resize(self, slot: tuple, size: int) -> tuple[Compiled, list]:
+        """The slot's program compiled again for `size` points per device, kept in its place,
+        and the residuals its chunks read."""
+        leaf, base = self._made[slot]
+        kind, old = slot[1], self._cache[slot]
+        staged, run = self._compiler(self._chunk_fn(leaf, old.path), base, kind, {})(size)
+        program = self._finish(staged, run, size, old.path, base)
         self._cache[slot] = program
-        if kind == "element":
-            self.paths[leaf.path] = path
-        EXECUTABLES.put(key, program)
-        return program
+        EXECUTABLES.put(None if self._key is None else (*self._key, *slot), program)
+        self._residuals.pop(slot, None)
+        _, program, residuals = self.prepare(leaf, kind)
+        return program, residuals
+
+    def _settle(
+        self,
+        slot: tuple,
+        program: Compiled,
+        residuals: list,
+        seconds: float | None,
+        more: bool,
+    ) -> tuple[Compiled, list]:
+        """After a program's first chunk: its chunk size, kept, or smaller where that chunk
+        (`seconds`; None: read back from the journal) ran longer than CHUNK_S and `more` work
+        is to come. Decided once per program, and recorded in the journal, so that a resumed
+        check runs the same chunks and finds them recorded."""
+        key = ("chunk size", slot, program.size)
+        size = _journal.recall(self.journal, key)
+        if size is None:
+            if seconds is None:  # replayed, and decided nowhere: the next chunk decides
+                return program, residuals
+            size = program.size
+            if not self._chunk and more and seconds > CHUNK_S and program.size > self._n:
+                size = self._n * _progress.shrink(program.size // self._n, seconds, CHUNK_S)
+            _journal.remember(self.journal, key, size)
+        self._sized.add(slot)
+        if size == program.size:
+            return program, residuals
+        return self._resize(slot, size // self._n)
 
     def _jit_run(self, staged: _split.Staged, kind: str):
         """The chunk program: on one device as staged, or with the perturbations (and every
@@ -369,6 +440,7 @@ class JaxEngine:
         base = jax.device_put(np.asarray(self._values[leaf.position]).reshape(-1))
         program = self._compiled(leaf, base, kind)
         slot = (leaf.position, kind)
+        self._made[slot] = leaf, base
         if slot not in self._residuals:
             # One leaf at a time: a check finishes a leaf before it starts the next.
             residuals = program.prepare(base, self._params_dyn, self._args_dyn)
@@ -382,6 +454,8 @@ class JaxEngine:
 
     def evaluate(self, leaf: Leaf, idx: np.ndarray, vals: np.ndarray) -> np.ndarray:
         """f at the points where leaf element idx[k] is set to vals[k]; float64 on the host."""
+        if self.progress is not None:
+            self.progress.at(leaf.path)
         base, program, residuals = self.prepare(leaf)
         (f,) = self._run_chunks(
             program,
@@ -400,6 +474,8 @@ class JaxEngine:
         """f with the whole leaf set to each of rows ([B, n], in any dtype fn accepts, complex
         included), float64 on the host. One compiled batch: for the few dense points of a
         verification, not for sweeps."""
+        if self.progress is not None:
+            self.progress.at(leaf.path)
         g = self._with_leaf(leaf)
 
         def batch(rows: jax.Array, params_dyn: list[Any], args_dyn: list[Any]) -> jax.Array:
@@ -430,24 +506,43 @@ class JaxEngine:
         the journal, where a chunk already recorded is read instead of run. expand: what
         makes a chunk's program inputs from its batched inputs (None: they are the inputs).
         """
-        size, n = program.size, len(batched[0][0])
-        pad = (-n) % size
-        padded = [
-            np.concatenate([x, np.full((pad, *np.shape(x)[1:]), fill)]).astype(dtype)
-            for x, dtype, fill in batched
-        ]
-        outs = []
-        for s in range(0, n + pad, size):
-            args = [*fixed, *(x[s : s + size] for x in padded)]
+        batched = [(np.asarray(x), dtype, fill) for x, dtype, fill in batched]
+        n, slot = len(batched[0][0]), self._slot(tag)
+        outs, s = [], 0
+        while s < n:  # chunks of the program's size (which `_settle` may make smaller)
+            size = program.size
+            args = [
+                *fixed,
+                *(_padded(x[s : s + size], size, dtype, fill) for x, dtype, fill in batched),
+            ]
+            took: list[float] = []
 
-            def run(args: list[Any] = args) -> list[np.ndarray]:
+            def run(
+                args: list[Any] = args,
+                program: Compiled = program,
+                residuals: list = residuals,
+                took: list[float] = took,
+            ) -> list[np.ndarray]:
+                start = _progress.clock()
                 inputs = args if expand is None else expand(*args)
                 inputs = self._global_inputs(inputs, tag[1]) if self._global else inputs
-                return [self._gather(x) for x in program.run(residuals, *inputs)]
+                out = program.run(residuals, *inputs)
+                wait(out)
+                out = [self._gather(x) for x in out]
+                took.append(_progress.clock() - start)  # only where computed, not read back
+                return out
 
             outs.append(_journal.through(self.journal, (tag, size), args, run))
+            done, s = min(size, n - s), s + size
             if self.progress is not None:
-                self.progress.update(min(size, n - s) * points)
+                if took:  # the program's time per point, padding included
+                    self.progress.pace(size * points, took[0], done * points)
+                self.progress.update(done * points)
+            if slot not in self._sized:
+                left = self.progress.left() if self.progress is not None else (n - s) * points
+                seconds = took[0] if took else None
+                more = left >= size * points
+                program, residuals = self._settle(slot, program, residuals, seconds, more)
         return tuple(np.concatenate(parts)[:n] for parts in zip(*outs))
 
     # ---- along random directions (directional mode): f at θ + t·v, v drawn on the device
@@ -512,6 +607,8 @@ class JaxEngine:
         Σ|v_b|). v_b: a unit Gaussian direction drawn from keys[b] (uint32[2]) on the elements
         whose label equals groups[b], zero elsewhere. Arrays [B, len(ts)], [B, len(ts)], [B, 2].
         """
+        if self.progress is not None:
+            self.progress.at(leaf.path)
         base, program, residuals = self.prepare(leaf, "direction")
         fixed = (
             np.asarray(labels, np.int32),
@@ -521,6 +618,31 @@ class JaxEngine:
         batched = [(keys, np.uint32, 0), (groups, np.int32, -1)]
         tag = (leaf.position, "direction")
         return self._run_chunks(program, residuals, fixed, batched, points=len(ts), tag=tag)
+
+
+def wait(outputs: Sequence[jax.Array]) -> None:
+    """Return once the outputs are computed, where Ctrl-C stops the wait at once: XLA's own
+    wait holds the main thread in C++, where Python sees a signal only when the chunk is done.
+    Another thread waits instead. Left behind by a Ctrl-C, it ends with the chunk; not a
+    daemon, as a daemon thread still inside XLA when the interpreter exits aborts it."""
+    if all(x.is_ready() for x in outputs):  # type: ignore[attr-defined]  # (not in the stubs)
+        return
+    done = threading.Event()
+
+    def block() -> None:
+        try:
+            jax.block_until_ready(outputs)
+        finally:
+            done.set()
+
+    threading.Thread(target=block, name="jaxcheck-wait").start()
+    done.wait()
+
+
+def _padded(x: np.ndarray, size: int, dtype: npt.DTypeLike, fill: Any) -> np.ndarray:
+    """x's rows, then `fill` up to `size` rows, in `dtype` (a chunk's batched input)."""
+    pad = size - len(x)
+    return np.concatenate([x, np.full((pad, *np.shape(x)[1:]), fill)]).astype(dtype)
 
 
 def _batched(kind: str) -> tuple[bool, ...]:

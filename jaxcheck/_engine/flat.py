@@ -31,6 +31,7 @@ from . import split as _split
 from .batched import Compiled, JaxEngine
 
 MAX_CHUNK = 1024  # points per chunk at most
+FLAT = ("flat", "points")  # the one program's slot
 CHUNK_ELEMENTS = 2**22  # host-assembled coordinates per chunk at most (32 MiB in float64)
 
 
@@ -74,7 +75,7 @@ class FlatEngine(JaxEngine):
 
     def _program(self) -> Compiled:
         """The one program (compiled once, kept across calls like the per-leaf ones)."""
-        slot = ("flat", "points")
+        slot = FLAT
         if slot in self._cache:
             return self._cache[slot]
         key = None if self._key is None else (*self._key, *slot)
@@ -90,23 +91,40 @@ class FlatEngine(JaxEngine):
             MAX_CHUNK,
             1 << max(0, (CHUNK_ELEMENTS // max(n, 1)).bit_length() - 1),
         )
-        known = (self._params_dyn, self._args_dyn)
-
-        def compile_at(size: int):  # `size` points per device, as one device would run them
-            example = self._example(size * self._n)
-            staged = _split.split(self._batch_fn(), known, example)
-            if self._global:
-                example = self._global_inputs(example, "points")
-            self._count_compile()
-            return staged, self._jit_points(staged).lower(staged.residual_avals, *example).compile()
-
         limit, given = self._budget // 2, bool(self._chunk)
-        staged, run, size = _engine.fit_to_memory(size, limit, given, compile_at)
-        prepare = staged.prepare.lower(*known).compile()
-        program = Compiled(prepare, run, size * self._n, "flat")
+        staged, run, size = _engine.fit_to_memory(size, limit, given, self._compile_at)
+        program = self._finish_flat(staged, run, size)
         self._cache[slot] = program
         _engine.EXECUTABLES.put(key, program)
         return program
+
+    def _compile_at(self, size: int):
+        """(staged, executable) for `size` points per device, as one device would run them."""
+        known = (self._params_dyn, self._args_dyn)
+        example = self._example(size * self._n)
+        staged = _split.split(self._batch_fn(), known, example)
+        if self._global:
+            example = self._global_inputs(example, "points")
+        self._count_compile()
+        return staged, self._jit_points(staged).lower(staged.residual_avals, *example).compile()
+
+    def _finish_flat(self, staged: Any, run, size: int) -> Compiled:  # (prepare: jitted)
+        prepare = staged.prepare.lower(self._params_dyn, self._args_dyn).compile()
+        return Compiled(prepare, run, size * self._n, "flat")
+
+    def _slot(self, tag: tuple) -> tuple:
+        return FLAT if tag[1] == "flat" else super()._slot(tag)
+
+    def _resize(self, slot: tuple, size: int) -> tuple[Compiled, list]:
+        if slot != FLAT:
+            return super()._resize(slot, size)
+        staged, run = self._compile_at(size)
+        program = self._finish_flat(staged, run, size)
+        self._cache[slot] = program
+        _engine.EXECUTABLES.put(None if self._key is None else (*self._key, *slot), program)
+        self._flat_residuals = None
+        _, program, residuals = self.prepare()
+        return program, residuals
 
     def _jit_points(self, staged: _split.Staged):
         """The chunk program: on one device as staged, or with the points (and the output)
@@ -157,6 +175,8 @@ class FlatEngine(JaxEngine):
         """f at the points where leaf element idx[k] is set to vals[k]; float64 on the host."""
         if self._own(leaf):
             return super().evaluate(leaf, idx, vals)
+        if self.progress is not None:
+            self.progress.at(leaf.path)
         theta, program, residuals = self.prepare()
         offset = self.layout.spans[leaf.position][0]
         dtype = self.layout.dtype
@@ -204,6 +224,8 @@ class FlatEngine(JaxEngine):
         the same keys, as the host engine draws them) and evaluated as points."""
         if self._own(leaf):
             return super().evaluate_along(leaf, grad, keys, labels, groups, ts)
+        if self.progress is not None:
+            self.progress.at(leaf.path)
         offset, n = self.layout.spans[leaf.position]
         theta = self._theta[offset : offset + n].astype(np.float64)
         dtype = self.layout.dtype

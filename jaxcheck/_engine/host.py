@@ -15,6 +15,7 @@ import numpy as np
 
 from .._core.coords import Coords, Leaf
 from . import journal as _journal
+from . import progress as _progress
 from .progress import Progress
 
 BLOCK = 64  # points per journal entry
@@ -59,15 +60,26 @@ class HostEngine:
     def evaluate(self, leaf: Leaf, idx: np.ndarray, vals: np.ndarray) -> np.ndarray:
         """f at the points where leaf element idx[k] is set to vals[k], in blocks of BLOCK
         points (the journal's unit)."""
+        if self.progress is not None:
+            self.progress.at(leaf.path)
         parts = []
         for s in range(0, len(idx), BLOCK):
             block = (idx[s : s + BLOCK], vals[s : s + BLOCK])
             (out,) = _journal.through(
                 self.journal, (leaf.position, "element"), block,
-                lambda block=block: [self._evaluate(leaf, *block)],
+                lambda block=block: [self._timed(leaf, *block)],
             )  # fmt: skip
             parts.append(out)
         return np.concatenate(parts) if parts else np.empty(0)
+
+    def _timed(self, leaf: Leaf, idx: np.ndarray, vals: np.ndarray) -> np.ndarray:
+        """`_evaluate`, its time told to the progress (a block of the host's points is its
+        chunk: the cost line's pace)."""
+        start = _progress.clock()
+        out = self._evaluate(leaf, idx, vals)
+        if self.progress is not None:
+            self.progress.pace(len(idx), _progress.clock() - start)
+        return out
 
     def _evaluate(self, leaf: Leaf, idx: np.ndarray, vals: np.ndarray) -> np.ndarray:
         arr = np.array(self._values[leaf.position], copy=True)
@@ -87,6 +99,8 @@ class HostEngine:
 
     def evaluate_leaf(self, leaf: Leaf, rows: np.ndarray) -> np.ndarray:
         """As `JaxEngine.evaluate_leaf`: f with the whole leaf set to each row, one call each."""
+        if self.progress is not None:
+            self.progress.at(leaf.path)
         values = list(self._values)
         shape = np.shape(values[leaf.position])
         out = []
@@ -107,6 +121,8 @@ class HostEngine:
         ts: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """As `JaxEngine.evaluate_along`, with directions drawn by NumPy from the same keys."""
+        if self.progress is not None:
+            self.progress.at(leaf.path)
         theta = np.asarray(self._values[leaf.position])
         flat = theta.reshape(-1)
         values = list(self._values)

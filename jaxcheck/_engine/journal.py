@@ -7,8 +7,10 @@ float64 outputs. Each line is written with one unbuffered `os.write` on a file o
 appending, so a run killed at any moment (SIGKILL included) leaves whole lines, at worst a
 torn last line, which is ignored. Started again with the same journal, the check runs the
 same chunks in the same order (it is deterministic), finds each recorded one by its key and
-computes only the rest. A journal whose header names other parameters, data, options or
-function is refused with a message saying which.
+computes only the rest. A decision a check makes from what it measured (a smaller chunk
+size, where a chunk ran long) is recorded the same way (`remember`), so that the resumed check
+makes the same one and finds its chunks. A journal whose header names other parameters, data,
+options or function is refused with a message saying which.
 """
 
 from __future__ import annotations
@@ -82,6 +84,20 @@ def through(journal: Journal | None, tag: tuple, arrays, compute):
     return out
 
 
+def recall(journal: Journal | None, what: tuple) -> int | None:
+    """The number `remember` recorded for `what` (None: none, or no journal)."""
+    if journal is None:
+        return None
+    found = journal.records.get(chunk_key(("decision", what), []))
+    return None if found is None else int(found[0][0])
+
+
+def remember(journal: Journal | None, what: tuple, value: int) -> None:
+    """Record a number the check decided for `what` (no journal: nothing to do)."""
+    if journal is not None:
+        journal.store(chunk_key(("decision", what), []), [np.array([value])])
+
+
 class Journal:
     """The journal at `path`, opened for appending (created with the header if new)."""
 
@@ -139,8 +155,13 @@ class Journal:
         return found
 
     def record(self, key: str, outputs) -> None:
-        outputs = tuple(np.ascontiguousarray(np.asarray(o, np.float64)) for o in outputs)
+        """A chunk's outputs appended under key (and counted in the note)."""
         self.computed += 1
+        self.store(key, outputs)
+
+    def store(self, key: str, outputs) -> None:
+        """Outputs appended under key."""
+        outputs = tuple(np.ascontiguousarray(np.asarray(o, np.float64)) for o in outputs)
         self.records[key] = outputs
         self._append({
             "k": key,
@@ -149,7 +170,10 @@ class Journal:
         })  # fmt: skip
 
     def close(self) -> None:
-        os.close(self._fd)
+        """Closed (again: nothing to do); every line was written when it was recorded."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
     def note(self) -> str:
         total = self.replayed + self.computed

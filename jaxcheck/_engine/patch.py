@@ -15,6 +15,8 @@ import jax.extend.core as jcore
 import jax.numpy as jnp
 import numpy as np
 
+from .._core.jaxpr import DropVar
+
 
 class Patch:
     """B values equal to `base` except where `axes` take the indices `sel[b]`: there, `val[b]`.
@@ -75,7 +77,7 @@ def run_eqns(eqns, env: dict, apply: Callable | None = None) -> None:
     for eqn in eqns:
         outs = apply(eqn, [read(env, v) for v in eqn.invars])
         for var, x in zip(eqn.outvars, outs):
-            if not isinstance(var, jcore.DropVar):
+            if not isinstance(var, DropVar):
                 env[var] = x
 
 

@@ -23,6 +23,7 @@ import jax
 import jax.extend.core as jcore
 import numpy as np
 
+from .._core.jaxpr import DropVar
 from .patch import read, run_eqns
 
 
@@ -57,7 +58,7 @@ def split(fn: Callable, known: Sequence[Any], unknown: Sequence[Any]) -> Staged:
         ins = [v for v in eqn.invars if not isinstance(v, jcore.Literal)]
         if any(v in late for v in ins) or _grows(eqn):
             late_eqns.append(eqn)
-            late.update(v for v in eqn.outvars if not isinstance(v, jcore.DropVar))
+            late.update(v for v in eqn.outvars if not isinstance(v, DropVar))
         else:
             early_eqns.append(eqn)
     needed: list = []

@@ -10,24 +10,37 @@ shapes, and `adapt` turns each into that one, before anything is traced:
 - `cotangent`: fn returns an array and the gradient under test is that of ⟨cotangent, fn⟩
   (a layer's backward with an upstream gradient, as CS231n's `eval_numerical_gradient_array`
   checks it); applied where the output is scalarized (`check`);
-- `has_aux`: fn returns (loss, aux); the aux is dropped.
+- `has_aux`: fn returns (loss, aux); the aux is dropped;
+- keywords (`check_grad(loss, params, x=x, y=y)`): passed on to fn and grad_fn as keywords and
+  not differentiated, as `jax.grad(fn)(params, x=x)` passes them; they travel as one dict
+  after the positional data, so they are cast and keyed like it (`split_keywords`).
 
 It also refuses, with the fix, the calls that cannot work: arguments fn's signature cannot
-take (targets forgotten), a transform passed as grad_fn (`jax.grad` itself), a layer's
-`backward(dout, cache)` passed as grad_fn.
+take (targets forgotten, parameters as one tuple for a function that takes them one by one,
+data for keyword-only parameters given positionally), traced values (check_grad inside
+jax.jit), a transform passed as grad_fn (`jax.grad` itself), a layer's `backward(dout,
+cache)` passed as grad_fn. And where fn fails on its first call with the arguments in an
+order that looks swapped (data first, a dict of parameters after it), the error says so
+(`explained`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import inspect
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Literal
 
 import jax
 import numpy as np
+
+from .._core.errors import one_line
+from .._core.paths import ROOT, leaf_paths, qualified
+from .options import ALIASES, NAMES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +52,8 @@ class Call:
     args: tuple
     grad_fn: Callable[..., Any] | None
     cotangent: np.ndarray | None
+    # What to say where fn raises on its first call (the arguments look swapped); "": nothing.
+    if_fn_fails: str = ""
 
 
 def adapt(
@@ -49,15 +64,18 @@ def adapt(
     argnums: int | Sequence[int] = 0,
     cotangent: Any = None,
     has_aux: bool = False,
+    keywords: Mapping[str, Any] | None = None,
 ) -> Call:
-    """The check of `fn(params, *args)` (positional arguments as check_grad received them)
+    """The check of `fn(params, *args, **keywords)` (arguments as check_grad received them)
     with the arguments `argnums` as the parameters; see the module docstring."""
     refuse_transform(grad_fn)
+    keywords = dict(keywords or {})
     positional = (params, *args)
+    refuse_traced(fn, positional, keywords)
     selected = _argnums(argnums, len(positional))
-    _bind("fn", fn, positional, selected)
+    _bind("fn", fn, positional, selected, keywords)
     if grad_fn is not None:
-        _bind("grad_fn", grad_fn, positional, selected)
+        _bind("grad_fn", grad_fn, positional, selected, keywords)
     if has_aux not in (True, False):
         raise TypeError(f"has_aux={has_aux!r}: pass True (fn returns (loss, aux)) or False.")
     if cotangent is not None:
@@ -65,13 +83,15 @@ def adapt(
     names = _names(fn, selected) if isinstance(argnums, tuple) else None
     # The same adapted function for the same fn and call: JAX caches traces per function,
     # so a repeated check traces less (executables are kept by program: `fingerprint`).
-    how = (has_aux, selected, None if names is None else tuple(names), len(positional))
+    how = (has_aux, selected, None if names is None else tuple(names), len(positional),
+           bool(keywords))  # fmt: skip
     try:
         fn_p = _adapted(fn, *how)
     except TypeError:  # an unhashable callable: adapted afresh (and compiled afresh) each time
         fn_p = _adapted.__wrapped__(fn, *how)
-    if selected == (0,) and names is None:
-        return Call(fn_p, params, tuple(args), grad_fn, cotangent)
+    hint = _swapped(fn, positional) if selected == (0,) and names is None else ""
+    if selected == (0,) and names is None and not keywords:
+        return Call(fn_p, params, tuple(args), grad_fn, cotangent, hint)
     rest_positions = [i for i in range(len(positional)) if i not in selected]
     merged = _merger(selected, names, len(positional))
 
@@ -82,7 +102,8 @@ def adapt(
     if grad_fn is not None:
 
         def new_grad(p: Any, *rest: Any) -> Any:
-            out = grad_fn(*merged(p, rest))
+            rest, kw = _keywords_of(rest, bool(keywords))
+            out = grad_fn(*merged(p, rest), **kw)
             if not names:
                 return out
             if not isinstance(out, (tuple, list)) or len(out) != len(names):
@@ -94,22 +115,29 @@ def adapt(
                 )
             return dict(zip(names, out))
 
-    rest = tuple(positional[i] for i in rest_positions)
-    return Call(fn_p, new_params, rest, new_grad, cotangent)
+    rest = tuple(positional[i] for i in rest_positions) + ((keywords,) if keywords else ())
+    return Call(fn_p, new_params, rest, new_grad, cotangent, hint)
 
 
 @functools.lru_cache(maxsize=64)
-def _adapted(fn, has_aux: bool, selected: tuple, names: tuple | None, n: int):
-    """fn(params, *rest) for the check: the selected arguments from params, aux dropped."""
+def _adapted(fn, has_aux: bool, selected: tuple, names: tuple | None, n: int, keyworded: bool):
+    """fn(params, *rest) for the check: the selected arguments from params, aux dropped, the
+    keywords (where given) from the dict that ends rest."""
     loss = _without_aux(fn) if has_aux else fn
-    if selected == (0,) and names is None:
+    if selected == (0,) and names is None and not keyworded:
         return loss
     merged = _merger(selected, names, n)
 
     def fn_p(p: Any, *rest: Any) -> Any:
-        return loss(*merged(p, rest))
+        rest, kw = _keywords_of(rest, keyworded)
+        return loss(*merged(p, rest), **kw)
 
     return fn_p
+
+
+def _keywords_of(rest: tuple, keyworded: bool) -> tuple[tuple, dict]:
+    """(positional data, keywords) from the check's args: the keywords are its last one."""
+    return (rest[:-1], rest[-1]) if keyworded else (rest, {})
 
 
 def _merger(selected: tuple, names, n: int):
@@ -181,8 +209,8 @@ def _names(fn, selected: Sequence[int]) -> list[str]:
     return names if len(set(names)) == len(names) else [f"arg{i}" for i in selected]
 
 
-def _bind(what: str, f, positional: tuple, selected) -> None:
-    """Refuse, with the fix, positional arguments that f's signature cannot take."""
+def _bind(what: str, f, positional: tuple, selected, keywords: Mapping[str, Any]) -> None:
+    """Refuse, with the fix, arguments that f's signature cannot take."""
     try:
         signature = inspect.signature(f)
     except (TypeError, ValueError):  # a builtin or a C function: let the call say
@@ -196,31 +224,243 @@ def _bind(what: str, f, positional: tuple, selected) -> None:
             "selecting the inputs backward returns gradients for."
         )
     try:
-        signature.bind(*positional)
+        signature.bind(*positional, **keywords)
     except TypeError as e:
-        hint = ""
-        required = [p for p in signature.parameters.values() if p.default is p.empty
-                    and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]  # fmt: skip
-        first = positional[0]
-        if (what == "fn" and len(positional) == 1 and isinstance(first, (tuple, list))
-                and len(first) == len(required) > 1):  # fmt: skip
-            n = len(first)
-            hint = (
-                f" The inputs came as one {type(first).__name__} of {n}, as "
-                "torch.autograd.gradcheck(f, inputs) takes them: here pass them unpacked and "
-                f"say which to check, check_grad(f, *inputs, argnums={tuple(range(n))})."
-            )
-        elif what == "fn" and len(positional) < len(required):
-            hint = (
-                " Pass the data and targets too: check_grad(fn, params, x, y) calls "
-                "fn(params, x, y)."
-            )
+        hint = _bind_hint(what, f, signature, positional, keywords, str(e))
+        n = len(positional)
         raise TypeError(
-            f"{what} is called as {what}(params, *args) with the {len(positional)} positional "
-            f"argument{'s' if len(positional) != 1 else ''} check_grad was given after fn, "
-            f"but its signature is {f.__name__ if hasattr(f, '__name__') else what}"
-            f"{signature}: {e}.{hint}"
+            f"{what} is called as {what}(params, *args) with the {n} positional "
+            f"argument{'s' if n != 1 else ''} check_grad was given after fn"
+            + (f" and the keywords {', '.join(k + '=' for k in keywords)}" if keywords else "")
+            + f", but its signature is {_name(f, what)}{signature}: {e}.{hint}"
         ) from None
+
+
+def _bind_hint(what: str, f, signature, positional: tuple, keywords, error: str) -> str:
+    """The fix for arguments f cannot take, where the mistake is a common one."""
+    parameters = list(signature.parameters.values())
+    by_position = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p for p in by_position if p.default is p.empty]
+    keyword_only = [p.name for p in parameters if p.kind == p.KEYWORD_ONLY]
+    first, name = positional[0], _name(f, what)
+    if (what == "fn" and isinstance(first, (tuple, list)) and len(first) > 1
+            and _binds(signature, (*first, *positional[1:]), keywords)):  # fmt: skip
+        k = len(first)
+        unpacked = [p.name for p in by_position[:k]]
+        if len(positional) == 1:
+            return (
+                f" The inputs came as one {type(first).__name__} of {k}, as "
+                "torch.autograd.gradcheck(f, inputs) takes them: here pass them unpacked and "
+                f"say which to check, check_grad(f, *inputs, argnums={tuple(range(k))})."
+            )
+        data = [p.name for p in by_position[k : k + len(positional) - 1]]
+        return (
+            f" The parameters came as one {type(first).__name__} of {k}, but {name} takes them "
+            f"one by one ({', '.join(unpacked)}): pass them unpacked and say which to check, "
+            f"check_grad({name}, {', '.join(unpacked + data)}, argnums={tuple(range(k))}) "
+            f"(the leaves are then named {', '.join(repr(u) for u in unpacked)}); or make "
+            f"{name} take them as one argument: def {name}(params, {', '.join(data)}) with "
+            f"{', '.join(unpacked)} = params inside."
+        )
+    extra = len(positional) - len(by_position)
+    if keyword_only and extra > 0 and not any(p.kind == p.VAR_POSITIONAL for p in parameters):
+        given = [p.name for p in by_position] + [f"{k}={k}" for k in keyword_only[:extra]]
+        return (
+            f" {name} takes {', '.join(keyword_only[:extra])} by keyword only: pass "
+            f"{'it' if extra == 1 else 'them'} as keywords, check_grad({name}, "
+            f"{', '.join(given)}), and check_grad passes {'it' if extra == 1 else 'them'} "
+            "on to fn as keywords (not differentiated, as jax.grad does)."
+        )
+    missing = [p.name for p in parameters if f"'{p.name}'" in error]
+    options = [m for m in missing if m in NAMES]
+    if "missing" in error and options:
+        m = options[0]
+        return (
+            f" {m}= is also one of check_grad's own options, so check_grad takes it as "
+            f"its {m}= and fn never sees it: give fn its {m} another way, "
+            f"check_grad(functools.partial({name}, {m}={m}), ...) or a lambda."
+        )
+    if what == "fn" and len(positional) < len(required):
+        return (
+            " Pass the data and targets too: check_grad(fn, params, x, y) calls fn(params, x, y)."
+        )
+    return ""
+
+
+def _binds(signature: inspect.Signature, positional: tuple, keywords) -> bool:
+    try:
+        signature.bind(*positional, **keywords)
+    except TypeError:
+        return False
+    return True
+
+
+def _name(f: Any, default: str) -> str:
+    name = getattr(f, "__name__", default)
+    return name if name.isidentifier() else default  # a lambda: "fn"
+
+
+def split_keywords(
+    fn: Callable[..., Any], keywords: Mapping[str, Any], hvp_fn: Any = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """check_grad's keywords that are not its options, split into data for fn (a parameter
+    fn's signature names, or any keyword where fn takes **kwargs, unless it reads like a
+    mistyped option) and the rest (refused by `Options.make` with the option meant).
+
+    Like `jax.grad(fn)(params, x=x)`, check_grad passes data keywords on to fn (and to
+    grad_fn) without differentiating them."""
+    if not keywords:
+        return {}, {}
+    try:
+        parameters = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return {}, dict(keywords)
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in parameters.values())
+    data, unknown = {}, {}
+    for key, value in keywords.items():
+        named = key in parameters and parameters[key].kind in (
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            inspect.Parameter.KEYWORD_ONLY,
+        )
+        mistyped = key in ALIASES or difflib.get_close_matches(key, NAMES, n=1, cutoff=0.75)
+        if named or (takes_any and not mistyped):
+            data[key] = value
+        else:
+            unknown[key] = value
+    if data and hvp_fn is not None:
+        raise TypeError(
+            f"hvp_fn= with data given as keywords ({', '.join(k + '=' for k in data)}): "
+            "hvp_fn(params, v, *args) takes the data positionally; pass it so, "
+            "check_grad(fn, params, x, y, order=2, hvp_fn=...)."
+        )
+    return data, unknown
+
+
+def refuse_traced(fn: Callable[..., Any], positional: tuple, keywords: Mapping[str, Any]) -> None:
+    """check_grad inside jax.jit (vmap, grad, ...): its arguments are tracers, and a check
+    compiles and runs programs of its own, on concrete values."""
+    names = _positional_names(fn, len(positional))
+    for where, value in [*zip(names, positional), *keywords.items()]:
+        for path, x in leaf_paths(value):
+            if isinstance(x, jax.core.Tracer):
+                leaf = where if path == ROOT else where + path
+                raise TypeError(
+                    f"{qualified(path) if where == 'params' else leaf} is a traced value "
+                    f"({type(x).__name__}): check_grad was called inside jax.jit, vmap, grad "
+                    "or another transform. A check compiles and runs programs of its own and "
+                    "needs concrete values: call it outside the transformed function, on the "
+                    "values going in or coming out, e.g.\n"
+                    "    params, opt_state = train_step(params, opt_state, x, y)\n"
+                    "    jaxcheck.check_grad(loss, params, x, y)\n"
+                    "To check the gradient during a jitted training loop, call a "
+                    "jaxcheck.GradMonitor inside the step: it runs its checks outside the "
+                    "step, on the step's values."
+                )
+
+
+def _positional_names(fn: Callable[..., Any], n: int, first: str | None = "params") -> list[str]:
+    """How a message names check_grad's positional arguments: `first` (None: fn's own name)
+    then fn's names for the data (args[i] where fn's signature does not say)."""
+    try:
+        parameters = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        parameters = []
+    named = [p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    names = [named[i] if i < len(named) else f"args[{i - 1}]" for i in range(n)]
+    return [first or (named[0] if named else "params"), *names[1:]]
+
+
+# ---- fn failing on its first call: the arguments swapped --------------------------------------
+
+
+def _is_array(x: Any) -> bool:
+    return (
+        hasattr(x, "shape")
+        and hasattr(x, "dtype")
+        and jax.tree_util.treedef_is_leaf(jax.tree_util.tree_structure(x))
+    )
+
+
+def _parameter_like(x: Any) -> str:
+    """What a container of float arrays is, "a dict of 3 arrays ('W1', 'b1', 'W2')"; else
+    "" (an array, or no float array in it)."""
+    if jax.tree_util.treedef_is_leaf(jax.tree_util.tree_structure(x)):
+        return ""
+    arrays = [
+        leaf for leaf in jax.tree_util.tree_leaves(x)
+        if _is_array(leaf) and np.issubdtype(np.dtype(leaf.dtype), np.inexact)
+    ]  # fmt: skip
+    if not arrays:
+        return ""
+    keys = f" ({', '.join(repr(k) for k in list(x)[:6])})" if isinstance(x, Mapping) else ""
+    return f"a {type(x).__name__} of {len(arrays)} array{'s' if len(arrays) > 1 else ''}{keys}"
+
+
+def _swapped(fn: Callable[..., Any], positional: tuple) -> str:
+    """Where check_grad's first argument is one array and a later one a container of float
+    arrays (data first, parameters after), what to say if fn then fails on its first call."""
+    if not _is_array(positional[0]):
+        return ""
+    found = [(j, _parameter_like(x)) for j, x in enumerate(positional[1:], start=1)]
+    found = [(j, looks) for j, looks in found if looks]
+    if not found:
+        return ""
+    j, looks = found[0]
+    name = _name(fn, "fn")
+    order = ", ".join(_positional_names(fn, len(positional), first=None))
+    ordinal = {1: "second", 2: "third", 3: "fourth"}.get(j, f"argument {j + 1}")
+    return (
+        f"its arguments look swapped: check_grad passes params first, {name}(params, *args), "
+        f"but the first argument given is an array of "
+        f"shape {tuple(positional[0].shape)}, which looks like data, while the {ordinal} is "
+        f"{looks}, which looks like the parameters. Pass the parameters first: "
+        f"check_grad({name}, {order}) calls {name}({order})."
+    )
+
+
+def _raised_in(fn: Callable[..., Any], tb: TracebackType | None) -> bool:
+    """Whether the traceback passes through fn's own code."""
+    f = fn
+    for _ in range(8):  # jax.jit, functools.wraps and partial wrap the code that ran
+        inner = getattr(f, "__wrapped__", None)
+        inner = f.func if isinstance(f, functools.partial) else inner
+        if inner is None:
+            break
+        f = inner
+    code = getattr(f, "__code__", None)
+    if code is None and callable(f):  # an object with __call__
+        code = getattr(type(f).__call__, "__code__", None)
+    while tb is not None:
+        if tb.tb_frame.f_code is code:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+class explained:  # noqa: N801 - used as a context manager, like contextlib's
+    """Around the first calls of fn (`problem.prepare`): where fn raises and the call's
+    arguments look swapped (`Call.if_fn_fails`), a TypeError that says so, with fn's own
+    error as its cause (`errors.input_errors` keeps the user's frames of that one only)."""
+
+    def __init__(self, call: Call, fn: Callable[..., Any]):
+        self.call, self.fn = call, fn
+
+    def __enter__(self) -> explained:
+        return self
+
+    def __exit__(
+        self,
+        typ: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Literal[False]:
+        if (isinstance(exc, Exception) and self.call.if_fn_fails
+                and _raised_in(self.fn, tb)):  # fmt: skip
+            raise TypeError(
+                f"{_name(self.fn, 'fn')} raised {one_line(exc)} on its first call, and "
+                f"{self.call.if_fn_fails}"
+            ) from exc
+        return False
 
 
 def _without_aux(fn: Callable[..., Any]) -> Callable[..., Any]:

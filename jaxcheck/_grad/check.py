@@ -20,6 +20,7 @@ from typing import Any
 from .._core import errors as _errors
 from .._core.coords import Coords, OnlySpec
 from .._core.result import CheckResult
+from .._engine import progress as _progress
 from . import calling, directional, evaluators, full, hessian
 from . import plan as _plan
 from .assemble import assemble
@@ -69,7 +70,7 @@ def check_grad(
     D_i = (fn(θ + h_i e_i) − fn(θ − h_i e_i)) / 2h_i and compares it with the gradient under
     test g_i. The element fails when |g_i − D_i| exceeds a tolerance built from an error
     model of the finite difference itself (round-off ∝ |fn| / h_i, truncation estimated from
-    a second step 2h_i) plus `rtol·|g_i| + atol`; see the README's "How pass/fail is decided".
+    a second step 2h_i) plus `rtol·|g_i| + atol`; see docs/explanation/verdicts.md.
 
     Args:
         fn: `fn(params, *args)` returns the scalar loss. JAX code is evaluated in jit-compiled
@@ -77,7 +78,10 @@ def check_grad(
             point at a time. A non-scalar output is checked through a random projection w·fn.
         params: any pytree of parameters. Non-float leaves are skipped and listed.
         *args: data and targets, passed to fn and grad_fn unchanged (float arrays are cast
-            to float64 when `precision="float64"`).
+            to float64 when `precision="float64"`). Data may also come as keywords that fn's
+            signature names (`check_grad(loss, params, x=x, y=y)`): passed on to fn and
+            grad_fn as keywords, not differentiated, as `jax.grad(fn)(params, x=x)` does.
+            A keyword that is neither an option nor fn's is refused with the option meant.
         grad_fn: the gradient under test, `grad_fn(params, *args)`, returning a pytree like
             params or one flat vector in `ravel_pytree(params)` order. None: `jax.grad(fn)`.
             What `jax.value_and_grad(fn)` returns, (value, grads), is accepted, and so are
@@ -167,32 +171,42 @@ def check_grad(
         True
     """
     given = {name: value for name, value in locals().items() if name in NAMES}
-    return check_with(fn, params, args, grad_fn, Options.make(**given, **unknown))
+    data, unknown = calling.split_keywords(fn, unknown, hvp_fn)  # fn's keywords: data
+    return check_with(fn, params, args, grad_fn, Options.make(**given, **unknown), data)
 
 
 @_errors.hides_input_errors
-def check_with(fn, params, args: tuple, grad_fn, options: Options) -> CheckResult:
-    """check_grad(fn, params, *args, grad_fn=grad_fn, **options), options validated."""
+def check_with(fn, params, args: tuple, grad_fn, options: Options, keywords=None) -> CheckResult:
+    """check_grad(fn, params, *args, grad_fn=grad_fn, **options, **keywords), options
+    validated, keywords the data fn takes by name."""
     calling.validate_functions(fn, grad_fn)
     o = options
-    call = calling.adapt(fn, params, args, grad_fn, o.argnums, o.cotangent, o.has_aux)
+    call = calling.adapt(fn, params, args, grad_fn, o.argnums, o.cotangent, o.has_aux, keywords)
     compilation_cache(o.cache_dir)
     coords = Coords.build(call.params, o.only)
     plan = _plan.build(o, coords, call.cotangent)
     mode = hessian if o.order == 2 else MODES[o.mode]
-
+    progress = _progress.Progress(o.progress)  # said at a Ctrl-C: what was evaluated
     native_note = ""
 
     def run(grad_fn: Callable[..., Any] | None) -> CheckResult:
-        with numerics(o.precision):
+        interruptions = progress.interruptions(o.journal, resumable=o.order == 1)  # one line
+        with interruptions, numerics(o.precision), calling.explained(call, fn):
             problem = prepare(call.fn, call.params, call.args, coords, grad_fn, plan)
             if native_note:
                 problem.notes.insert(0, native_note)
             used, kink_note = _plan.against_kinks(plan, problem.kinks)
             if kink_note:
                 problem.notes.append(kink_note)
-            evaluator = None if mode is hessian else evaluators.choose(problem, used)
-            return assemble(problem, used, mode.judge(problem, used, evaluator))
+            if mode is hessian:
+                return assemble(problem, used, mode.judge(problem, used, None))
+            evaluator = evaluators.choose(problem, used, progress)
+            try:
+                judged = mode.judge(problem, used, evaluator)
+            except BaseException:  # Ctrl-C included: the journal closed, every line in it
+                evaluator.close()
+                raise
+            return assemble(problem, used, judged)
 
     try:
         result = run(call.grad_fn)

@@ -2,7 +2,9 @@
 
 In this order, so that bad input is refused before anything long: the steps are validated
 (a vanishing step raises), the journal is opened (one made for another check is refused), the
-progress bar made, then the evaluator chosen (compiling its first program is the probe):
+progress started (with the points the check evaluates and, for the line a long check says
+about its cost, a faster mode: `faster`), then the evaluator chosen (compiling its first
+program is the probe):
 
 - `host.HostEngine` where JAX cannot trace fn, or fn traces but cannot be batched with vmap;
 - `flat.FlatEngine`, one program over the raveled leaves, where the cost model (`layout`) says
@@ -30,13 +32,18 @@ from .plan import Plan
 from .problem import Problem
 from .session import stencils_of
 
+FASTER = 10  # how many times fewer points a mode must evaluate to be named as the faster one
 
-def choose(problem: Problem, plan: Plan) -> Evaluator:
-    """The evaluator of an order-1 check of the problem under the plan."""
+
+def choose(problem: Problem, plan: Plan, progress: _progress.Progress) -> Evaluator:
+    """The evaluator of an order-1 check of the problem under the plan, telling `progress`."""
     p = problem
     stencils_of(p, plan)  # raises on a vanishing step, before the long part
     journal = _open_journal(p, plan)
-    bar = _progress.bar(plan.engine["progress"], expected_points(p.coords.checked, plan))
+    leaves = p.coords.checked
+    what = f"{plan.options.mode} check"
+    paths = [leaf.path for leaf in leaves]
+    bar = progress.start(expected_points(leaves, plan), paths, what, faster(leaves, plan))
     if not p.traced:
         p.notes.append(
             f"fn is not JAX-traceable ({p.why}): perturbations evaluated on the host, one at a time"
@@ -48,19 +55,37 @@ def choose(problem: Problem, plan: Plan) -> Evaluator:
     return evaluator
 
 
-def expected_points(leaves, plan: Plan) -> int:
-    """Evaluations of a passing check of these leaves: the first points everywhere, the rest
-    on each sample."""
-    if plan.options.mode == "directional":
+def expected_points(leaves, plan: Plan, mode: str | None = None) -> int:
+    """Evaluations of a passing check of these leaves (in `mode`; None: the plan's): the
+    first points everywhere, the rest on each sample."""
+    mode = mode or plan.options.mode
+    if mode == "directional":
         return len(ALONG) * plan.options.directions * len(leaves)
     sizes = [leaf.size for leaf in leaves]
-    if plan.options.mode == "sample":
+    if mode == "sample":
         sizes = [min(n, plan.options.samples) for n in sizes]
     if plan.method == _complex_step.NAME:  # h and 3h per element, and the verification
         return sum(2 * n + 6 * _complex_step.VERIFY_DIRECTIONS for n in sizes)
     method = methods.get(plan.method)
     first, rest = len(method.first), len(method.offsets) - len(method.first)
     return sum(first * n + 1 + rest * min(n, elementwise.NOISE_SAMPLE) for n in sizes)
+
+
+def faster(leaves, plan: Plan) -> str:
+    """A mode that evaluates at least FASTER times fewer points than the plan's, said in the
+    line of a long check's cost ("": none). Directional first: it also locates wrong elements."""
+    now = expected_points(leaves, plan)
+    o = plan.options
+    n = expected_points(leaves, plan, "directional")
+    if o.mode != "directional" and n * FASTER <= now:
+        return (
+            f'mode="directional" evaluates about {n:,} (random directions per leaf; wrong '
+            "elements then located in a leaf that fails)"
+        )
+    n = expected_points(leaves, plan, "sample")
+    if o.mode == "full" and n * FASTER <= now:
+        return f'mode="sample" evaluates about {n:,} ({o.samples} random elements per leaf)'
+    return ""
 
 
 def _open_journal(p: Problem, plan: Plan) -> _journal.Journal | None:

@@ -26,6 +26,8 @@ import jax.extend.core as jcore
 import jax.numpy as jnp
 import numpy as np
 
+from .._core.jaxpr import DebugInfo, DropVar
+
 # The primitives that run a Python rule under differentiation (custom_jvp, custom_vjp).
 RULES = ("custom_jvp_call", "custom_vjp_call")
 
@@ -80,8 +82,8 @@ def _alone(eqn: jcore.JaxprEqn) -> tuple[jcore.ClosedJaxpr, int]:
     fixed = list(dict.fromkeys(v for v in eqn.invars[:n] if isinstance(v, jcore.Var)))
     free = [v for v in eqn.invars[n:] if isinstance(v, jcore.Var) and v not in fixed]
     invars = fixed + list(dict.fromkeys(free))
-    outvars = [jcore.Var(v.aval) if isinstance(v, jcore.DropVar) else v for v in eqn.outvars]
-    info = jcore.DebugInfo(
+    outvars = [jcore.Var(v.aval) if isinstance(v, DropVar) else v for v in eqn.outvars]
+    info = DebugInfo(
         "jaxcheck fingerprint", eqn.primitive.name, tuple(f"x{i}" for i in range(len(invars))),
         tuple(f"y{i}" for i in range(len(outvars))),
     )  # fmt: skip

@@ -203,7 +203,8 @@ def _rounding_notes(rounding, rescued: int, drowned: int = 0) -> list[str]:
 def _advice(plan: Plan, coords: Coords, computed=None, drowned: int = 0) -> str:
     """What would let finite differences resolve more of the gradient (or, where the gradient
     under test's own rounding is the limit, what would verify it)."""
-    if drowned and plan.options.precision == "float64":
+    # precision='upcast' cannot help where fn casts to a lower precision itself (below)
+    if drowned and plan.options.precision == "float64" and computed is None:
         return (
             f"the gradient under test's own rounding is as large as {drowned} of its elements "
             "(a low precision near a minimum, where per-example terms cancel): check with "

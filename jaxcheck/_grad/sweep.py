@@ -1,6 +1,6 @@
 """sweep_eps: the error between the gradient and its finite difference over a range of steps.
 
-Seed 002 asked "why 1e-4?". The answer is a V: as the step h shrinks the truncation error
+People ask "why ε = 1e-4?". The answer is a V: as the step h shrinks the truncation error
 falls (∝ h² for central differences) until round-off, ∝ u·|f| / h, takes over and the error
 rises again. `sweep_eps` measures that curve per leaf, with the same engine and the same
 difference as `check_grad` (each step is one `check_grad(..., eps=h)`), so the bottom of the V

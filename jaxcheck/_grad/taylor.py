@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._core.errors import hides_input_errors
+from .._core.errors import NOT_JAX_CODE, hides_input_errors
 from .._core.plots import pyplot
 from .._numerics import stencils as st
 from . import options as _options
@@ -208,7 +208,7 @@ def taylor_test(
 
     with runtime.numerics(precision):
         work_args = cast_args(args, precision)
-        f = jax.jit(lambda p: jnp.asarray(fn(p, *work_args)).reshape(()))
+        f = _scalar(fn, work_args)
         f0 = float(f(at(0.0)))
         g = (jax.grad(fn) if grad_fn is None else grad_fn)(params, *args)
         g_leaves = [np.asarray(x, np.float64) for x in jax.tree_util.tree_leaves(g)]
@@ -244,6 +244,23 @@ def taylor_test(
     used = {n: a[:-1] & a[1:] for n, a in above.items()}
     verdict, notes = _verdict(rates, used, residuals, noise)
     return TaylorResult(verdict, hs, residuals, rates, used, tuple(notes))
+
+
+def _scalar(fn: Callable[..., Any], args: tuple) -> Callable[[Any], Any]:
+    """fn(params, *args) as a scalar: compiled where fn is JAX code, else called as it is
+    (NumPy code on the host)."""
+    compiled: Any = jax.jit(lambda p: jnp.asarray(fn(p, *args)).reshape(()))
+
+    def f(p: Any) -> Any:
+        nonlocal compiled
+        if compiled is not None:
+            try:
+                return compiled(p)
+            except NOT_JAX_CODE:  # NumPy code: every later call on the host too
+                compiled = None
+        return np.asarray(fn(p, *args), np.float64).reshape(())
+
+    return f
 
 
 def _dtype(leaves: list, floats: list) -> np.dtype:
