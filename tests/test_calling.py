@@ -172,6 +172,8 @@ MISTAKES = {
                                             TypeError, r"got a dict. It looks like the gradients"),
     "tol=": (dict(tol=1e-5), (XX, YY), TypeError, r"tol=.*did you mean rtol=.*atol="),
     "epsilon=": (dict(epsilon=1e-5), (XX, YY), TypeError, r"epsilon=.*did you mean eps="),
+    "tolerance=": (dict(tolerance=1e-5), (XX, YY), TypeError, r"tolerance=.*mean rtol=.*atol="),
+    "eps_size=": (dict(eps_size=1e-5), (XX, YY), TypeError, r"eps_size= \(did you mean eps=\?\)"),
     "a None gradient leaf": (dict(grad_fn=lambda p, x, y: {"w": None}), (XX, YY), TypeError,
                              r"gradient for params\['w'\] is None"),
     "grad_fn returns None": (dict(grad_fn=lambda p, x, y: None), (XX, YY), TypeError,

@@ -1,5 +1,7 @@
 """check_vjp and check_jvp: planted bugs in custom rules and handwritten VJPs/JVPs."""
 
+import html
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -253,6 +255,10 @@ def test_the_result_prints_and_serializes():
     assert d["passed"] is False and d["failures"][0]["index"] == [1, 2]
     assert "[&#x27;W&#x27;][1, 2]" in result._repr_html_()
     assert result.to_json()
+    # every line of the text report outside its tables is in the notebook's HTML too
+    for line in text.splitlines():
+        if line.strip() and "  " not in line.strip() and not line.startswith("["):
+            assert html.escape(line.strip().rstrip(":")) in result._repr_html_(), line
 
 
 @pytest.mark.parametrize(

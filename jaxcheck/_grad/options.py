@@ -34,7 +34,7 @@ _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
 
 # Names people reach for, from other checkers and papers, and the option that does it here.
 ALIASES = {
-    "tol": "rtol= (relative) or atol= (absolute)",
+    **dict.fromkeys(("tol", "tolerance"), "rtol= (relative) or atol= (absolute)"),
     "rel_tol": "rtol=",
     "abs_tol": "atol=",
     **dict.fromkeys(("epsilon", "h", "step", "delta", "dx"), "eps="),
@@ -357,9 +357,10 @@ def _together(o: Options) -> None:
 def _unknown_message(where: str, unknown: list[str], known: list[str]) -> str:
     lines = []
     for name in unknown:
-        fix = ALIASES.get(name) or ", ".join(
-            f"{m}=" for m in difflib.get_close_matches(name, known, n=2, cutoff=0.6)
-        )
+        # a known name it begins with (eps_size: eps), else the closest names (rtl: rtol)
+        prefix = sorted((k for k in known if len(k) >= 3 and name.startswith(k)), key=len)[-1:]
+        close = prefix or difflib.get_close_matches(name, known, n=2, cutoff=0.6)
+        fix = ALIASES.get(name) or ", ".join(f"{m}=" for m in close)
         lines.append(f"{name}=" + (f" (did you mean {fix}?)" if fix else ""))
     return (
         f"{where} got an unexpected keyword argument {'; '.join(lines)}. Its options: "

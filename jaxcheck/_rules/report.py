@@ -169,9 +169,10 @@ class IdentityResult:
             *(f"<br>note: {html.escape(n)}" for n in self.notes),
             *(f"<br>{html.escape(t)}: {html.escape(v)}" for t, v in self.transforms.items()),
             *(
-                f"<br>{html.escape(x.path)}: {html.escape(x.linear)}"
+                f"<br>{html.escape(x.path)}: {html.escape(said)}"
                 for x in self.leaves.values()
-                if x.linear
+                for said in (x.located, x.linear)
+                if said
             ),
             *(
                 [f"<br>primal output: {html.escape(self.primal_output)}"]
@@ -182,7 +183,11 @@ class IdentityResult:
             html_table(_HEADER, self._rows()),
         ]
         if self.failures:
-            parts += ["<p>worst elements</p>", html_table(_ELEMENT_HEADER, self._element_rows())]
+            shown = min(WORST_SHOWN, len(self.failures))
+            parts += [
+                f"<p>worst elements, ⟨w, J e_i⟩ ({shown} of {len(self.failures)})</p>",
+                html_table(_ELEMENT_HEADER, self._element_rows()),
+            ]
         return "".join(parts) + "</div>"
 
 
