@@ -140,3 +140,42 @@ def test_a_zero_hessian_is_verified_not_inconclusive(fn, dtype):
 
 
 LINEAR = jnp.asarray(np.random.default_rng(0).normal(size=(4, 4)))
+
+
+def relu_batchnorm(seed):
+    """x W1 + b1 -> batch norm -> relu -> W2, squared error over 16 examples, float32."""
+    rng = np.random.default_rng(seed)
+    params = {
+        "W1": rng.normal(size=(4, 8)).astype(np.float32) / 2,
+        "b1": np.zeros(8, np.float32),
+        "W2": rng.normal(size=(8, 1)).astype(np.float32) / 3,
+    }
+    x, y = (rng.normal(size=(16, n)).astype(np.float32) for n in (4, 1))
+
+    def loss(p, x, y):
+        z = x @ p["W1"] + p["b1"][None]
+        mean, var = jnp.mean(z, 0, keepdims=True), jnp.var(z, 0, keepdims=True)
+        z = (z - mean) / jnp.sqrt(var + 1e-5)
+        return jnp.mean((jax.nn.relu(z) @ p["W2"] - y) ** 2)
+
+    def hvp(p, v, x, y):
+        return jax.jvp(lambda q: jax.grad(loss)(q, x, y), (p,), (v,))[1]
+
+    return loss, params, (x, y), hvp
+
+
+@pytest.mark.parametrize("seed", [3, 5])
+def test_float32_steps_across_relu_kinks_of_the_gradient_are_not_failures(seed):
+    """A native float32 chord crosses kinks of the gradient (a unit changing sides): correct
+    elements failed (2 each); a shorter chord along the same direction agrees. A wrong H·v
+    disagrees along both and is still caught."""
+    loss, params, args, hvp = relu_batchnorm(seed)
+    result = jaxcheck.check_grad(loss, params, *args, order=2, precision="native")
+    assert result.verdict != "failed", result
+    for factor in (1.01, 2.0):
+        bad = jaxcheck.check_grad(
+            loss, params, *args, order=2, precision="native",
+            hvp_fn=lambda *a, c=factor: jax.tree.map(lambda h: c * h, hvp(*a)),
+        )  # fmt: skip
+        assert bad.verdict == "failed", bad
+        assert bad.n_failed > 20, bad

@@ -298,3 +298,75 @@ def test_nnx_batchnorm_check_casts_its_statistics_too(form):
         "bn",
         "l2",
     }
+
+
+def test_nnx_batchnorm_pure_stats_in_the_closure_are_not_fn_precision():
+    """Train mode writes float32 running statistics nothing returns: fn computes in float64
+    (the check was inconclusive, "fn computes in float32 inside")."""
+    nnx, model = nnx_batchnorm_model()
+    graphdef, params, stats = nnx.split(model, nnx.Param, ...)
+    pure = nnx.as_pure(stats) if hasattr(nnx, "as_pure") else nnx.pure(stats)
+
+    def loss(params, x):
+        return jnp.sum(nnx.merge(graphdef, params, pure)(x) ** 2)
+
+    with warnings.catch_warnings():  # float64 statistics scattered into the closure's float32
+        warnings.simplefilter("ignore", FutureWarning)
+        result = jaxcheck.check_grad(loss, params, X)
+    assert result.verdict == "passed", result
+    assert not any("computes in float32" in n for n in result.notes), result.notes
+
+
+def nnx_relu_batchnorm_loss(seed):
+    """Linear(4, 8) -> BatchNorm in train mode -> relu -> Linear(8, 1), squared error over 16
+    examples, as the nnx state; l1's bias is invisible to the loss (the batch norm subtracts
+    it), so its gradient and its row of H are rounding."""
+    nnx = pytest.importorskip("flax.nnx")
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.l1 = nnx.Linear(4, 8, rngs=rngs)
+            self.bn = nnx.BatchNorm(8, rngs=rngs)
+            self.l2 = nnx.Linear(8, 1, rngs=rngs)
+
+        def __call__(self, x):
+            return self.l2(jax.nn.relu(self.bn(self.l1(x))))
+
+    x = jax.random.normal(jax.random.key(1), (16, 4))
+    y = jax.random.normal(jax.random.key(2), (16, 1))
+    graphdef, state = nnx.split(Net(nnx.Rngs(seed)))
+
+    def loss(s, x, y):
+        return jnp.mean((nnx.merge(graphdef, s)(x) - y) ** 2)
+
+    def hvp(s, v, x, y):
+        return jax.jvp(lambda q: jax.grad(loss)(q, x, y), (s,), (v,))[1]
+
+    return loss, state, (x, y), hvp
+
+
+def test_nnx_batchnorm_hessian_of_a_bias_it_cancels_is_not_failed():
+    """float64: H·v on l1's bias is rounding (1e-17) whose noise is that of the gradient's
+    terms, not of its value (one element failed, error 4.7e-12 against τ = 2.9e-12)."""
+    loss, state, args, hvp = nnx_relu_batchnorm_loss(0)
+    assert jaxcheck.check_grad(loss, state, *args, order=2).verdict == "passed"
+    bad = jaxcheck.check_grad(
+        loss, state, *args, order=2, hvp_fn=lambda *a: jax.tree.map(lambda h: 1.01 * h, hvp(*a))
+    )
+    assert bad.verdict == "failed", bad
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_nnx_relu_batchnorm_hessian_in_float32_is_not_failed_at_kinks(seed):
+    """Native float32 steps cross ReLU kinks of the gradient (up to 7 correct elements failed);
+    a factor on H·v is still caught."""
+    loss, state, args, hvp = nnx_relu_batchnorm_loss(seed)
+    result = jaxcheck.check_grad(loss, state, *args, order=2, precision="native")
+    assert result.verdict != "failed", result
+    for factor in (1.01, 2.0):
+        bad = jaxcheck.check_grad(
+            loss, state, *args, order=2, precision="native",
+            hvp_fn=lambda *a, c=factor: jax.tree.map(lambda h: c * h, hvp(*a)),
+        )  # fmt: skip
+        assert bad.verdict == "failed", bad
+        assert bad.n_failed > 30, bad

@@ -435,3 +435,47 @@ def test_a_backward_that_is_not_reentrant_fails_in_directional_mode_too():
     result = jaxcheck.check_grad(square, x, grad_fn=jittery(1e-6), mode="directional")
     assert result.verdict == "failed", result
     assert {e.status for e in result.failures} == {"nondeterministic"}
+
+
+# ---- fn's precision counts only the casts its output depends on ---------------------------------
+
+FLOAT32_NOTE = "computes in float32 inside"
+W = {"W": np.random.default_rng(3).normal(size=(3, 2))}
+
+
+def discards_a_float32_value(p):
+    _ = jnp.sum(p["W"].astype(jnp.float32))  # computed, never used: XLA drops it
+    return jnp.sum(jnp.sin(p["W"]))
+
+
+def discards_float32_values_in_nested_programs(p):
+    inner = jax.jit(lambda w: (jnp.sin(w), jnp.sum(w.astype(jnp.float32))))
+    a, _ = inner(p["W"])
+
+    def body(c, w):
+        return c + jnp.cos(w), w.astype(jnp.float32) * 2
+
+    c, _ = jax.lax.scan(body, 0.0 * p["W"][0], p["W"])
+    return jnp.sum(a) + jnp.sum(c)
+
+
+def rounds_through_float32(p):
+    return jnp.sum(jnp.sin(p["W"].astype(jnp.float32)).astype(p["W"].dtype))
+
+
+@pytest.mark.parametrize(
+    "fn", [discards_a_float32_value, discards_float32_values_in_nested_programs]
+)
+def test_a_float32_value_the_output_does_not_use_is_not_its_precision(fn):
+    with jax.enable_x64(True):
+        assert computed_dtype(jax.make_jaxpr(fn)(W)) == np.float64
+    result = jaxcheck.check_grad(fn, W)
+    assert result.verdict == "passed", result
+    assert not any(FLOAT32_NOTE in n for n in result.notes), result.notes
+
+
+def test_a_float32_cast_the_output_depends_on_is_still_its_precision():
+    with jax.enable_x64(True):
+        assert computed_dtype(jax.make_jaxpr(rounds_through_float32)(W)) == np.float32
+    result = jaxcheck.check_grad(rounds_through_float32, W)
+    assert any(FLOAT32_NOTE in n for n in result.notes), result.notes

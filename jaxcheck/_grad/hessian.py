@@ -137,8 +137,10 @@ def judge(problem: Problem, plan: Plan, evaluator: Evaluator | None = None) -> J
     def tol_of(leaf: Leaf) -> st.Tolerance:
         return plan.tolerance(np.asarray(p.grads[leaf.path]).dtype)
 
+    kinky = bool(p.kinks) and plan.options.kinks != "fail"
     verdicts, steps, notes = check(derivatives, p.coords, p.grads, p.typical, plan.steps,
-                                   plan.options.directions, plan.options.seed, tol_of)  # fmt: skip
+                                   plan.options.directions, plan.options.seed, tol_of,
+                                   kinky)  # fmt: skip
     # H·v exactly zero where the second differences are zero bit for bit (a linear map) is
     # agreement, as exact zeros of the gradient are: judged against the scale of H·v, or
     # where every product is zero, |g| over the parameters' scale.
@@ -149,16 +151,31 @@ def judge(problem: Problem, plan: Plan, evaluator: Evaluator | None = None) -> J
     return Judged(verdicts, steps, engine, notes)
 
 
-def check(derivatives: Derivatives, coords: Coords, grads, typical, steps, k, seed, tol_of):
+def check(
+    derivatives: Derivatives, coords: Coords, grads, typical, steps, k, seed, tol_of, kinky=False
+):
     """{leaf path: Verdict of the leaf's elements of H v, worst direction}, steps, notes.
 
     grads: the gradient at θ (the values the differences start from); tol_of(leaf) -> the
-    `Tolerance` of that leaf's elements.
+    `Tolerance` of that leaf's elements. The gradient's values are noisy to u_g·max|∇f| of
+    the whole check, not to u_g·|∇_i f|: an element that cancels to rounding (a bias before a
+    batch norm, ∇_i f ≈ 1e-17) has the rounding of the terms that cancel. kinky: fn's program
+    is not smooth (ReLU, max), so its gradient jumps and kinks where a unit changes sides: a
+    mismatch along a direction is looked at again along the same direction at steps `SHRINK`
+    times shorter, and is a kink of the gradient crossed by the chord where a shorter chord
+    agrees while its difference moved away from the longer one's (`_kink_crossed`).
     """
     verdicts: dict[str, list[st.Verdict]] = {leaf.path: [] for leaf in coords.checked}
     exposed: dict[str, set[str]] = {leaf.path: set() for leaf in coords.checked}
     used_steps = {}
     g0 = {p: np.asarray(g, np.float64).reshape(-1) for p, g in grads.items()}
+    g_max = max((float(np.max(np.abs(g), initial=0.0)) for g in g0.values()), default=0.0)
+
+    def tol(out_leaf: Leaf) -> st.Tolerance:
+        t = tol_of(out_leaf)
+        return t.replace(noise_floor=np.maximum(t.noise_floor, t.u_g * g_max))
+
+    crossed = 0
     for leaf in coords.checked:
         rng = np.random.default_rng([seed, leaf.position, 2])
         theta = np.asarray(derivatives.values[leaf.position]).reshape(-1)
@@ -166,22 +183,19 @@ def check(derivatives: Derivatives, coords: Coords, grads, typical, steps, k, se
         used_steps[leaf.path] = t
         v = rng.standard_normal((k, leaf.size))
         v /= np.linalg.norm(v, axis=1, keepdims=True)
-        t64 = theta.astype(np.float64)
-        points = [(t64 + s * t * v).astype(theta.dtype) for s in (1, -1, 2, -2)]
-        g = derivatives.gradients(leaf, np.concatenate(points))
-        chord1 = (points[0].astype(np.float64) - points[1]) / (2 * t)
-        chord2 = (points[2].astype(np.float64) - points[3]) / (4 * t)
-        hv = derivatives.hvps(leaf, np.concatenate([chord1, chord2]).astype(theta.dtype))
+        along = _along(derivatives, coords, leaf, theta, v, t, g0, tol)
+        for shrink in SHRINK if kinky else ():
+            failing = [j for j in range(k) if any(_fails(x) for x in along[j].values())]
+            if not failing:
+                break
+            shorter = _along(derivatives, coords, leaf, theta, v[failing], t / shrink, g0, tol)
+            for j, again in zip(failing, shorter):
+                for p, verdict in along[j].items():
+                    crossed += _kink_crossed(verdict, again[p])
         for j in range(k):
-            for out_leaf in coords.checked:
-                p = out_leaf.path
-                fp1, fm1, fp2, fm2 = (g[s * k + j][p] for s in range(4))
-                h1, h2 = hv[j][p], hv[k + j][p]  # H v along the ±t and the ±2t chord
-                verdict = st.compare_chord(
-                    h1, h2 - h1, g0[p], fp1, fm1, fp2, fm2, t, tol_of(out_leaf)
-                )
+            for p, verdict in along[j].items():
                 verdicts[p].append(verdict)
-                if np.isin(verdict.status, st.FAILING).any():
+                if _fails(verdict):
                     exposed[p].add(leaf.path)
     judged = {p: _worst(vs) for p, vs in verdicts.items()}
     notes = [
@@ -189,12 +203,65 @@ def check(derivatives: Derivatives, coords: Coords, grads, typical, steps, k, se
         "products), each element against central differences of the gradient along v; an "
         "element shows its worst direction"
     ]
+    if crossed:
+        notes.append(
+            f"order=2: {crossed} element(s) of H·v disagreed along a chord that crossed a kink "
+            "of the gradient (fn is not smooth) and agreed along one "
+            f"{' or '.join(f'{s:g}×' for s in SHRINK)} shorter: reported as kinks"
+        )
     notes += [
         f"H·v wrong in {p} along directions on {', '.join(sorted(by))} (that block of H)"
         for p, by in exposed.items()
         if by
     ]
     return judged, used_steps, notes
+
+
+# A chord through θ that crosses a kink of the gradient at distance d (a ReLU unit changing
+# sides) stops crossing it at steps below d/2; a wrong H·v disagrees at every step. The
+# shorter steps tried, in turn, on the directions that still fail.
+SHRINK = (8.0, 64.0)
+SHRUNK = 4.0  # how much smaller the error along the shorter chord must be
+
+
+def _along(derivatives: Derivatives, coords: Coords, leaf: Leaf, theta, v, t, g0, tol):
+    """[{out leaf path: Verdict of H v's elements}] for each direction (row of v) on leaf,
+    against central differences of the gradient at θ ± t v and θ ± 2t v."""
+    k = len(v)
+    t64 = theta.astype(np.float64)
+    points = [(t64 + s * t * v).astype(theta.dtype) for s in (1, -1, 2, -2)]
+    g = derivatives.gradients(leaf, np.concatenate(points))
+    chord1 = (points[0].astype(np.float64) - points[1]) / (2 * t)
+    chord2 = (points[2].astype(np.float64) - points[3]) / (4 * t)
+    hv = derivatives.hvps(leaf, np.concatenate([chord1, chord2]).astype(theta.dtype))
+    out = []
+    for j in range(k):
+        row = {}
+        for out_leaf in coords.checked:
+            p = out_leaf.path
+            fp1, fm1, fp2, fm2 = (g[s * k + j][p] for s in range(4))
+            h1, h2 = hv[j][p], hv[k + j][p]  # H v along the ±t and the ±2t chord
+            row[p] = st.compare_chord(h1, h2 - h1, g0[p], fp1, fm1, fp2, fm2, t, tol(out_leaf))
+        out.append(row)
+    return out
+
+
+def _fails(verdict: st.Verdict) -> bool:
+    return bool(np.isin(verdict.status, st.FAILING).any())
+
+
+def _kink_crossed(long: st.Verdict, short: st.Verdict) -> int:
+    """Mismatches of `long` that `short` (the same direction, a shorter step) finds "ok",
+    relabelled "kink" in `long`; their number. Only where the longer chord's difference moved
+    away from the shorter one's beyond its own error estimate (it was no estimate of the
+    derivative) and the error shrank at least `SHRUNK`-fold: a wrong H·v is wrong by the same
+    amount at every step, and the shorter step's noise alone rarely takes most of it away."""
+    with np.errstate(invalid="ignore"):
+        moved = np.abs(long.numeric - short.numeric) > long.resolution
+        shrank = np.abs(short.analytic - short.numeric) * SHRUNK <= long.abs_error
+    kink = (long.status == st.MISMATCH) & (short.status == st.OK) & moved & shrank
+    long.status[kink] = st.KINK
+    return int(kink.sum())
 
 
 def _worst(verdicts: list[st.Verdict]) -> st.Verdict:

@@ -19,16 +19,32 @@ import jax.extend.core as jcore
 import jax.numpy as jnp
 import numpy as np
 
+from .._core import jaxpr as _jaxpr
+
 
 def computed_dtype(closed: Any) -> np.dtype | None:
     """The coarsest floating-point (or complex) dtype of any value computed in the program
-    (a `ClosedJaxpr` or `Jaxpr`), as a real dtype; None where it computes no float."""
+    (a `ClosedJaxpr` or `Jaxpr`) that its outputs depend on, as a real dtype; None where it
+    computes no float. Values the outputs do not depend on (float32 running statistics an nnx
+    BatchNorm in train mode writes into its state) do not round the result."""
     coarsest: np.dtype | None = None
-    for var in _values(closed.jaxpr if hasattr(closed, "jaxpr") else closed):
+    for var in _values(live(closed.jaxpr if hasattr(closed, "jaxpr") else closed)):
         real = real_dtype(getattr(getattr(var, "aval", None), "dtype", None))
         if real is not None and (coarsest is None or eps(real) > eps(coarsest)):
             coarsest = real
     return coarsest
+
+
+def live(jaxpr: Any) -> Any:
+    """The jaxpr without the equations its outputs do not depend on (JAX's dead-code
+    elimination, which also prunes `pjit`, `scan`, `cond` and `while` bodies; equations with
+    effects stay). The jaxpr itself where JAX's elimination is unavailable or fails on it."""
+    if _jaxpr.dce_jaxpr is None:
+        return jaxpr
+    try:
+        return _jaxpr.dce_jaxpr(jaxpr, [True] * len(jaxpr.outvars), instantiate=True)[0]
+    except Exception:  # a primitive whose rule JAX lacks: read everything, as before
+        return jaxpr
 
 
 def eps(dtype: Any) -> float:
