@@ -18,6 +18,7 @@ import pytest
 import jaxcheck
 from jaxcheck._engine import batched as _engine
 from jaxcheck._engine import journal as _journal
+from jaxcheck._engine import layout as _layout
 from jaxcheck._engine import progress as _progress
 from jaxcheck.cli import main
 
@@ -365,6 +366,143 @@ def test_a_resumed_check_splits_its_chunks_as_the_first_run_did(tmp_path, monkey
     first = jaxcheck.check_grad(loss, params, x, progress=False, journal=path)
     _engine.EXECUTABLES.clear()  # a fresh process: compiled at the first size again
     monkeypatch.setattr(_progress, "clock", lambda: 0.0)  # and every chunk quick this time
+    again = jaxcheck.check_grad(loss, params, x, progress=False, journal=path)
+    assert again.notes[-1].endswith(", 0 computed"), again.notes[-1]
+    assert first.passed and again.passed
+
+
+# ---- a first chunk bounded before it runs ----------------------------------------------------
+
+
+def chunks_run(monkeypatch) -> list[tuple]:
+    """(program's tag, size) of every chunk, in the order the engines run or replay them."""
+    seen = []
+    through = _journal.through
+
+    def spy(journal, tag, arrays, compute):
+        seen.append(tag)
+        return through(journal, tag, arrays, compute)
+
+    monkeypatch.setattr(_journal, "through", spy)
+    return seen
+
+
+def two_layers(n: int = 32):
+    """Two kernels of one shape in two branches: per leaf, programs of the same sizes and
+    the same arithmetic."""
+    rng = np.random.default_rng(2)
+    params = {"W1": rng.standard_normal((n, n)) / n, "W2": rng.standard_normal((n, n)) / n}
+    x = rng.standard_normal((8, n))
+
+    def loss(p, x):
+        return jnp.sum(jnp.tanh(x @ p["W1"]) ** 2 + jnp.sin(x @ p["W2"]) ** 2)
+
+    return loss, params, x
+
+
+def by_program(chunks: list[tuple]) -> dict:
+    """Chunk sizes per program, in order (the per-leaf engine's tags name the program)."""
+    sizes: dict = {}
+    for tag, size in chunks:
+        sizes.setdefault(tag, []).append(size)
+    return sizes
+
+
+@pytest.mark.parametrize("flat", [True, False])  # one program for both leaves, or one each
+def test_a_chunk_estimated_to_run_long_is_bounded_before_it_runs(monkeypatch, flat):
+    """A scan RNN's first chunk ran 17 s, and a script's Ctrl-C waits for it: the FLOPs of a
+    chunk at the pace expected bound the first chunk; where it then runs quick, it grows."""
+    monkeypatch.setitem(_layout.FLOPS_PER_COMPILE, "cpu", np.inf if flat else 0.0)
+    loss, params, x = model()
+    slow_clock(monkeypatch, 1e-3)  # every chunk: 1 ms
+    reference = jaxcheck.check_grad(loss, params, x, progress=False)
+    reference_compiled = _engine.EXECUTABLES.compiled
+    _engine.EXECUTABLES.clear()
+    monkeypatch.setitem(_engine.RATE, "cpu", 1.0)  # 1 FLOP/s: any chunk estimated at hours
+    chunks = chunks_run(monkeypatch)
+    before = _engine.EXECUTABLES.compiled
+    result = jaxcheck.check_grad(loss, params, x, progress=False)
+    assert result.engine == ("jax-flat" if flat else "jax")
+    first = chunks[0][1]
+    assert first == 1, chunks[:3]  # nothing timed yet: the bound alone decides
+    sizes = by_program(chunks)[chunks[0][0]]
+    assert max(sizes) >= 64 * first, sizes  # 1 ms: grown towards CHUNK_S / 4, once
+    assert _engine.EXECUTABLES.compiled - before <= 2 * reference_compiled  # bounded, grown
+    same(result, reference, exact=flat)
+
+
+def same(result, reference, exact: bool) -> None:
+    """The same values: bit for bit in other chunks of the one program (flat); per leaf, the
+    sparse chunks' arithmetic depends on their size by rounding (as with chunk_size=)."""
+    assert result.passed and reference.passed
+    for key in reference.numeric:
+        if exact:
+            np.testing.assert_array_equal(result.numeric[key], reference.numeric[key])
+        else:
+            np.testing.assert_allclose(result.numeric[key], reference.numeric[key], rtol=1e-6)
+
+
+def test_a_bounded_first_chunk_does_not_set_the_cost_lines_pace(monkeypatch, capsys):
+    """Its few points show the first run's overhead: the next chunk's pace is the check's."""
+    monkeypatch.setitem(_engine.RATE, "cpu", 1.0)  # the first chunk: 1 point, then 128
+    monkeypatch.setattr(_progress, "COST_S", 0.0)
+    monkeypatch.setattr(_progress, "EVERY_S", np.inf)
+    slow_clock(monkeypatch, 1e-3)  # every chunk: 1 ms
+    loss, params, x = model()
+    jaxcheck.check_grad(loss, params, x)
+    (line,) = cost_lines(capsys.readouterr().err)
+    assert "points, about 1 s at" in line, line  # 1 ms a point: 5 s for its 5,314 points
+
+
+def test_the_pace_measured_on_one_leaf_bounds_the_next_leafs_first_chunk(monkeypatch):
+    monkeypatch.setitem(_layout.FLOPS_PER_COMPILE, "cpu", 0.0)  # a program per leaf
+    loss, params, x = two_layers()
+    reference = jaxcheck.check_grad(loss, params, x, chunk_size=1024, progress=False)
+    _engine.EXECUTABLES.clear()
+    # every chunk counted (as one whose forward passes might take long) and found quick by
+    # RATE's guess, but timed at 3 s: the first leaf's first chunk runs whole
+    monkeypatch.setattr(_engine.JaxEngine, "flops", lambda self: np.inf)
+    slow_clock(monkeypatch, 3.0)
+    chunks = chunks_run(monkeypatch)
+    result = jaxcheck.check_grad(loss, params, x, progress=False)
+    (w1, first), (w2, second) = [(tag, sizes[0]) for tag, sizes in by_program(chunks).items()]
+    assert first >= 1024, first  # unbounded: 2 × 1024 + 1 points
+    # 3 s a chunk that size: the second leaf's estimated 3 s, bounded to < CHUNK_S / 2
+    assert second <= first // 8, (first, second)
+    assert max(by_program(chunks)[w2][1:]) <= second // 4  # then measured 3 s, and split
+    same(result, reference, exact=False)
+
+
+@pytest.mark.parametrize("flat", [True, False])
+def test_quick_checks_compile_no_more_programs(monkeypatch, flat):
+    """Neither the bound nor the measured pace changes a check whose chunks are quick."""
+    monkeypatch.setitem(_layout.FLOPS_PER_COMPILE, "cpu", np.inf if flat else 0.0)
+    slow_clock(monkeypatch, 1e-3)
+    loss, params, x = model()
+    counts, sizes = [], []
+    chunks = chunks_run(monkeypatch)
+    for chunk_s in (np.inf, _engine.CHUNK_S):  # never bounded nor settled; as it is
+        monkeypatch.setattr(_engine, "CHUNK_S", chunk_s)
+        _engine.EXECUTABLES.clear()
+        before = _engine.EXECUTABLES.compiled
+        jaxcheck.check_grad(loss, params, x, progress=False)
+        counts.append(_engine.EXECUTABLES.compiled - before)
+        sizes.append(chunks[:])
+        chunks.clear()
+    assert counts[0] == counts[1] and sizes[0] == sizes[1], (counts, sizes)
+
+
+def test_a_resumed_check_bounds_and_grows_its_chunks_as_the_first_run_did(tmp_path, monkeypatch):
+    """The bound and the growth depend on the pace measured: recorded in the journal."""
+    monkeypatch.setitem(_layout.FLOPS_PER_COMPILE, "cpu", 0.0)
+    loss, params, x = two_layers()
+    path = tmp_path / "check.jsonl"
+    monkeypatch.setitem(_engine.RATE, "cpu", 1.0)  # bounded to 1 point
+    slow_clock(monkeypatch, 1e-3)  # then grown
+    first = jaxcheck.check_grad(loss, params, x, progress=False, journal=path)
+    _engine.EXECUTABLES.clear()  # a fresh process, on a machine that measures otherwise:
+    monkeypatch.setitem(_engine.RATE, "cpu", 1e9)  # not bounded,
+    slow_clock(monkeypatch, 3.0)  # and split where it ran
     again = jaxcheck.check_grad(loss, params, x, progress=False, journal=path)
     assert again.notes[-1].endswith(", 0 computed"), again.notes[-1]
     assert first.passed and again.passed

@@ -12,9 +12,12 @@ on the device, over a whole leaf or over labelled parts of it.
 
 Each leaf is compiled once, for a fixed chunk size (the last chunk is padded): the largest
 power of two whose compiled working memory, as XLA reports it, fits half the memory budget.
-A program whose first chunk runs longer than CHUNK_S is compiled again for smaller chunks
-(when more work remains): Ctrl-C is only seen between chunks, and should stop a check within
-a second or two.
+Ctrl-C is only seen between chunks (a script's process even waits for a running chunk to end
+before it exits), and should stop a check within a second or two, so no chunk should run
+longer than CHUNK_S. Before a program is compiled, its chunk's FLOPs (counted in the traced
+chunk's jaxpr, `layout`) at the pace measured so far in the check (RATE before any) bound its
+first chunk; after that chunk, the measured time settles the size: smaller where it ran longer
+than CHUNK_S, larger where a bounded chunk ran much quicker than estimated (`_settle`).
 Executables are kept across calls (like `jax.jit`'s cache, keyed by fn's identity, the
 shapes and dtypes of params and args, and the options), so a repeated check compiles nothing.
 """
@@ -22,6 +25,7 @@ shapes and dtypes of params and args, and the options), so a repeated check comp
 from __future__ import annotations
 
 import collections
+import math
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -49,7 +53,12 @@ LEAF_COPIES = 4  # the plain path holds about this many copies of the leaf per p
 # into one loop and prefer the largest chunks.
 CHUNK_ELEMENTS = 2**21
 DIRECTION_CHUNK = 64  # directions per chunk at most
-CHUNK_S = 1.0  # seconds a chunk may run at most (the first, measured, decides; see `_settle`)
+CHUNK_S = 1.0  # seconds a chunk may run at most (estimated, then measured; see `_settle`)
+# FLOPs per second a first chunk is assumed to run at until chunks of the check have been timed:
+# below what chunks of dense work reached on two CPU cores (6e9-2e10 on a scan GRU, 1e9 on a
+# sparse MLP), so that the estimate errs long and the first chunk short. ("other": accelerators)
+RATE = {"cpu": 1e9, "other": 1e11}
+GROW_S = CHUNK_S / 16  # a first chunk bounded by the estimate that ran quicker than this grows
 
 
 class Compiled(NamedTuple):
@@ -59,6 +68,8 @@ class Compiled(NamedTuple):
     run: Any
     size: int
     path: str  # "sparse" or "vmap"
+    flops: float | None = None  # FLOPs per member of a chunk, where counted (`_bounded`)
+    most: int = 0  # the size before the estimate bounded it: a quick first chunk may grow to it
 
 
 class Executables:
@@ -189,6 +200,9 @@ class JaxEngine:
         self.n_compiles = 0
         self.paths: dict[str, str] = {}  # leaf path -> "sparse" or "vmap"
         self._stats: dict[str, int] = {}
+        self._forward: list[float | None] = []  # `flops()`, once computed
+        self._platform = (list(devices) if devices else jax.devices())[0].platform
+        self._timed = [0.0, 0.0]  # FLOPs and seconds of the counted chunks computed so far
 
     def close(self) -> None:
         """The progress bar and the journal closed (the journal's note stays readable)."""
@@ -198,12 +212,47 @@ class JaxEngine:
             self.journal.close()
 
     def flops(self) -> float | None:
-        """Arithmetic of one evaluation of fn, estimated from its jaxpr (`layout`)."""
+        """Arithmetic of one evaluation of fn, estimated from its jaxpr (`layout`), once."""
 
         def run(params_dyn: list[Any], args_dyn: list[Any]) -> Any:
             return self._fn(self._params_rebuild(params_dyn), *self._args_rebuild(args_dyn))
 
-        return _layout.flops_of(run, self._params_dyn, self._args_dyn)
+        if not self._forward:
+            self._forward.append(_layout.flops_of(run, self._params_dyn, self._args_dyn))
+        return self._forward[0]
+
+    def _rate(self) -> float:
+        """FLOPs per second: as measured on this check's counted chunks, else RATE's guess."""
+        flops, seconds = self._timed
+        if seconds > 0:
+            return flops / seconds
+        return RATE["cpu" if self._platform == "cpu" else "other"]
+
+    def _bounded(
+        self, slot: tuple, size: int, points: int, count: Callable[[], float | None]
+    ) -> tuple[int, float | None]:
+        """A program's first chunk size: `size` members (per device) of `points` evaluations
+        each, or a smaller power of two where the chunk's FLOPs (count(): of size × devices
+        members) at `_rate()` would take longer than half CHUNK_S (larger chunks ran slower
+        per point: a scan GRU's 14 ms at 128 points, 7 ms at 16); and its FLOPs per member,
+        where counted (only where one forward pass per point, `flops()`, could take that long).
+        Recorded in the journal, as the rate is measured: a resumed check finds its chunks."""
+        if self._chunk:  # chunk_size=: the user's
+            return size, None
+        budget = self._rate() * CHUNK_S / 2
+        forward = self.flops()
+        member = None
+        if forward is None or forward * points * size > budget:
+            flops = count()
+            member = None if flops is None else flops / (size * self._n)
+        key = ("first chunk", slot, size)
+        bounded = _journal.recall(self.journal, key)
+        if bounded is None:
+            bounded = size
+            if member is not None and member * size > budget:
+                bounded = _progress.shrink(size, member * size, budget)
+            _journal.remember(self.journal, key, bounded)
+        return bounded, member
 
     def _with_leaf(self, leaf: Leaf) -> Callable:
         """fn as a function of (the leaf's value, the other dynamic params, the dynamic args)."""
@@ -305,9 +354,16 @@ class JaxEngine:
             size, path = first_size(sparse=False), "vmap"
             chunk_fn = self._chunk_fn(leaf, path)
             staged = self._stage(chunk_fn, base, size, kind)
-        compile_at = self._compiler(chunk_fn, base, kind, {size: staged})
+        example, most, traced = self._inputs(base, size * self._n, kind), size, staged
+        size, member = self._bounded(
+            slot,
+            size,
+            len(ALONG) if kind == "direction" else 1,
+            lambda: _layout.flops_of(traced.run_fn, traced.residual_avals, *example),
+        )
+        compile_at = self._compiler(chunk_fn, base, kind, {most: staged})
         staged, run, size = fit_to_memory(size, self._budget // 2, bool(self._chunk), compile_at)
-        program = self._finish(staged, run, size, path, base)
+        program = self._finish(staged, run, size, path, base, member, most)
         self._cache[slot] = program
         if kind == "element":
             self.paths[leaf.path] = path
@@ -337,23 +393,26 @@ class JaxEngine:
 
         return compile_at
 
-    def _finish(self, staged: Any, run, size: int, path: str, base) -> Compiled:
+    def _finish(
+        self, staged: Any, run, size: int, path: str, base, flops=None, most: int = 0
+    ) -> Compiled:
         """The program: its chunk (`run`, `size` points per device) and what computes the
-        residuals its chunks read."""
+        residuals its chunks read; flops per member, and the size it may grow to (`most`)."""
         prepare = staged.prepare.lower(base, self._params_dyn, self._args_dyn).compile()
-        return Compiled(prepare, run, size * self._n, path)
+        return Compiled(prepare, run, size * self._n, path, flops, max(most, size) * self._n)
 
     def _slot(self, tag: tuple) -> tuple:
         """The program a chunk's tag runs: (leaf position, kind)."""
         return tag
 
     def _resize(self, slot: tuple, size: int) -> tuple[Compiled, list]:
-        """The slot's program compiled again for `size` points per device, kept in its place,
-        and the residuals its chunks read."""
+        """The slot's program compiled again for `size` points per device (or fewer, where
+        that does not fit in memory), kept in its place, and the residuals its chunks read."""
         leaf, base = self._made[slot]
         kind, old = slot[1], self._cache[slot]
-        staged, run = self._compiler(self._chunk_fn(leaf, old.path), base, kind, {})(size)
-        program = self._finish(staged, run, size, old.path, base)
+        compile_at = self._compiler(self._chunk_fn(leaf, old.path), base, kind, {})
+        staged, run, size = fit_to_memory(size, self._budget // 2, False, compile_at)
+        program = self._finish(staged, run, size, old.path, base, old.flops)
         self._cache[slot] = program
         EXECUTABLES.put(None if self._key is None else (*self._key, *slot), program)
         self._residuals.pop(slot, None)
@@ -366,22 +425,30 @@ class JaxEngine:
         program: Compiled,
         residuals: list,
         seconds: float | None,
-        more: bool,
+        left: int,
     ) -> tuple[Compiled, list]:
         """After a program's first chunk: its chunk size, kept, or smaller where that chunk
-        (`seconds`; None: read back from the journal) ran longer than CHUNK_S and `more` work
-        is to come. Decided once per program, and recorded in the journal, so that a resumed
-        check runs the same chunks and finds them recorded."""
+        (`seconds`; None: read back from the journal) ran longer than CHUNK_S, or larger where
+        the estimate bounded it and it ran quicker than GROW_S (aimed at a quarter of CHUNK_S:
+        smaller chunks may run faster per point), while `left` members (at least) are to come.
+        Decided once per program (a grown one's first chunk once more, to shrink), and
+        recorded in the journal, so that a resumed check runs the same chunks and finds them."""
         key = ("chunk size", slot, program.size)
         size = _journal.recall(self.journal, key)
         if size is None:
             if seconds is None:  # replayed, and decided nowhere: the next chunk decides
                 return program, residuals
-            size = program.size
-            if not self._chunk and more and seconds > CHUNK_S and program.size > self._n:
-                size = self._n * _progress.shrink(program.size // self._n, seconds, CHUNK_S)
+            size, per = program.size, program.size // self._n
+            if not self._chunk and left >= program.size:
+                if seconds > CHUNK_S and per > 1:
+                    size = self._n * _progress.shrink(per, seconds, CHUNK_S)
+                elif seconds < GROW_S and program.most > program.size:
+                    grown = per << int(math.log2(CHUNK_S / 4 / max(seconds, 1e-9)))
+                    grown = self._n * min(grown, program.most // self._n)
+                    size = grown if left >= 2 * grown else size
             _journal.remember(self.journal, key, size)
-        self._sized.add(slot)
+        if size <= program.size:
+            self._sized.add(slot)
         if size == program.size:
             return program, residuals
         return self._resize(slot, size // self._n)
@@ -534,15 +601,19 @@ class JaxEngine:
 
             outs.append(_journal.through(self.journal, (tag, size), args, run))
             done, s = min(size, n - s), s + size
+            if took and program.flops is not None:  # the pace that bounds first chunks
+                self._timed[0] += program.flops * size / self._n
+                self._timed[1] += took[0]
             if self.progress is not None:
-                if took:  # the program's time per point, padding included
+                # the program's time per point, padding included; not that of a first chunk
+                # the estimate bounded (a few points, where the first run's overhead shows)
+                if took and (slot in self._sized or program.most <= program.size):
                     self.progress.pace(size * points, took[0], done * points)
                 self.progress.update(done * points)
             if slot not in self._sized:
                 left = self.progress.left() if self.progress is not None else (n - s) * points
                 seconds = took[0] if took else None
-                more = left >= size * points
-                program, residuals = self._settle(slot, program, residuals, seconds, more)
+                program, residuals = self._settle(slot, program, residuals, seconds, left // points)
         return tuple(np.concatenate(parts)[:n] for parts in zip(*outs))
 
     # ---- along random directions (directional mode): f at θ + t·v, v drawn on the device

@@ -91,9 +91,16 @@ class FlatEngine(JaxEngine):
             MAX_CHUNK,
             1 << max(0, (CHUNK_ELEMENTS // max(n, 1)).bit_length() - 1),
         )
+        # a forward pass per point: fn's own FLOPs count the chunk's (the split only removes
+        # what does not depend on the points)
+        forward, most = self.flops(), size
+        members = size * self._n
+        size, member = self._bounded(
+            slot, size, 1, lambda: None if forward is None else forward * members
+        )
         limit, given = self._budget // 2, bool(self._chunk)
         staged, run, size = _engine.fit_to_memory(size, limit, given, self._compile_at)
-        program = self._finish_flat(staged, run, size)
+        program = self._finish_flat(staged, run, size, member, most)
         self._cache[slot] = program
         _engine.EXECUTABLES.put(key, program)
         return program
@@ -108,9 +115,11 @@ class FlatEngine(JaxEngine):
         self._count_compile()
         return staged, self._jit_points(staged).lower(staged.residual_avals, *example).compile()
 
-    def _finish_flat(self, staged: Any, run, size: int) -> Compiled:  # (prepare: jitted)
+    def _finish_flat(  # (prepare: jitted)
+        self, staged: Any, run, size: int, flops=None, most: int = 0
+    ) -> Compiled:
         prepare = staged.prepare.lower(self._params_dyn, self._args_dyn).compile()
-        return Compiled(prepare, run, size * self._n, "flat")
+        return Compiled(prepare, run, size * self._n, "flat", flops, max(most, size) * self._n)
 
     def _slot(self, tag: tuple) -> tuple:
         return FLAT if tag[1] == "flat" else super()._slot(tag)
@@ -118,8 +127,10 @@ class FlatEngine(JaxEngine):
     def _resize(self, slot: tuple, size: int) -> tuple[Compiled, list]:
         if slot != FLAT:
             return super()._resize(slot, size)
-        staged, run = self._compile_at(size)
-        program = self._finish_flat(staged, run, size)
+        old = self._cache[slot]
+        limit = self._budget // 2
+        staged, run, size = _engine.fit_to_memory(size, limit, False, self._compile_at)
+        program = self._finish_flat(staged, run, size, old.flops)
         self._cache[slot] = program
         _engine.EXECUTABLES.put(None if self._key is None else (*self._key, *slot), program)
         self._flat_residuals = None

@@ -7,8 +7,9 @@ float64 outputs. Each line is written with one unbuffered `os.write` on a file o
 appending, so a run killed at any moment (SIGKILL included) leaves whole lines, at worst a
 torn last line, which is ignored. Started again with the same journal, the check runs the
 same chunks in the same order (it is deterministic), finds each recorded one by its key and
-computes only the rest. A decision a check makes from what it measured (a smaller chunk
-size, where a chunk ran long) is recorded the same way (`remember`), so that the resumed check
+computes only the rest. A decision a check makes from what it measured (a program's first
+chunk size, bounded at the pace measured on other leaves; a smaller or larger chunk size, where
+that chunk ran long or quick) is recorded the same way (`remember`), so that the resumed check
 makes the same one and finds its chunks. A journal whose header names other parameters, data,
 options or function is refused with a message saying which.
 """

@@ -230,6 +230,7 @@ def bar(progress: bool | None, total: int) -> Progress:
 
 def shrink(size: int, seconds: float, longest: float) -> int:
     """A chunk size (a power of two below `size`) whose chunk should take at most `longest`
-    seconds, where `size` points took `seconds`."""
+    seconds, where `size` points took `seconds` (or any measure of a chunk's length, in
+    `longest`'s unit: the engines also bound a first chunk by its FLOPs)."""
     halvings = math.ceil(math.log2(seconds / longest))
     return max(1, size >> max(halvings, 0))
