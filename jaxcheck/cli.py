@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import difflib
 import json
 import os
 import re
@@ -299,8 +298,9 @@ def _meant(given: str, options: list[str], check: bool) -> str:
     known = sorted({*flags, *aliases, *python} - {"help"})
     if name in known:
         return answer(name)
-    prefix = sorted((k for k in known if len(k) >= 3 and name.startswith(k)), key=len)
-    close = prefix[-1:] or difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    from ._grad.options import closest  # (imports JAX: only for a flag that does not exist)
+
+    close = closest(name, known, n=1)
     return answer(close[0]) if close else ""
 
 

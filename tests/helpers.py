@@ -331,3 +331,19 @@ CORPUS = {
     "attention": attention_model,
     "scan_rnn": scan_rnn_model,
 }
+
+
+def assert_kinks_excused_and_hvp_factors_caught(loss, params, args, hvp, at_least: int) -> None:
+    """order=2 in native float32 where the gradient has kinks (ReLU): the correct H·v is not
+    FAILED, and H·v off by 1% or 2x is FAILED in more than `at_least` elements."""
+    import jaxcheck
+
+    result = jaxcheck.check_grad(loss, params, *args, order=2, precision="native")
+    assert result.verdict != "failed", result
+    for factor in (1.01, 2.0):
+        bad = jaxcheck.check_grad(
+            loss, params, *args, order=2, precision="native",
+            hvp_fn=lambda *a, c=factor: jax.tree.map(lambda h: c * h, hvp(*a)),
+        )  # fmt: skip
+        assert bad.verdict == "failed", bad
+        assert bad.n_failed > at_least, bad

@@ -26,14 +26,15 @@ order that looks swapped (data first, a dict of parameters after it), the error 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import functools
 import inspect
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 import jax
 import numpy as np
@@ -437,30 +438,20 @@ def _raised_in(fn: Callable[..., Any], tb: TracebackType | None) -> bool:
     return False
 
 
-class explained:  # noqa: N801 - used as a context manager, like contextlib's
+@contextlib.contextmanager
+def explained(call: Call, fn: Callable[..., Any]) -> Iterator[None]:
     """Around the first calls of fn (`problem.prepare`): where fn raises and the call's
     arguments look swapped (`Call.if_fn_fails`), a TypeError that says so, with fn's own
     error as its cause (`errors.input_errors` keeps the user's frames of that one only)."""
-
-    def __init__(self, call: Call, fn: Callable[..., Any]):
-        self.call, self.fn = call, fn
-
-    def __enter__(self) -> explained:
-        return self
-
-    def __exit__(
-        self,
-        typ: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> Literal[False]:
-        if (isinstance(exc, Exception) and self.call.if_fn_fails
-                and _raised_in(self.fn, tb)):  # fmt: skip
+    try:
+        yield
+    except Exception as exc:
+        if call.if_fn_fails and _raised_in(fn, exc.__traceback__):
             raise TypeError(
-                f"{_name(self.fn, 'fn')} raised {one_line(exc)} on its first call, and "
-                f"{self.call.if_fn_fails}"
+                f"{_name(fn, 'fn')} raised {one_line(exc)} on its first call, and "
+                f"{call.if_fn_fails}"
             ) from exc
-        return False
+        raise
 
 
 def _without_aux(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -16,7 +16,7 @@ import math
 import numbers
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -354,13 +354,17 @@ def _together(o: Options) -> None:
         raise ValueError("journal= records order=1 checks; run order=2 without a journal.")
 
 
+def closest(name: str, known: Sequence[str], n: int) -> list[str]:
+    """The known names an unknown one means: the longest known name it begins with (eps_size:
+    eps), else up to n close ones (rtl: rtol). The CLI answers unknown flags with it too."""
+    prefix = sorted((k for k in known if len(k) >= 3 and name.startswith(k)), key=len)[-1:]
+    return prefix or difflib.get_close_matches(name, known, n=n, cutoff=0.6)
+
+
 def _unknown_message(where: str, unknown: list[str], known: list[str]) -> str:
     lines = []
     for name in unknown:
-        # a known name it begins with (eps_size: eps), else the closest names (rtl: rtol)
-        prefix = sorted((k for k in known if len(k) >= 3 and name.startswith(k)), key=len)[-1:]
-        close = prefix or difflib.get_close_matches(name, known, n=2, cutoff=0.6)
-        fix = ALIASES.get(name) or ", ".join(f"{m}=" for m in close)
+        fix = ALIASES.get(name) or ", ".join(f"{m}=" for m in closest(name, known, n=2))
         lines.append(f"{name}=" + (f" (did you mean {fix}?)" if fix else ""))
     return (
         f"{where} got an unexpected keyword argument {'; '.join(lines)}. Its options: "
